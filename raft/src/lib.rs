@@ -1,0 +1,28 @@
+//! metacenter-raft: replication of storage commands through openraft.
+//!
+//! - [`types`]: the openraft type configuration.
+//! - [`log_store`] / [`state_machine`]: openraft storage over `metacenter-storage`.
+//! - [`network`] / [`peer`]: the peer network (client and server) with the cluster secret.
+//! - [`batcher`]: group commit on the leader.
+//! - [`node`]: one member, with writes and reads that work from any node.
+//!
+//! This crate knows nothing of the client API's routes or JSON formats.
+
+// openraft's trait signatures fix `StorageError` (224 bytes) as the error type.
+#![allow(clippy::result_large_err)]
+
+pub mod batcher;
+mod error;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod peer;
+mod snapshot_files;
+pub mod state_machine;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use network::Faults;
+pub use node::{NodeConfig, RaftNode};
+pub use state_machine::Applied;
+pub use types::{NodeAddr, NodeId};

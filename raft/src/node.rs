@@ -1,0 +1,380 @@
+//! [`RaftNode`]: one cluster member. It owns the raft instance, the store and the
+//! batcher, and offers the node's API what it needs: writes that reach the leader
+//! from any node, linearizable read barriers, membership administration.
+//!
+//! Retries: a write is retried (with backoff, up to `forward_timeout`) only when it
+//! certainly was not committed: no leader known, the target is not the leader, or
+//! the peer could not be connected to. A write whose outcome is unknown (timeout
+//! after sending) is answered `Unavailable` and never retried blindly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metacenter_storage::{Command, Response, Store};
+use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
+use openraft::{ChangeMembers, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::batcher::{map_write_error, BatchLimits, Batcher};
+use crate::error::{Error, Result};
+use crate::log_store::LogStore;
+use crate::network::{Faults, NetworkFactory, PeerClient, TransportError};
+use crate::state_machine::{Applied, StateMachine};
+use crate::types::{NodeAddr, NodeId, Raft, RaftMetrics};
+
+/// Everything a node needs to start its raft side.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Directory holding the database and snapshots.
+    pub data_dir: PathBuf,
+    /// The addresses other members and clients use to reach this node.
+    pub addr: NodeAddr,
+    /// Cluster secret sent and required on every peer request.
+    pub secret: String,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot (for slow followers).
+    pub keep_logs: u64,
+    /// How long a write or read barrier may wait for a leader.
+    pub forward_timeout: Duration,
+    pub batch: BatchLimits,
+    /// Injected faults (tests); empty in production.
+    pub faults: Arc<Faults>,
+}
+
+impl NodeConfig {
+    /// Defaults tuned for HTTP + fsync on small machines.
+    pub fn new(id: NodeId, data_dir: PathBuf, addr: NodeAddr, secret: String) -> NodeConfig {
+        NodeConfig {
+            id,
+            data_dir,
+            addr,
+            secret,
+            heartbeat_ms: 100,
+            election_min_ms: 1000,
+            election_max_ms: 2000,
+            snapshot_every: 20_000,
+            keep_logs: 5_000,
+            forward_timeout: Duration::from_secs(10),
+            batch: BatchLimits::default(),
+            faults: Arc::new(Faults::default()),
+        }
+    }
+}
+
+/// Operations a node asks of the leader over the peer network.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum PeerOp {
+    Write(Vec<Command>),
+    ReadIndex,
+    AddMember { id: NodeId, addr: NodeAddr },
+    RemoveMember { id: NodeId },
+}
+
+/// Answers to [`PeerOp`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum PeerReply {
+    Written(Vec<Response>),
+    ReadIndex(u64),
+    Done,
+}
+
+/// One running cluster member.
+pub struct RaftNode {
+    pub(crate) cfg: NodeConfig,
+    pub(crate) raft: Raft,
+    store: Store,
+    sm: StateMachine,
+    batcher: Batcher,
+    peers: PeerClient,
+}
+
+impl RaftNode {
+    /// Opens the store in `cfg.data_dir` and starts raft (not initialised: see
+    /// [`RaftNode::initialize`]).
+    pub async fn start(cfg: NodeConfig) -> Result<Arc<RaftNode>> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Storage(e.to_string()))?;
+        let store = Store::open(&cfg.data_dir.join("db"))?;
+        let log = LogStore::new(store.clone());
+        let sm = StateMachine::new(store.clone(), cfg.data_dir.join("snapshots"))
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let config = openraft::Config {
+            cluster_name: "metacenter".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_min_ms,
+            election_timeout_max: cfg.election_max_ms,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            max_in_snapshot_log_to_keep: cfg.keep_logs,
+            max_payload_entries: 32,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        let peers = PeerClient::new(cfg.id, &cfg.secret, cfg.faults.clone());
+        let net = NetworkFactory {
+            client: peers.clone(),
+        };
+        let raft = Raft::new(cfg.id, Arc::new(config), net, log, sm.clone())
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))?;
+        let batcher = Batcher::spawn(raft.clone(), cfg.batch);
+        Ok(Arc::new(RaftNode {
+            cfg,
+            raft,
+            store,
+            sm,
+            batcher,
+            peers,
+        }))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    pub fn addr(&self) -> &NodeAddr {
+        &self.cfg.addr
+    }
+
+    /// Read access to the local state machine.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The openraft handle (metrics, low-level control in tests).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Subscribes to the applied-event bus.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Applied>> {
+        self.sm.subscribe()
+    }
+
+    /// A copy of the current raft metrics.
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The current leader and its addresses, if one is known.
+    pub fn leader(&self) -> Option<(NodeId, NodeAddr)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, addr))
+    }
+
+    /// Index of the last entry applied to the local state machine.
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
+    }
+
+    /// Commits `commands` through the leader (wherever it is) and returns their responses.
+    pub async fn write(&self, commands: Vec<Command>) -> Result<Vec<Response>> {
+        let reply = self.on_leader(PeerOp::Write(commands)).await?;
+        match reply {
+            PeerReply::Written(r) => Ok(r),
+            other => Err(Error::Fatal(format!("unexpected peer reply {other:?}"))),
+        }
+    }
+
+    /// Commits one command and returns its response.
+    pub async fn write_one(&self, command: Command) -> Result<Response> {
+        let mut r = self.write(vec![command]).await?;
+        r.pop()
+            .ok_or_else(|| Error::Fatal("missing response".into()))
+    }
+
+    /// Linearizable read barrier: returns once this node's state machine reflects every
+    /// write committed before the call (ReadIndex through the leader).
+    pub async fn read_barrier(&self) -> Result<u64> {
+        let index = match self.on_leader(PeerOp::ReadIndex).await? {
+            PeerReply::ReadIndex(i) => i,
+            other => return Err(Error::Fatal(format!("unexpected peer reply {other:?}"))),
+        };
+        self.raft
+            .wait(Some(self.cfg.forward_timeout))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map_err(|e| Error::Unavailable(format!("waiting to apply index {index}: {e}")))?;
+        Ok(index)
+    }
+
+    /// Initialises a new cluster with `members` (call on one node, once).
+    pub async fn initialize(&self, members: BTreeMap<NodeId, NodeAddr>) -> Result<()> {
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                Err(Error::Invalid("cluster is already initialized".into()))
+            }
+            Err(RaftError::APIError(e)) => Err(Error::Invalid(e.to_string())),
+            Err(RaftError::Fatal(f)) => Err(Error::Fatal(f.to_string())),
+        }
+    }
+
+    /// Whether this node has been initialised or joined (has a membership).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Adds a node: first as a learner that catches up, then as a voter.
+    pub async fn add_member(&self, id: NodeId, addr: NodeAddr) -> Result<()> {
+        self.on_leader(PeerOp::AddMember { id, addr })
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a node (voter or learner) from the cluster.
+    pub async fn remove_member(&self, id: NodeId) -> Result<()> {
+        self.on_leader(PeerOp::RemoveMember { id })
+            .await
+            .map(|_| ())
+    }
+
+    /// Stops raft. The store is flushed.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        let _ = self.store.flush().await;
+    }
+
+    /// Runs `op` on the leader: locally if this node leads, else over the peer network,
+    /// retrying only while the op certainly did not take effect.
+    async fn on_leader(&self, op: PeerOp) -> Result<PeerReply> {
+        let deadline = Instant::now() + self.cfg.forward_timeout;
+        let mut backoff = Duration::from_millis(10);
+        let op = Arc::new(op);
+        loop {
+            let attempt = match self.leader() {
+                Some((id, _)) if id == self.cfg.id => self.handle_local(&op).await,
+                Some((id, addr)) => self.forward(id, &addr.peer, &op, deadline).await,
+                None => Err(Error::NotLeader { leader: None }),
+            };
+            match attempt {
+                Err(Error::NotLeader { .. }) if Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(300));
+                }
+                Err(Error::NotLeader { .. }) => {
+                    return Err(Error::Unavailable(format!(
+                        "no leader available within {:?}",
+                        self.cfg.forward_timeout
+                    )))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        to: NodeId,
+        addr: &str,
+        op: &PeerOp,
+        deadline: Instant,
+    ) -> Result<PeerReply> {
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(50));
+        let r: std::result::Result<Result<PeerReply>, TransportError> =
+            self.peers.call(to, addr, "/forward", op, timeout).await;
+        match r {
+            Ok(reply) => reply,
+            // Never sent: safe to retry once a leader is reachable.
+            Err(TransportError::Unreachable(_)) => Err(Error::NotLeader { leader: None }),
+            Err(TransportError::Network(m)) => Err(Error::Unavailable(format!(
+                "leader {to} did not answer: {m}; outcome unknown"
+            ))),
+        }
+    }
+
+    /// Executes `op` assuming this node leads; `NotLeader` if it does not.
+    pub(crate) async fn handle_local(&self, op: &PeerOp) -> Result<PeerReply> {
+        let limit = self.cfg.forward_timeout;
+        let timed_out =
+            || Error::Unavailable(format!("not committed within {limit:?}; outcome unknown"));
+        match op {
+            PeerOp::Write(cmds) => {
+                let fut = self.batcher.submit(cmds.clone());
+                let r = tokio::time::timeout(limit, fut)
+                    .await
+                    .map_err(|_| timed_out())??;
+                Ok(PeerReply::Written(r))
+            }
+            PeerOp::ReadIndex => {
+                let r = tokio::time::timeout(limit, self.raft.ensure_linearizable())
+                    .await
+                    .map_err(|_| timed_out())?;
+                match r {
+                    Ok(log_id) => Ok(PeerReply::ReadIndex(log_id.map_or(0, |l| l.index))),
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                        Err(Error::NotLeader {
+                            leader: f.leader_id,
+                        })
+                    }
+                    Err(RaftError::APIError(e)) => Err(Error::Unavailable(e.to_string())),
+                    Err(RaftError::Fatal(f)) => Err(Error::Fatal(f.to_string())),
+                }
+            }
+            PeerOp::AddMember { id, addr } => self.add_local(*id, addr.clone()).await,
+            PeerOp::RemoveMember { id } => self.remove_local(*id).await,
+        }
+    }
+
+    async fn add_local(&self, id: NodeId, addr: NodeAddr) -> Result<PeerReply> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        if membership.voter_ids().any(|v| v == id) {
+            if membership.membership().get_node(&id) == Some(&addr) {
+                return Ok(PeerReply::Done);
+            }
+            return Err(Error::Invalid(format!(
+                "node {id} is already a voter with other addresses"
+            )));
+        }
+        self.raft
+            .add_learner(id, addr, true)
+            .await
+            .map_err(map_write_error)?;
+        let voters = BTreeSet::from([id]);
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(voters), false)
+            .await
+            .map_err(map_write_error)?;
+        Ok(PeerReply::Done)
+    }
+
+    async fn remove_local(&self, id: NodeId) -> Result<PeerReply> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if membership.membership().get_node(&id).is_some() {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(Error::Invalid(format!("node {id} is not a member")));
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(map_write_error)?;
+        Ok(PeerReply::Done)
+    }
+}
+
+impl RaftNode {
+    /// The commit index this node knows (persisted by raft).
+    pub fn committed_index(&self) -> u64 {
+        crate::log_store::committed_index(&self.store)
+    }
+}

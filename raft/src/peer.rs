@@ -1,0 +1,97 @@
+//! The server side of the peer network: raft RPCs and requests forwarded by other
+//! members, on the peer listener. Every request must carry the cluster secret.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use metacenter_storage::codec;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::network::SECRET_HEADER;
+use crate::node::{PeerOp, RaftNode};
+
+/// Largest peer request body (append batches, snapshot chunks).
+pub const MAX_PEER_BODY: usize = 256 << 20;
+
+/// The peer listener's routes for `node`.
+pub fn router(node: Arc<RaftNode>) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/forward", post(forward))
+        .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
+        .layer(middleware::from_fn_with_state(node.clone(), require_secret))
+        .with_state(node)
+}
+
+/// Constant-time comparison, so the secret cannot be guessed byte by byte by timing.
+pub fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
+    if given.len() != expected.len() {
+        return false;
+    }
+    given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+async fn require_secret(State(node): State<Arc<RaftNode>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !secret_matches(given, node.cfg.secret.as_bytes()) {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong cluster secret").into_response();
+    }
+    next.run(req).await
+}
+
+fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    codec::decode(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad peer request: {e}")).into_response())
+}
+
+fn encode<T: Serialize>(v: &T) -> Response {
+    match codec::encode(v) {
+        Ok(b) => b.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn append(State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(req) => encode(&node.raft.append_entries(req).await),
+        Err(r) => r,
+    }
+}
+
+async fn vote(State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(req) => encode(&node.raft.vote(req).await),
+        Err(r) => r,
+    }
+}
+
+async fn snapshot(State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(req) => encode(&node.raft.install_snapshot(req).await),
+        Err(r) => r,
+    }
+}
+
+async fn forward(State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
+    match decode::<PeerOp>(&body) {
+        Ok(op) => encode(&node.handle_local(&op).await),
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,277 @@
+//! openraft's `RaftStateMachine` over the storage crate's deterministic apply.
+//!
+//! Determinism: this adapter only translates entries into storage commands; it adds
+//! no clock, randomness or node-local config. `last_applied` and the membership are
+//! written in the same atomic batch as the entry's data.
+//!
+//! Snapshots are files under `<data>/snapshots`. Because openraft builds snapshots in
+//! a task that runs concurrently with apply and sled has no point-in-time view, the
+//! export happens in `get_snapshot_builder`, which openraft calls on the state-machine
+//! worker between applies; the builder then only publishes the finished file.
+
+use std::io::{Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use metacenter_storage::{codec, ApplyEntry, Command, Store};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
+use tokio::sync::broadcast;
+
+use crate::log_store::io_err;
+use crate::types::*;
+
+/// What the applied-event bus carries: the commands of entries just applied.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Index of the last entry of this apply call (or of an installed snapshot).
+    pub index: u64,
+    /// The commands applied, per entry, in order. Empty after a snapshot install.
+    pub commands: Vec<Arc<Vec<Command>>>,
+    /// True when the whole state was replaced by a snapshot.
+    pub snapshot_installed: bool,
+}
+
+#[derive(Default)]
+struct SmState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    current: Option<SnapshotMeta>,
+}
+
+/// The state machine of one node.
+#[derive(Clone)]
+pub struct StateMachine {
+    store: Store,
+    dir: PathBuf,
+    state: Arc<Mutex<SmState>>,
+    events: broadcast::Sender<Arc<Applied>>,
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    io_err(ErrorSubject::StateMachine, verb, e)
+}
+
+fn snap_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e)
+}
+
+fn join_err(e: tokio::task::JoinError) -> StorageError {
+    sm_err(ErrorVerb::Write, std::io::Error::other(e.to_string()))
+}
+
+impl StateMachine {
+    /// Opens the state machine over `store`, keeping snapshot files in `snapshot_dir`.
+    pub fn new(store: Store, snapshot_dir: PathBuf) -> Result<StateMachine, StorageError> {
+        std::fs::create_dir_all(&snapshot_dir).map_err(snap_err)?;
+        let mut st = SmState::default();
+        if let Some(b) = store
+            .applied_state()
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?
+        {
+            let (la, m): (Option<LogId>, StoredMembership) =
+                codec::decode(&b).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            st.last_applied = la;
+            st.membership = m;
+        }
+        st.current = crate::snapshot_files::latest_meta(&snapshot_dir).map_err(snap_err)?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(StateMachine {
+            store,
+            dir: snapshot_dir,
+            state: Arc::new(Mutex::new(st)),
+            events,
+        })
+    }
+
+    /// Subscribes to the applied-event bus.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Applied>> {
+        self.events.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SmState> {
+        self.state.lock().expect("state machine lock poisoned")
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let st = self.lock();
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let (mut last, mut membership) = {
+            let st = self.lock();
+            (st.last_applied, st.membership.clone())
+        };
+        let mut batch = Vec::new();
+        for e in entries {
+            let commands = match e.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(req) => req.commands,
+                EntryPayload::Membership(m) => {
+                    membership = StoredMembership::new(Some(e.log_id), m);
+                    Vec::new()
+                }
+            };
+            last = Some(e.log_id);
+            batch.push(ApplyEntry {
+                index: e.log_id.index,
+                commands,
+            });
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let applied =
+            codec::encode(&(last, &membership)).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let store = self.store.clone();
+        let (batch, result) = tokio::task::spawn_blocking(move || {
+            let r = store.apply(&batch, &applied);
+            (batch, r)
+        })
+        .await
+        .map_err(join_err)?;
+        let responses = result.map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        {
+            let mut st = self.lock();
+            st.last_applied = last;
+            st.membership = membership;
+        }
+        self.publish(batch);
+        Ok(responses
+            .into_iter()
+            .map(|responses| BatchResponse { responses })
+            .collect())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let (last, membership) = {
+            let st = self.lock();
+            (st.last_applied, st.membership.clone())
+        };
+        let store = self.store.clone();
+        let dir = self.dir.clone();
+        let export =
+            tokio::task::spawn_blocking(move || crate::snapshot_files::export(&store, &dir)).await;
+        SnapshotBuilder {
+            sm: self.clone(),
+            last,
+            membership,
+            export: export.map_err(join_err).and_then(|r| r.map_err(snap_err)),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let f = crate::snapshot_files::incoming(&self.dir).map_err(snap_err)?;
+        Ok(Box::new(tokio::fs::File::from_std(f)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let mut file = snapshot.into_std().await;
+        let applied =
+            codec::encode(&(meta.last_log_id, &meta.last_membership)).map_err(snap_err)?;
+        let store = self.store.clone();
+        let dir = self.dir.clone();
+        let meta_c = meta.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
+            store
+                .import_snapshot(&mut std::io::BufReader::new(&mut file))
+                .map_err(snap_err)?;
+            store.apply(&[], &applied).map_err(snap_err)?;
+            crate::snapshot_files::publish(&dir, &meta_c, file).map_err(snap_err)
+        })
+        .await
+        .map_err(join_err)??;
+        {
+            let mut st = self.lock();
+            st.last_applied = meta.last_log_id;
+            st.membership = meta.last_membership.clone();
+            st.current = Some(meta.clone());
+        }
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let _ = self.events.send(Arc::new(Applied {
+            index,
+            commands: Vec::new(),
+            snapshot_installed: true,
+        }));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(meta) = self.lock().current.clone() else {
+            return Ok(None);
+        };
+        let f = crate::snapshot_files::open(&self.dir, &meta.snapshot_id).map_err(snap_err)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(f)),
+        }))
+    }
+}
+
+impl StateMachine {
+    fn publish(&self, batch: Vec<ApplyEntry>) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let index = batch.last().map_or(0, |e| e.index);
+        let commands = batch.into_iter().map(|e| Arc::new(e.commands)).collect();
+        let _ = self.events.send(Arc::new(Applied {
+            index,
+            commands,
+            snapshot_installed: false,
+        }));
+    }
+}
+
+/// Publishes a snapshot exported by `get_snapshot_builder`.
+pub struct SnapshotBuilder {
+    sm: StateMachine,
+    last: Option<LogId>,
+    membership: StoredMembership,
+    export: Result<PathBuf, StorageError>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let tmp = std::mem::replace(
+            &mut self.export,
+            Err(snap_err(std::io::Error::other("snapshot already built"))),
+        )?;
+        let id = match self.last {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+            None => "0-0-0".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.last,
+            last_membership: self.membership.clone(),
+            snapshot_id: id,
+        };
+        let dir = self.sm.dir.clone();
+        let m = meta.clone();
+        let f = tokio::task::spawn_blocking(move || {
+            crate::snapshot_files::publish_path(&dir, &m, &tmp)
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(snap_err)?;
+        self.sm.lock().current = Some(meta.clone());
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(f)),
+        })
+    }
+}

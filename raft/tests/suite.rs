@@ -1,0 +1,25 @@
+//! openraft's own storage conformance suite against the sled-backed log store and
+//! state machine.
+
+use metacenter_raft::log_store::LogStore;
+use metacenter_raft::state_machine::StateMachine;
+use metacenter_raft::types::{StorageError, TypeConfig};
+use metacenter_storage::Store;
+use openraft::testing::{StoreBuilder, Suite};
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open store");
+        let log = LogStore::new(store.clone());
+        let sm = StateMachine::new(store, dir.path().join("snapshots"))?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite() -> Result<(), StorageError> {
+    Suite::test_all(Builder)
+}

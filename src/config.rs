@@ -1,0 +1,425 @@
+//! The node's configuration: defaults < TOML file < `METACENTER_*` environment < flags.
+//!
+//! Every setting has a dotted key (`node.id`, `raft.heartbeat_ms`, ...). The TOML file
+//! uses the same sections; Metadata Center's `[HTTP] Host/Port`, `[Log] Level/Format`
+//! and `[PProf] Enable/Port` are accepted as aliases. The environment variable of a key
+//! is `METACENTER_` + the key upper-cased with `.` as `_` (`METACENTER_NODE_ID`).
+//! [`KEYS`] is the single list of settings; the README's reference is written from it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metacenter_raft::Faults;
+
+/// One documented setting: key, default (as text), meaning.
+pub struct Key {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Every setting, in the order the README lists them.
+pub const KEYS: &[Key] = &[
+    Key {
+        key: "node.id",
+        default: "1",
+        help: "raft node id (unique, stable, > 0)",
+    },
+    Key {
+        key: "node.data_dir",
+        default: "./metacenter-data",
+        help: "database, raft log and snapshots",
+    },
+    Key {
+        key: "node.listen",
+        default: "127.0.0.1:8080",
+        help: "client API listener",
+    },
+    Key {
+        key: "node.peer_listen",
+        default: "127.0.0.1:8090",
+        help: "peer (raft) listener",
+    },
+    Key {
+        key: "node.advertise_api",
+        default: "(listen)",
+        help: "API address other nodes and clients are told",
+    },
+    Key {
+        key: "node.advertise_peer",
+        default: "(peer_listen)",
+        help: "peer address other nodes use",
+    },
+    Key {
+        key: "node.bootstrap",
+        default: "false",
+        help: "initialise a one-node cluster on first start",
+    },
+    Key {
+        key: "node.join",
+        default: "",
+        help: "API address of a member to ask to add this node",
+    },
+    Key {
+        key: "cluster.secret",
+        default: "",
+        help: "shared secret required on every peer request",
+    },
+    Key {
+        key: "cluster.insecure",
+        default: "false",
+        help: "allow a non-loopback peer listener without a secret",
+    },
+    Key {
+        key: "raft.heartbeat_ms",
+        default: "100",
+        help: "leader heartbeat interval",
+    },
+    Key {
+        key: "raft.election_min_ms",
+        default: "1000",
+        help: "election timeout, lower bound",
+    },
+    Key {
+        key: "raft.election_max_ms",
+        default: "2000",
+        help: "election timeout, upper bound",
+    },
+    Key {
+        key: "raft.snapshot_every",
+        default: "20000",
+        help: "entries applied between snapshots",
+    },
+    Key {
+        key: "raft.keep_logs",
+        default: "5000",
+        help: "entries kept behind a snapshot",
+    },
+    Key {
+        key: "raft.forward_timeout_ms",
+        default: "10000",
+        help: "how long a request waits for a leader",
+    },
+    Key {
+        key: "raft.batch_max_commands",
+        default: "4096",
+        help: "group commit: commands per log entry",
+    },
+    Key {
+        key: "raft.batch_max_in_flight",
+        default: "4",
+        help: "group commit: entries committing at once",
+    },
+    Key {
+        key: "limits.max_body_bytes",
+        default: "1048576",
+        help: "largest request body (413 above)",
+    },
+    Key {
+        key: "limits.meta_list_max",
+        default: "10000",
+        help: "largest page of GET /meta",
+    },
+    Key {
+        key: "log.level",
+        default: "info",
+        help: "trace, debug, info, warn, error",
+    },
+    Key {
+        key: "log.format",
+        default: "text",
+        help: "text or json",
+    },
+];
+
+/// The node's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub peer_listen: String,
+    pub advertise_api: Option<String>,
+    pub advertise_peer: Option<String>,
+    pub bootstrap: bool,
+    pub join: Option<String>,
+    pub secret: String,
+    pub insecure: bool,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    pub snapshot_every: u64,
+    pub keep_logs: u64,
+    pub forward_timeout: Duration,
+    pub batch_max_commands: usize,
+    pub batch_max_in_flight: usize,
+    pub max_body_bytes: usize,
+    pub meta_list_max: usize,
+    pub log_level: String,
+    pub log_format: String,
+    /// Injected network faults (in-process tests only; never from a file).
+    pub faults: Arc<Faults>,
+}
+
+/// A configuration error, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown setting `{0}`")]
+    Unknown(String),
+    #[error("setting `{key}`: `{value}` is not valid: {why}")]
+    Invalid {
+        key: String,
+        value: String,
+        why: String,
+    },
+    #[error("config file {path}: {why}")]
+    File { path: String, why: String },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut c = Config {
+            id: 0,
+            data_dir: PathBuf::new(),
+            listen: String::new(),
+            peer_listen: String::new(),
+            advertise_api: None,
+            advertise_peer: None,
+            bootstrap: false,
+            join: None,
+            secret: String::new(),
+            insecure: false,
+            heartbeat_ms: 0,
+            election_min_ms: 0,
+            election_max_ms: 0,
+            snapshot_every: 0,
+            keep_logs: 0,
+            forward_timeout: Duration::ZERO,
+            batch_max_commands: 0,
+            batch_max_in_flight: 0,
+            max_body_bytes: 0,
+            meta_list_max: 0,
+            log_level: String::new(),
+            log_format: String::new(),
+            faults: Arc::new(Faults::default()),
+        };
+        for k in KEYS {
+            if !k.default.starts_with('(') {
+                c.set(k.key, k.default).expect("defaults are valid");
+            }
+        }
+        c
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            why: e.to_string(),
+        })
+}
+
+fn opt(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+impl Config {
+    /// Sets one setting from text.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "node.id" => self.id = parse(key, value)?,
+            "node.data_dir" => self.data_dir = PathBuf::from(value),
+            "node.listen" => self.listen = value.to_string(),
+            "node.peer_listen" => self.peer_listen = value.to_string(),
+            "node.advertise_api" => self.advertise_api = opt(value),
+            "node.advertise_peer" => self.advertise_peer = opt(value),
+            "node.bootstrap" => self.bootstrap = parse(key, value)?,
+            "node.join" => self.join = opt(value),
+            "cluster.secret" => self.secret = value.to_string(),
+            "cluster.insecure" => self.insecure = parse(key, value)?,
+            "raft.heartbeat_ms" => self.heartbeat_ms = parse(key, value)?,
+            "raft.election_min_ms" => self.election_min_ms = parse(key, value)?,
+            "raft.election_max_ms" => self.election_max_ms = parse(key, value)?,
+            "raft.snapshot_every" => self.snapshot_every = parse(key, value)?,
+            "raft.keep_logs" => self.keep_logs = parse(key, value)?,
+            "raft.forward_timeout_ms" => {
+                self.forward_timeout = Duration::from_millis(parse(key, value)?)
+            }
+            "raft.batch_max_commands" => self.batch_max_commands = parse(key, value)?,
+            "raft.batch_max_in_flight" => self.batch_max_in_flight = parse(key, value)?,
+            "limits.max_body_bytes" => self.max_body_bytes = parse(key, value)?,
+            "limits.meta_list_max" => self.meta_list_max = parse(key, value)?,
+            "log.level" => self.log_level = value.to_lowercase(),
+            "log.format" => self.log_format = value.to_lowercase(),
+            _ => return Err(ConfigError::Unknown(key.into())),
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML file: metacenter's sections and Metadata Center's aliases.
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let err = |why: String| ConfigError::File {
+            path: path.display().to_string(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let (mut host, mut port) = (None, None);
+        for (section, body) in &table {
+            let toml::Value::Table(body) = body else {
+                return Err(err(format!("`{section}` must be a section")));
+            };
+            for (k, v) in body {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                match (section.as_str(), k.as_str()) {
+                    ("HTTP", "Host") => host = Some(text),
+                    ("HTTP", "Port") => port = Some(text),
+                    ("Log", "Level") => self.set("log.level", &text)?,
+                    ("Log", "Format") => self.set("log.format", &text)?,
+                    ("PProf", _) => {} // accepted for compatibility; profiling is configured in a later release
+                    _ => self.set(&format!("{section}.{k}"), &text)?,
+                }
+            }
+        }
+        if host.is_some() || port.is_some() {
+            let (h, p) = self
+                .listen
+                .rsplit_once(':')
+                .unwrap_or(("127.0.0.1", "8080"));
+            let listen = format!(
+                "{}:{}",
+                host.as_deref().unwrap_or(h),
+                port.as_deref().unwrap_or(p)
+            );
+            self.set("node.listen", &listen)?;
+        }
+        Ok(())
+    }
+
+    /// Applies every `METACENTER_*` variable of `env` that names a known setting.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for k in KEYS {
+            let name = format!("METACENTER_{}", k.key.to_uppercase().replace('.', "_"));
+            if let Some(v) = env(&name) {
+                self.set(k.key, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The API address other nodes and clients are told.
+    pub fn api_addr(&self) -> &str {
+        self.advertise_api.as_deref().unwrap_or(&self.listen)
+    }
+
+    /// The peer address other nodes use.
+    pub fn peer_addr(&self) -> &str {
+        self.advertise_peer.as_deref().unwrap_or(&self.peer_listen)
+    }
+
+    /// Cross-field checks made before starting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, why: &str| ConfigError::Invalid {
+            key: key.into(),
+            value,
+            why: why.into(),
+        };
+        if self.id == 0 {
+            return Err(invalid("node.id", "0".into(), "must be > 0"));
+        }
+        if self.election_min_ms <= self.heartbeat_ms || self.election_max_ms <= self.election_min_ms
+        {
+            return Err(invalid(
+                "raft.election_min_ms",
+                self.election_min_ms.to_string(),
+                "need heartbeat < election_min < election_max",
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(invalid(
+                "log.format",
+                self.log_format.clone(),
+                "must be text or json",
+            ));
+        }
+        if self.secret.is_empty() && !self.insecure && !is_loopback(&self.peer_listen) {
+            return Err(invalid(
+                "cluster.secret",
+                String::new(),
+                "a peer listener on a non-loopback address needs a cluster secret (or --insecure)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `addr` (host:port) binds only loopback.
+pub fn is_loopback(addr: &str) -> bool {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_matches(|c| c == '[' || c == ']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layering_file_env_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[node]\nid = 3\n[HTTP]\nPort = 9999\n[Log]\nLevel = \"DEBUG\"\n[raft]\nheartbeat_ms = 50\n").unwrap();
+        let mut c = Config::default();
+        c.apply_file(&f).unwrap();
+        assert_eq!(
+            (
+                c.id,
+                c.listen.as_str(),
+                c.log_level.as_str(),
+                c.heartbeat_ms
+            ),
+            (3, "127.0.0.1:9999", "debug", 50)
+        );
+        c.apply_env(|k| (k == "METACENTER_NODE_ID").then(|| "7".to_string()))
+            .unwrap();
+        assert_eq!(c.id, 7);
+        c.set("node.id", "9").unwrap();
+        assert_eq!(c.id, 9);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = Config::default();
+        let e = c.set("raft.heartbeat_ms", "fast").unwrap_err().to_string();
+        assert!(e.contains("raft.heartbeat_ms"), "{e}");
+        assert!(matches!(c.set("nope.x", "1"), Err(ConfigError::Unknown(_))));
+    }
+
+    #[test]
+    fn non_loopback_needs_secret() {
+        let mut c = Config::default();
+        c.set("node.peer_listen", "0.0.0.0:8090").unwrap();
+        assert!(c.validate().is_err());
+        c.set("cluster.secret", "s3cret").unwrap();
+        assert!(c.validate().is_ok());
+        assert!(is_loopback("127.0.0.1:1") && is_loopback("localhost:1") && is_loopback("[::1]:1"));
+    }
+}

@@ -1,0 +1,79 @@
+//! The client HTTP API: one router per area, merged, with the cross-cutting layers:
+//! `X-Trace-ID` on every response, `X-Applied-Index` on every response, the body limit.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+
+use crate::server::AppState;
+
+pub mod body;
+pub mod cluster;
+pub mod coreerr;
+pub mod meta;
+
+/// Request header that asks for a linearizable read.
+pub const CONSISTENCY_HEADER: &str = "x-consistency";
+/// Response header carrying the node's applied raft index.
+pub const APPLIED_INDEX_HEADER: &str = "x-applied-index";
+/// Response header carrying the request's trace id.
+pub const TRACE_HEADER: &str = "x-trace-id";
+
+/// The trace id of a request, as an extension handlers can read.
+#[derive(Clone, Debug)]
+pub struct TraceId(pub String);
+
+/// The whole client API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.cfg.max_body_bytes;
+    Router::new()
+        .merge(cluster::router())
+        .merge(meta::router())
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), stamp))
+        .with_state(state)
+}
+
+/// Takes the trace id from `TraceId` / `X-Trace-ID` (else a new UUID) and stamps
+/// `X-Trace-ID` and `X-Applied-Index` on the response.
+async fn stamp(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let trace = trace_id(req.headers());
+    req.extensions_mut().insert(TraceId(trace.clone()));
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&trace) {
+        h.insert(HeaderName::from_static(TRACE_HEADER), v);
+    }
+    h.insert(
+        HeaderName::from_static(APPLIED_INDEX_HEADER),
+        state.node.applied_index().into(),
+    );
+    resp
+}
+
+fn trace_id(headers: &HeaderMap) -> String {
+    ["traceid", TRACE_HEADER]
+        .iter()
+        .filter_map(|n| headers.get(*n)?.to_str().ok())
+        .find(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Whether the request asks for a linearizable read (`?consistency=linearizable` or
+/// `X-Consistency: linearizable`).
+pub fn wants_linearizable(headers: &HeaderMap, query: Option<&str>) -> bool {
+    let header = headers
+        .get(CONSISTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("linearizable"));
+    let param = query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.eq_ignore_ascii_case("consistency=linearizable"))
+    });
+    header || param
+}

@@ -1,0 +1,11 @@
+//! metacenter: a replicated metadata and metrics node. This library is the node
+//! (configuration, server, HTTP API); `main.rs` is only the command line.
+
+pub mod admin;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod server;
+
+pub use config::Config;
+pub use server::Server;

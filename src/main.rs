@@ -1,0 +1,228 @@
+//! The `metacenter` command line: run a node (`dev`, `run`), administer a cluster
+//! (`cluster ...`), probe a node (`health`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use metacenter::{admin, logging, Config, Server};
+use reqwest::Method;
+
+#[derive(Parser)]
+#[command(
+    name = "metacenter",
+    version,
+    about = "Replicated metadata and metrics node for AI platforms"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One self-initialised node on loopback (API 127.0.0.1:8080, data ./metacenter-data).
+    Dev(NodeFlags),
+    /// A cluster member configured by file, environment and flags.
+    Run(NodeFlags),
+    /// Cluster administration against a running node.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCmd,
+    },
+    /// Exits 0 when the node at --node is ready (GET /ready), else 1.
+    Health {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        node: String,
+    },
+}
+
+#[derive(Args, Default)]
+struct NodeFlags {
+    /// TOML configuration file.
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    id: Option<u64>,
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Client API listen address.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Peer (raft) listen address.
+    #[arg(long)]
+    peer_listen: Option<String>,
+    #[arg(long)]
+    advertise_api: Option<String>,
+    #[arg(long)]
+    advertise_peer: Option<String>,
+    #[arg(long)]
+    cluster_secret: Option<String>,
+    /// Allow a non-loopback peer listener without a cluster secret.
+    #[arg(long)]
+    insecure: bool,
+    /// Initialise a one-node cluster on first start.
+    #[arg(long)]
+    bootstrap: bool,
+    /// API address of a member to ask to add this node.
+    #[arg(long)]
+    join: Option<String>,
+    /// Any setting as KEY=VALUE (see the README's configuration reference).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Initialise a new cluster (default: the node alone).
+    Init {
+        #[arg(long)]
+        node: String,
+        /// ID=PEER@API,... of the initial voters.
+        #[arg(long)]
+        members: Option<String>,
+    },
+    /// Add a node (learner until caught up, then voter).
+    Add {
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        peer: String,
+        #[arg(long)]
+        api: String,
+    },
+    /// Remove a node.
+    Remove {
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        id: u64,
+    },
+    /// Voters, learners and the leader.
+    Members {
+        #[arg(long)]
+        node: String,
+    },
+    /// Raft and node status.
+    Status {
+        #[arg(long)]
+        node: String,
+    },
+}
+
+fn build_config(flags: &NodeFlags, dev: bool) -> Result<Config> {
+    let mut c = Config::default();
+    if dev {
+        c.set("node.bootstrap", "true")?;
+    }
+    if let Some(f) = &flags.config {
+        c.apply_file(f)?;
+    }
+    c.apply_env(|k| std::env::var(k).ok())?;
+    let pairs = [
+        ("node.id", flags.id.map(|v| v.to_string())),
+        ("node.data_dir", flags.data_dir.clone()),
+        ("node.listen", flags.listen.clone()),
+        ("node.peer_listen", flags.peer_listen.clone()),
+        ("node.advertise_api", flags.advertise_api.clone()),
+        ("node.advertise_peer", flags.advertise_peer.clone()),
+        ("cluster.secret", flags.cluster_secret.clone()),
+        ("node.join", flags.join.clone()),
+        ("cluster.insecure", flags.insecure.then(|| "true".into())),
+        ("node.bootstrap", flags.bootstrap.then(|| "true".into())),
+    ];
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            c.set(k, &v)?;
+        }
+    }
+    for kv in &flags.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
+        c.set(k.trim(), v.trim())?;
+    }
+    if dev
+        && !(metacenter::config::is_loopback(&c.listen)
+            && metacenter::config::is_loopback(&c.peer_listen))
+    {
+        bail!("dev mode binds loopback only; use `metacenter run` for other addresses");
+    }
+    Ok(c)
+}
+
+async fn run_node(cfg: Config) -> Result<()> {
+    logging::init(&cfg.log_level, &cfg.log_format);
+    let server = Server::start(cfg).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn cluster(cmd: ClusterCmd) -> Result<()> {
+    let out = match cmd {
+        ClusterCmd::Init { node, members } => {
+            let members = members
+                .as_deref()
+                .map(admin::parse_members)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let body = serde_json::json!({ "members": members.unwrap_or_default() });
+            admin::call(&node, Method::POST, "/cluster/init", Some(body)).await?
+        }
+        ClusterCmd::Add {
+            node,
+            id,
+            peer,
+            api,
+        } => {
+            let body = serde_json::json!({ "id": id, "peer": peer, "api": api });
+            admin::call(&node, Method::POST, "/cluster/add", Some(body)).await?
+        }
+        ClusterCmd::Remove { node, id } => {
+            admin::call(
+                &node,
+                Method::POST,
+                "/cluster/remove",
+                Some(serde_json::json!({ "id": id })),
+            )
+            .await?
+        }
+        ClusterCmd::Members { node } => {
+            admin::call(&node, Method::GET, "/cluster/members", None).await?
+        }
+        ClusterCmd::Status { node } => admin::call(&node, Method::GET, "/status", None).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Dev(f) => run_node(build_config(&f, true)?).await,
+        Cmd::Run(f) => run_node(build_config(&f, false)?).await,
+        Cmd::Cluster { command } => cluster(command).await,
+        Cmd::Health { node } => match admin::call(&node, Method::GET, "/ready", None).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                eprintln!("not ready: {e}");
+                std::process::exit(1)
+            }
+        },
+    }
+}

@@ -1,0 +1,203 @@
+//! Starting and stopping one node: bind the API and peer listeners, open storage,
+//! start raft, serve both routers, bootstrap or join. [`Server::start`] returns once
+//! the node is serving, so tests run whole clusters in one process.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metacenter_raft::batcher::BatchLimits;
+use metacenter_raft::{NodeAddr, NodeConfig, RaftNode};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("raft: {0}")]
+    Raft(#[from] metacenter_raft::Error),
+}
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    pub node: Arc<RaftNode>,
+    pub cfg: Config,
+    pub started: Instant,
+    pub shutdown: CancellationToken,
+}
+
+/// A running node.
+pub struct Server {
+    state: Arc<AppState>,
+    api_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.into(),
+            source,
+        })
+}
+
+impl Server {
+    /// Starts a node with `cfg` and returns once both listeners serve.
+    pub async fn start(mut cfg: Config) -> Result<Server, StartError> {
+        cfg.validate()?;
+        let api = bind(&cfg.listen).await?;
+        let peer = bind(&cfg.peer_listen).await?;
+        let (api_addr, peer_addr) = (local(&api)?, local(&peer)?);
+        // Port 0 in tests: advertise what was actually bound.
+        cfg.advertise_api
+            .get_or_insert_with(|| api_addr.to_string());
+        cfg.advertise_peer
+            .get_or_insert_with(|| peer_addr.to_string());
+        let addr = NodeAddr {
+            peer: cfg.peer_addr().to_string(),
+            api: cfg.api_addr().to_string(),
+        };
+        let mut ncfg = NodeConfig::new(
+            cfg.id,
+            cfg.data_dir.clone(),
+            addr.clone(),
+            cfg.secret.clone(),
+        );
+        ncfg.heartbeat_ms = cfg.heartbeat_ms;
+        ncfg.election_min_ms = cfg.election_min_ms;
+        ncfg.election_max_ms = cfg.election_max_ms;
+        ncfg.snapshot_every = cfg.snapshot_every;
+        ncfg.keep_logs = cfg.keep_logs;
+        ncfg.forward_timeout = cfg.forward_timeout;
+        ncfg.batch = BatchLimits {
+            max_commands: cfg.batch_max_commands,
+            max_in_flight: cfg.batch_max_in_flight,
+            ..BatchLimits::default()
+        };
+        ncfg.faults = cfg.faults.clone();
+        let node = RaftNode::start(ncfg).await?;
+        let shutdown = CancellationToken::new();
+        let state = Arc::new(AppState {
+            node: node.clone(),
+            cfg,
+            started: Instant::now(),
+            shutdown: shutdown.clone(),
+        });
+        let mut tasks = Vec::new();
+        tasks.push(serve(
+            peer,
+            metacenter_raft::peer::router(node.clone()),
+            shutdown.clone(),
+        ));
+        tasks.push(serve(
+            api,
+            crate::http::router(state.clone()),
+            shutdown.clone(),
+        ));
+        if state.cfg.bootstrap && !node.is_initialized().await {
+            tracing::info!(id = state.cfg.id, "bootstrapping a new one-node cluster");
+            node.initialize(BTreeMap::from([(state.cfg.id, addr.clone())]))
+                .await?;
+        }
+        if let Some(join) = state.cfg.join.clone() {
+            tasks.push(tokio::spawn(join_cluster(state.clone(), join, addr)));
+        }
+        tracing::info!(id = state.cfg.id, api = %api_addr, peer = %peer_addr, "metacenter node serving");
+        Ok(Server {
+            state,
+            api_addr,
+            peer_addr,
+            tasks,
+        })
+    }
+
+    /// The bound client API address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The bound peer address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The raft node.
+    pub fn node(&self) -> &Arc<RaftNode> {
+        &self.state.node
+    }
+
+    /// Stops serving, stops raft and flushes storage.
+    pub async fn shutdown(self) {
+        self.state.shutdown.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.state.node.shutdown().await;
+    }
+}
+
+fn local(l: &TcpListener) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind {
+        addr: "?".into(),
+        source,
+    })
+}
+
+fn serve(listener: TcpListener, router: axum::Router, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "listener failed");
+        }
+    })
+}
+
+/// Asks the member at `join` to add this node, retrying until it succeeds, this node
+/// is already a voter, or the node shuts down.
+async fn join_cluster(state: Arc<AppState>, join: String, addr: NodeAddr) {
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({ "id": state.cfg.id, "peer": addr.peer, "api": addr.api });
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let m = state.node.metrics();
+        if m.membership_config.voter_ids().any(|v| v == state.cfg.id) {
+            tracing::info!("this node is a voter");
+            return;
+        }
+        let url = format!("http://{join}/cluster/add");
+        match client
+            .post(&url)
+            .json(&body)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(%join, "joined the cluster");
+                return;
+            }
+            Ok(r) => tracing::warn!(%join, status = %r.status(), "join refused; retrying"),
+            Err(e) => tracing::warn!(%join, error = %e, "join failed; retrying"),
+        }
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,117 @@
+//! The deterministic state machine: `apply` is a pure function of (state, entry).
+//!
+//! Contract: nothing here reads the clock, randomness, the environment or config
+//! that may differ between nodes. Time, when a command needs it, is a field of the
+//! command stamped by the leader. Domain outcomes are [`Response`] values. An engine
+//! error aborts the whole apply call (nothing of it is written) and is returned to
+//! the raft layer, which must stop the node: it cannot be answered deterministically.
+
+use crate::txn::{Limits, Txn};
+use crate::{codec, keys, Command, Response, Result};
+
+/// Per-apply-call context: the overlay and the revision counter.
+pub(crate) struct ApplyCtx<'a> {
+    pub(crate) txn: Txn<'a>,
+    revision: u64,
+}
+
+impl<'a> ApplyCtx<'a> {
+    pub(crate) fn new(txn: Txn<'a>) -> Result<Self> {
+        let revision = match txn.get(&keys::sys_revision())? {
+            Some(v) => codec::decode(&v)?,
+            None => 0,
+        };
+        Ok(ApplyCtx { txn, revision })
+    }
+
+    /// Allocates the revision of a successful mutation.
+    pub(crate) fn bump_revision(&mut self) -> u64 {
+        self.revision += 1;
+        self.revision
+    }
+
+    pub(crate) fn apply(&mut self, cmd: &Command) -> Result<Response> {
+        if let Some(reason) = invalid(cmd) {
+            return Ok(Response::Invalid { reason });
+        }
+        match cmd {
+            Command::Noop => Ok(Response::Ok),
+            Command::MetaMerge {
+                hash,
+                fields,
+                expect_version,
+            } => self.meta_merge(hash, fields, *expect_version),
+            Command::MetaDelete {
+                hash,
+                expect_version,
+            } => self.meta_delete(hash, *expect_version),
+            Command::MetaDeleteProp {
+                hash,
+                prop,
+                expect_version,
+            } => self.meta_delete_prop(hash, prop, *expect_version),
+            Command::MetaSetAdd {
+                hash,
+                prop,
+                member,
+                expect_version,
+            } => self.meta_set_add(hash, prop, member, *expect_version),
+        }
+    }
+
+    /// Writes the revision counter and the opaque raft applied state, then commits.
+    pub(crate) fn finish(mut self, applied_state: &[u8]) -> Result<()> {
+        let rev = codec::encode(&self.revision)?;
+        self.txn.put(keys::sys_revision(), rev);
+        self.txn.put(keys::sys_applied(), applied_state.to_vec());
+        self.txn.commit()
+    }
+}
+
+fn bad_key(what: &str, s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some(format!("{what} is empty"));
+    }
+    if s.len() > Limits::MAX_KEY {
+        return Some(format!("{what} longer than {} bytes", Limits::MAX_KEY));
+    }
+    if s.contains('\0') {
+        return Some(format!("{what} contains a NUL byte"));
+    }
+    None
+}
+
+fn bad_value(s: &str) -> Option<String> {
+    (s.len() > Limits::MAX_VALUE).then(|| format!("value longer than {} bytes", Limits::MAX_VALUE))
+}
+
+/// Re-checks the limits the edge enforces, so a bad command is a value, not corruption.
+fn invalid(cmd: &Command) -> Option<String> {
+    match cmd {
+        Command::Noop => None,
+        Command::MetaMerge { hash, fields, .. } => bad_key("hash id", hash)
+            .or_else(|| {
+                (fields.len() > Limits::MAX_PROPS)
+                    .then(|| format!("more than {} fields", Limits::MAX_PROPS))
+            })
+            .or_else(|| {
+                fields
+                    .iter()
+                    .find_map(|(k, v)| bad_key("property name", k).or_else(|| bad_value(v)))
+            }),
+        Command::MetaDelete { hash, .. } => bad_key("hash id", hash),
+        Command::MetaDeleteProp { hash, prop, .. } => {
+            bad_key("hash id", hash).or_else(|| bad_key("property name", prop))
+        }
+        Command::MetaSetAdd {
+            hash, prop, member, ..
+        } => bad_key("hash id", hash)
+            .or_else(|| bad_key("property name", prop))
+            .or_else(|| bad_key("set member", member))
+            .or_else(|| {
+                member
+                    .contains('|')
+                    .then(|| "set member contains '|'".into())
+            }),
+    }
+}

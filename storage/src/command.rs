@@ -1,0 +1,78 @@
+//! Commands replicated through the raft log, and their per-command responses.
+//!
+//! A command carries everything apply needs: every non-deterministic value (time,
+//! generated ids) is stamped into it by the receiving node before it is proposed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One state-machine command. Conditional variants carry `expect_version`
+/// (`If-Match`): `None` means unconditional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Does nothing; used to probe the write path.
+    Noop,
+    /// Merges `fields` into object `hash`, creating it if absent.
+    MetaMerge {
+        hash: String,
+        fields: BTreeMap<String, String>,
+        expect_version: Option<u64>,
+    },
+    /// Deletes object `hash` and all of its properties.
+    MetaDelete {
+        hash: String,
+        expect_version: Option<u64>,
+    },
+    /// Deletes one property of `hash` (the object goes when its last property does).
+    MetaDeleteProp {
+        hash: String,
+        prop: String,
+        expect_version: Option<u64>,
+    },
+    /// Adds `member` to the `|`-delimited set stored in property `prop`.
+    MetaSetAdd {
+        hash: String,
+        prop: String,
+        member: String,
+        expect_version: Option<u64>,
+    },
+}
+
+/// The outcome of one command. Domain outcomes are values, never errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Done; nothing to report.
+    Ok,
+    /// A metadata write succeeded: the object's new version and how many
+    /// fields were created or changed.
+    MetaWritten { version: u64, updated: u32 },
+    /// Object or property deleted: how many properties went.
+    MetaDeleted { deleted: u32 },
+    /// Set add: whether the member was new.
+    MetaAdded { added: bool, version: u64 },
+    /// The addressed object or property does not exist.
+    NotFound,
+    /// `expect_version` did not match; `current` is 0 when the object is absent.
+    VersionMismatch { current: u64 },
+    /// The command violates a limit or invariant that the edge should have caught.
+    Invalid { reason: String },
+}
+
+impl Command {
+    /// Approximate encoded size in bytes, for batch bounds (cheap, no encoding).
+    pub fn size_hint(&self) -> usize {
+        let s = |v: &String| v.len() + 2;
+        16 + match self {
+            Command::Noop => 0,
+            Command::MetaMerge { hash, fields, .. } => {
+                s(hash) + fields.iter().map(|(k, v)| s(k) + s(v)).sum::<usize>()
+            }
+            Command::MetaDelete { hash, .. } => s(hash),
+            Command::MetaDeleteProp { hash, prop, .. } => s(hash) + s(prop),
+            Command::MetaSetAdd {
+                hash, prop, member, ..
+            } => s(hash) + s(prop) + s(member),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Order-preserving keys of the state-machine keyspaces.
+//!
+//! Every key starts with a one-byte keyspace prefix. Integers are big-endian so that
+//! byte order is numeric order; variable-length strings are followed by a 0x00
+//! separator (strings never contain NUL: the edge rejects them and apply re-checks),
+//! so that a prefix scan over `prefix + string + 0x00` finds exactly one object.
+
+/// Keyspace: state-machine bookkeeping (`last_applied`, revision counter).
+pub const KS_SYS: u8 = 0x01;
+/// Keyspace: metadata objects, `hash` -> [`crate::MetaObject`] header.
+pub const KS_META_OBJ: u8 = 0x10;
+/// Keyspace: metadata properties, `hash 0x00 property` -> value.
+pub const KS_META_PROP: u8 = 0x11;
+
+/// Key of the raft applied state (opaque bytes owned by the raft crate).
+pub fn sys_applied() -> Vec<u8> {
+    vec![KS_SYS, b'a']
+}
+
+/// Key of the global revision counter (bumped once per successful mutation).
+pub fn sys_revision() -> Vec<u8> {
+    vec![KS_SYS, b'r']
+}
+
+/// Key of a metadata object header.
+pub fn meta_obj(hash: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + hash.len());
+    k.push(KS_META_OBJ);
+    k.extend_from_slice(hash.as_bytes());
+    k
+}
+
+/// Prefix of all properties of one object.
+pub fn meta_prop_prefix(hash: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + hash.len());
+    k.push(KS_META_PROP);
+    k.extend_from_slice(hash.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of one property.
+pub fn meta_prop(hash: &str, prop: &str) -> Vec<u8> {
+    let mut k = meta_prop_prefix(hash);
+    k.extend_from_slice(prop.as_bytes());
+    k
+}
+
+/// Splits the property name off a key made by [`meta_prop`].
+pub fn meta_prop_name<'a>(hash: &str, key: &'a [u8]) -> Option<&'a str> {
+    let rest = key.get(2 + hash.len()..)?;
+    std::str::from_utf8(rest).ok()
+}
+
+/// Encodes a log index as an order-preserving key.
+pub fn log_index(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// Decodes a key made by [`log_index`].
+pub fn parse_log_index(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_numerically() {
+        let mut ks: Vec<[u8; 8]> = [300u64, 2, 70000, 1]
+            .iter()
+            .map(|i| log_index(*i))
+            .collect();
+        ks.sort();
+        let back: Vec<u64> = ks.iter().map(|k| parse_log_index(k).unwrap()).collect();
+        assert_eq!(back, vec![1, 2, 300, 70000]);
+    }
+
+    #[test]
+    fn prop_prefix_does_not_match_longer_hash() {
+        let p = meta_prop_prefix("ab");
+        assert!(meta_prop("ab", "x").starts_with(&p));
+        assert!(!meta_prop("abc", "x").starts_with(&p));
+        assert_eq!(meta_prop_name("ab", &meta_prop("ab", "x/y")), Some("x/y"));
+    }
+
+    #[test]
+    fn keyspaces_do_not_overlap() {
+        assert_ne!(meta_obj("a")[0], meta_prop("a", "b")[0]);
+        assert_ne!(sys_applied(), sys_revision());
+    }
+}

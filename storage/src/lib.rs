@@ -1,0 +1,31 @@
+//! metacenter-storage: the node's durable state on sled.
+//!
+//! This crate owns every byte on disk. It knows nothing of openraft, axum or HTTP:
+//! the raft crate stores its log entries and vote here as opaque, codec-encoded values,
+//! and the state machine is the deterministic [`Store::apply`] of [`Command`]s.
+//! No sled type (`Tree`, `IVec`, `sled::Error`) appears in the public API.
+//!
+//! Layout (one sled `Db`):
+//! - tree `raft_log`: log index (u64 BE) -> encoded raft entry
+//! - tree `raft_meta`: "vote", "committed", "last_purged" -> encoded raft values
+//! - tree `control`: which generation of the state-machine tree is current
+//! - tree `sm.<gen>`: every state-machine keyspace, each under its own one-byte prefix
+//!   (see [`keys`]). One tree is used so that an entry's data and `last_applied` are
+//!   written by one atomic `sled::Batch`: sled's multi-tree transactions cannot scan.
+
+mod apply;
+pub mod codec;
+mod command;
+mod error;
+pub mod keys;
+mod log;
+mod meta;
+mod snapshot;
+mod store;
+mod txn;
+
+pub use command::{Command, Response};
+pub use error::{Error, Result};
+pub use meta::{MetaList, MetaObject};
+pub use store::{ApplyEntry, Store};
+pub use txn::Limits;

@@ -1,0 +1,71 @@
+//! The raft log keyspace and raft's small durable values (vote, committed,
+//! last purged). Values are opaque bytes encoded by the raft crate via [`crate::codec`].
+
+use std::ops::Bound;
+
+use crate::{keys, Result, Store};
+
+impl Store {
+    /// Inserts log entries `(index, encoded entry)` in one atomic batch (not fsynced:
+    /// call [`Store::flush`]).
+    pub fn log_append(&self, entries: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (i, v) in entries {
+            batch.insert(&keys::log_index(i), v);
+        }
+        self.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Entries with index in `[start, end)` (end `None` = unbounded), in order.
+    pub fn log_range(&self, start: u64, end: Option<u64>) -> Result<Vec<(u64, Vec<u8>)>> {
+        let lo = Bound::Included(keys::log_index(start));
+        let hi = match end {
+            Some(e) => Bound::Excluded(keys::log_index(e)),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for kv in self.log.range::<[u8; 8], _>((lo, hi)) {
+            let (k, v) = kv?;
+            let idx = keys::parse_log_index(&k)
+                .ok_or_else(|| crate::Error::Codec("bad log key".into()))?;
+            out.push((idx, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last entry of the log, if any.
+    pub fn log_last(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.log.last()?.map(|(_, v)| v.to_vec()))
+    }
+
+    /// Removes entries with index >= `from` (conflict truncation).
+    pub fn log_truncate_from(&self, from: u64) -> Result<()> {
+        self.log_remove(Bound::Included(keys::log_index(from)), Bound::Unbounded)
+    }
+
+    /// Removes entries with index <= `upto` (after a snapshot).
+    pub fn log_purge_upto(&self, upto: u64) -> Result<()> {
+        self.log_remove(Bound::Unbounded, Bound::Included(keys::log_index(upto)))
+    }
+
+    fn log_remove(&self, lo: Bound<[u8; 8]>, hi: Bound<[u8; 8]>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for k in self.log.range::<[u8; 8], _>((lo, hi)).keys() {
+            batch.remove(k?);
+        }
+        self.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Reads a raft value ("vote", "committed", "last_purged").
+    pub fn raft_value(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.raft_meta.get(name)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes a raft value (not fsynced: call [`Store::flush`]).
+    pub fn set_raft_value(&self, name: &str, value: Vec<u8>) -> Result<()> {
+        self.raft_meta.insert(name, value)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! [`Store`]: the sled database of one node, its trees, and the apply entry point.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::apply::ApplyCtx;
+use crate::txn::Txn;
+use crate::{codec, keys, Command, Response, Result};
+
+/// One committed log entry as the state machine sees it.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyEntry {
+    /// Raft log index of the entry.
+    pub index: u64,
+    /// Its commands (empty for blank and membership entries).
+    pub commands: Vec<Command>,
+}
+
+/// The durable state of one node. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: sled::Db,
+    pub(crate) log: sled::Tree,
+    pub(crate) raft_meta: sled::Tree,
+    pub(crate) control: sled::Tree,
+    /// The current state-machine tree; replaced as a whole by snapshot install.
+    sm: Arc<RwLock<sled::Tree>>,
+}
+
+const CONTROL_SM_GEN: &[u8] = b"sm_generation";
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = open_db(dir)?;
+        let log = db.open_tree("raft_log")?;
+        let raft_meta = db.open_tree("raft_meta")?;
+        let control = db.open_tree("control")?;
+        let gen: u64 = match control.get(CONTROL_SM_GEN)? {
+            Some(v) => codec::decode(&v)?,
+            None => 0,
+        };
+        let sm = db.open_tree(sm_tree_name(gen))?;
+        Ok(Store {
+            db,
+            log,
+            raft_meta,
+            control,
+            sm: Arc::new(RwLock::new(sm)),
+        })
+    }
+
+    /// The current state-machine tree (a cheap handle).
+    pub(crate) fn sm(&self) -> sled::Tree {
+        self.sm.read().expect("sm lock poisoned").clone()
+    }
+
+    pub(crate) fn sm_generation(&self) -> Result<u64> {
+        Ok(match self.control.get(CONTROL_SM_GEN)? {
+            Some(v) => codec::decode(&v)?,
+            None => 0,
+        })
+    }
+
+    /// Switches to generation `gen` (already filled and flushed) and drops the old tree.
+    pub(crate) fn switch_sm(&self, gen: u64, tree: sled::Tree) -> Result<()> {
+        let old = self.sm_generation()?;
+        self.control.insert(CONTROL_SM_GEN, codec::encode(&gen)?)?;
+        self.db.flush()?;
+        *self.sm.write().expect("sm lock poisoned") = tree;
+        if old != gen {
+            self.db.drop_tree(sm_tree_name(old))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open_sm_generation(&self, gen: u64) -> Result<sled::Tree> {
+        let name = sm_tree_name(gen);
+        self.db.drop_tree(&name)?;
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// Applies committed entries in order, atomically with `applied_state` (opaque
+    /// bytes of the raft layer: last applied log id and membership). Returns the
+    /// responses of each entry's commands. On error nothing of the call is written.
+    pub fn apply(
+        &self,
+        entries: &[ApplyEntry],
+        applied_state: &[u8],
+    ) -> Result<Vec<Vec<Response>>> {
+        let tree = self.sm();
+        let mut ctx = ApplyCtx::new(Txn::new(&tree))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut rs = Vec::with_capacity(e.commands.len());
+            for c in &e.commands {
+                rs.push(ctx.apply(c)?);
+            }
+            out.push(rs);
+        }
+        ctx.finish(applied_state)?;
+        Ok(out)
+    }
+
+    /// The applied state last written by [`Store::apply`] or a snapshot install.
+    pub fn applied_state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.sm().get(keys::sys_applied())?.map(|v| v.to_vec()))
+    }
+
+    /// Fsyncs everything written so far.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Opens the sled database. sled releases the directory lock of a database dropped
+/// in this process from background threads, so a reopen right after a drop (an
+/// in-process restart) retries the lock for a few seconds.
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .open();
+        match r {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn sm_tree_name(gen: u64) -> String {
+    format!("sm.{gen}")
+}
