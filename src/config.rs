@@ -122,6 +122,26 @@ pub const KEYS: &[Key] = &[
         help: "largest page of GET /meta",
     },
     Key {
+        key: "limits.max_waiters",
+        default: "4096",
+        help: "blocking queries waiting at once (429 above)",
+    },
+    Key {
+        key: "files.root",
+        default: "./files",
+        help: "root of files served by /file and /data (env FILES_PATH also accepted)",
+    },
+    Key {
+        key: "services.stale_threshold_ms",
+        default: "60000",
+        help: "a service is `stale` after this long without a heartbeat (env STALE_THRESHOLD_MS also accepted)",
+    },
+    Key {
+        key: "services.reap_interval_ms",
+        default: "1000",
+        help: "how often the leader removes services past deregisterAfterMs",
+    },
+    Key {
         key: "log.level",
         default: "info",
         help: "trace, debug, info, warn, error",
@@ -156,6 +176,10 @@ pub struct Config {
     pub batch_max_in_flight: usize,
     pub max_body_bytes: usize,
     pub meta_list_max: usize,
+    pub max_waiters: usize,
+    pub files_root: PathBuf,
+    pub stale_threshold_ms: u64,
+    pub reap_interval: Duration,
     pub log_level: String,
     pub log_format: String,
     /// Injected network faults (in-process tests only; never from a file).
@@ -200,6 +224,10 @@ impl Default for Config {
             batch_max_in_flight: 0,
             max_body_bytes: 0,
             meta_list_max: 0,
+            max_waiters: 0,
+            files_root: PathBuf::new(),
+            stale_threshold_ms: 0,
+            reap_interval: Duration::ZERO,
             log_level: String::new(),
             log_format: String::new(),
             faults: Arc::new(Faults::default()),
@@ -257,6 +285,12 @@ impl Config {
             "raft.batch_max_in_flight" => self.batch_max_in_flight = parse(key, value)?,
             "limits.max_body_bytes" => self.max_body_bytes = parse(key, value)?,
             "limits.meta_list_max" => self.meta_list_max = parse(key, value)?,
+            "limits.max_waiters" => self.max_waiters = parse(key, value)?,
+            "files.root" => self.files_root = PathBuf::from(value),
+            "services.stale_threshold_ms" => self.stale_threshold_ms = parse(key, value)?,
+            "services.reap_interval_ms" => {
+                self.reap_interval = Duration::from_millis(parse(key, value)?)
+            }
             "log.level" => self.log_level = value.to_lowercase(),
             "log.format" => self.log_format = value.to_lowercase(),
             _ => return Err(ConfigError::Unknown(key.into())),
@@ -310,7 +344,17 @@ impl Config {
     }
 
     /// Applies every `METACENTER_*` variable of `env` that names a known setting.
+    /// meta-core's own variables, `FILES_PATH` and `STALE_THRESHOLD_MS`, are accepted
+    /// too (the `METACENTER_*` names win when both are set).
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (alias, key) in [
+            ("FILES_PATH", "files.root"),
+            ("STALE_THRESHOLD_MS", "services.stale_threshold_ms"),
+        ] {
+            if let Some(v) = env(alias) {
+                self.set(key, &v)?;
+            }
+        }
         for k in KEYS {
             let name = format!("METACENTER_{}", k.key.to_uppercase().replace('.', "_"));
             if let Some(v) = env(&name) {

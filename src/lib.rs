@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod housekeeping;
 pub mod http;
 pub mod logging;
 pub mod server;

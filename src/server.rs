@@ -35,6 +35,8 @@ pub struct AppState {
     pub cfg: Config,
     pub started: Instant,
     pub shutdown: CancellationToken,
+    /// Bounds the blocking queries waiting at once.
+    pub waiters: tokio::sync::Semaphore,
 }
 
 /// A running node.
@@ -92,6 +94,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let state = Arc::new(AppState {
             node: node.clone(),
+            waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
             cfg,
             started: Instant::now(),
             shutdown: shutdown.clone(),
@@ -112,6 +115,7 @@ impl Server {
             node.initialize(BTreeMap::from([(state.cfg.id, addr.clone())]))
                 .await?;
         }
+        tasks.push(tokio::spawn(crate::housekeeping::run(state.clone())));
         if let Some(join) = state.cfg.join.clone() {
             tasks.push(tokio::spawn(join_cluster(state.clone(), join, addr)));
         }

@@ -209,6 +209,9 @@ async fn get_object(
 ) -> Result<Response, CoreError> {
     check_key("hash id", &hash)?;
     barrier(&s, &headers, &q).await?;
+    if let Some(w) = super::watch::parse(q.as_deref()).map_err(CoreError::bad_request)? {
+        super::watch::block(&s, w, || s.node.store().meta_watch_index(&hash)).await?;
+    }
     let Some(obj) = s.node.store().meta_get(&hash)? else {
         return Err(CoreError::not_found("metadata not found"));
     };

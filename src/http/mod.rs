@@ -14,7 +14,10 @@ use crate::server::AppState;
 pub mod body;
 pub mod cluster;
 pub mod coreerr;
+pub mod files;
 pub mod meta;
+pub mod services;
+pub mod watch;
 
 /// Request header that asks for a linearizable read.
 pub const CONSISTENCY_HEADER: &str = "x-consistency";
@@ -33,6 +36,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(cluster::router())
         .merge(meta::router())
+        .merge(services::router())
+        .merge(files::router())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), stamp))
         .with_state(state)

@@ -13,6 +13,8 @@ use crate::{codec, keys, Command, Response, Result};
 pub(crate) struct ApplyCtx<'a> {
     pub(crate) txn: Txn<'a>,
     revision: u64,
+    /// Raft index of the entry being applied (the modification index of what it changes).
+    pub(crate) index: u64,
 }
 
 impl<'a> ApplyCtx<'a> {
@@ -21,7 +23,11 @@ impl<'a> ApplyCtx<'a> {
             Some(v) => codec::decode(&v)?,
             None => 0,
         };
-        Ok(ApplyCtx { txn, revision })
+        Ok(ApplyCtx {
+            txn,
+            revision,
+            index: 0,
+        })
     }
 
     /// Allocates the revision of a successful mutation.
@@ -56,6 +62,18 @@ impl<'a> ApplyCtx<'a> {
                 member,
                 expect_version,
             } => self.meta_set_add(hash, prop, member, *expect_version),
+            Command::ServiceRegister {
+                name,
+                info_json,
+                now_ms,
+                deregister_after_ms,
+            } => self.service_register(name, info_json, *now_ms, *deregister_after_ms),
+            Command::ServiceHeartbeat { name, now_ms } => self.service_heartbeat(name, *now_ms),
+            Command::ServiceDeregister { name } => self.service_deregister(name),
+            Command::ServiceReap {
+                now_ms,
+                stale_threshold_ms,
+            } => self.service_reap(*now_ms, *stale_threshold_ms),
         }
     }
 
@@ -113,5 +131,12 @@ fn invalid(cmd: &Command) -> Option<String> {
                     .contains('|')
                     .then(|| "set member contains '|'".into())
             }),
+        Command::ServiceRegister {
+            name, info_json, ..
+        } => bad_key("service name", name).or_else(|| bad_value(info_json)),
+        Command::ServiceHeartbeat { name, .. } | Command::ServiceDeregister { name } => {
+            bad_key("service name", name)
+        }
+        Command::ServiceReap { .. } => None,
     }
 }

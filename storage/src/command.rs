@@ -37,6 +37,24 @@ pub enum Command {
         member: String,
         expect_version: Option<u64>,
     },
+    /// Registers (or replaces) service `name`; `info_json` is its ServiceInfo as JSON.
+    /// `now_ms` (unix ms, stamped by the receiving node) becomes its last heartbeat.
+    ServiceRegister {
+        name: String,
+        info_json: String,
+        now_ms: u64,
+        deregister_after_ms: Option<u64>,
+    },
+    /// Refreshes the last heartbeat of `name` to `now_ms`.
+    ServiceHeartbeat { name: String, now_ms: u64 },
+    /// Removes service `name`.
+    ServiceDeregister { name: String },
+    /// Leader housekeeping: removes every service with `deregister_after_ms` whose
+    /// heartbeat is older than `now_ms - stale_threshold_ms - deregister_after_ms`.
+    ServiceReap {
+        now_ms: u64,
+        stale_threshold_ms: u64,
+    },
 }
 
 /// The outcome of one command. Domain outcomes are values, never errors.
@@ -51,6 +69,8 @@ pub enum Response {
     MetaDeleted { deleted: u32 },
     /// Set add: whether the member was new.
     MetaAdded { added: bool, version: u64 },
+    /// Services removed by a reap, by name.
+    Reaped { removed: Vec<String> },
     /// The addressed object or property does not exist.
     NotFound,
     /// `expect_version` did not match; `current` is 0 when the object is absent.
@@ -73,6 +93,13 @@ impl Command {
             Command::MetaSetAdd {
                 hash, prop, member, ..
             } => s(hash) + s(prop) + s(member),
+            Command::ServiceRegister {
+                name, info_json, ..
+            } => s(name) + s(info_json) + 16,
+            Command::ServiceHeartbeat { name, .. } | Command::ServiceDeregister { name } => {
+                s(name) + 8
+            }
+            Command::ServiceReap { .. } => 16,
         }
     }
 }

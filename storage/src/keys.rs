@@ -12,6 +12,11 @@ pub const KS_META_OBJ: u8 = 0x10;
 /// Keyspace: metadata properties, `hash 0x00 property` -> value.
 pub const KS_META_PROP: u8 = 0x11;
 
+/// Keyspace: CID secondary index, `cid 0x00 hash` -> property name (`poster`/`backdrop`).
+pub const KS_META_CID: u8 = 0x12;
+/// Keyspace: registered services, `name` -> service entry.
+pub const KS_SERVICE: u8 = 0x20;
+
 /// Key of the raft applied state (opaque bytes owned by the raft crate).
 pub fn sys_applied() -> Vec<u8> {
     vec![KS_SYS, b'a']
@@ -20,6 +25,40 @@ pub fn sys_applied() -> Vec<u8> {
 /// Key of the global revision counter (bumped once per successful mutation).
 pub fn sys_revision() -> Vec<u8> {
     vec![KS_SYS, b'r']
+}
+
+/// Key of the raft index of the last metadata object deletion (for watches of absent objects).
+pub fn sys_meta_deleted() -> Vec<u8> {
+    vec![KS_SYS, b'm']
+}
+
+/// Key of the raft index of the last change to any service.
+pub fn sys_services_index() -> Vec<u8> {
+    vec![KS_SYS, b's']
+}
+
+/// Prefix of the CID index entries of one CID.
+pub fn meta_cid_prefix(cid: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + cid.len());
+    k.push(KS_META_CID);
+    k.extend_from_slice(cid.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of one CID index entry.
+pub fn meta_cid(cid: &str, hash: &str) -> Vec<u8> {
+    let mut k = meta_cid_prefix(cid);
+    k.extend_from_slice(hash.as_bytes());
+    k
+}
+
+/// Key of a registered service.
+pub fn service(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(KS_SERVICE);
+    k.extend_from_slice(name.as_bytes());
+    k
 }
 
 /// Key of a metadata object header.

@@ -20,12 +20,14 @@ mod error;
 pub mod keys;
 mod log;
 mod meta;
+mod services;
 mod snapshot;
 mod store;
 mod txn;
 
 pub use command::{Command, Response};
 pub use error::{Error, Result};
-pub use meta::{MetaList, MetaObject};
+pub use meta::{MetaList, MetaObject, CID_PROPS};
+pub use services::ServiceEntry;
 pub use store::{ApplyEntry, Store};
 pub use txn::Limits;

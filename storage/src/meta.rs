@@ -1,5 +1,6 @@
-//! The metadata keyspaces (meta-core): objects `hash -> {property: value}`.
-//! Apply side (merge, delete, set-add with optional version checks) and read side.
+//! The metadata keyspaces (meta-core): objects `hash -> {property: value}`, plus the
+//! CID secondary index (`poster` / `backdrop` value -> hash) that apply maintains so
+//! that `/file/{cid}` is a lookup, not a scan. Apply side and read side.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,9 @@ use crate::apply::ApplyCtx;
 use crate::txn::Limits;
 use crate::{codec, keys, Response, Result, Store};
 
+/// Properties whose values are CIDs of files, indexed for `/file/{cid}`.
+pub const CID_PROPS: [&str; 2] = ["poster", "backdrop"];
+
 /// Stored header of one object.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Header {
@@ -16,12 +20,16 @@ struct Header {
     version: u64,
     /// Number of properties.
     props: u32,
+    /// Raft index of the entry that last changed the object.
+    mod_index: u64,
 }
 
 /// One object as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaObject {
     pub version: u64,
+    /// Raft index of the entry that last changed the object.
+    pub mod_index: u64,
     pub fields: BTreeMap<String, String>,
 }
 
@@ -33,6 +41,11 @@ pub struct MetaList {
     pub next: Option<String>,
 }
 
+fn indexable_cid(v: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(v).ok()?;
+    (!s.is_empty() && s.len() <= Limits::MAX_KEY && !s.contains('\0')).then_some(s)
+}
+
 impl ApplyCtx<'_> {
     fn header(&self, hash: &str) -> Result<Option<Header>> {
         self.txn
@@ -41,7 +54,7 @@ impl ApplyCtx<'_> {
             .transpose()
     }
 
-    /// `None` when the expectation holds, else the mismatch response.
+    /// The current header and, when `expect` does not hold, the mismatch response.
     fn check(&self, hash: &str, expect: Option<u64>) -> Result<(Option<Header>, Option<Response>)> {
         let header = self.header(hash)?;
         let current = header.map_or(0, |h| h.version);
@@ -54,9 +67,39 @@ impl ApplyCtx<'_> {
 
     fn put_header(&mut self, hash: &str, props: u32) -> Result<u64> {
         let version = self.bump_revision();
-        let h = Header { version, props };
+        let h = Header {
+            version,
+            props,
+            mod_index: self.index,
+        };
         self.txn.put(keys::meta_obj(hash), codec::encode(&h)?);
         Ok(version)
+    }
+
+    fn drop_header(&mut self, hash: &str) -> Result<()> {
+        self.txn.delete(keys::meta_obj(hash));
+        self.bump_revision();
+        let index = codec::encode(&self.index)?;
+        self.txn.put(keys::sys_meta_deleted(), index);
+        Ok(())
+    }
+
+    /// Writes (or with `new` None deletes) one property, keeping the CID index right.
+    fn set_prop(&mut self, hash: &str, prop: &str, old: Option<&[u8]>, new: Option<Vec<u8>>) {
+        if CID_PROPS.contains(&prop) {
+            if let Some(cid) = old.and_then(indexable_cid) {
+                self.txn.delete(keys::meta_cid(cid, hash));
+            }
+            if let Some(cid) = new.as_deref().and_then(indexable_cid) {
+                self.txn
+                    .put(keys::meta_cid(cid, hash), prop.as_bytes().to_vec());
+            }
+        }
+        let key = keys::meta_prop(hash, prop);
+        match new {
+            Some(v) => self.txn.put(key, v),
+            None => self.txn.delete(key),
+        }
     }
 
     pub(crate) fn meta_merge(
@@ -80,21 +123,21 @@ impl ApplyCtx<'_> {
         let mut changes = Vec::new();
         let mut added = 0u32;
         for (k, v) in fields {
-            let key = keys::meta_prop(hash, k);
-            match self.txn.get(&key)? {
-                Some(old) if old == v.as_bytes() => continue,
+            let old = self.txn.get(&keys::meta_prop(hash, k))?;
+            match &old {
+                Some(o) if o == v.as_bytes() => continue,
                 Some(_) => {}
                 None => added += 1,
             }
-            changes.push((key, v.as_bytes().to_vec()));
+            changes.push((k, old, v));
         }
         let props = header.map_or(0, |h| h.props) + added;
         if props as usize > Limits::MAX_PROPS {
             return Ok(too_many_props());
         }
         let updated = changes.len() as u32;
-        for (key, value) in changes {
-            self.txn.put(key, value);
+        for (k, old, v) in changes {
+            self.set_prop(hash, k, old.as_deref(), Some(v.as_bytes().to_vec()));
         }
         let version = self.put_header(hash, props)?;
         Ok(Response::MetaWritten { version, updated })
@@ -109,12 +152,14 @@ impl ApplyCtx<'_> {
             return Ok(Response::NotFound);
         }
         let mut deleted = 0;
-        for (k, _) in self.txn.scan_prefix(&keys::meta_prop_prefix(hash))? {
-            self.txn.delete(k);
+        for (k, v) in self.txn.scan_prefix(&keys::meta_prop_prefix(hash))? {
+            let prop = keys::meta_prop_name(hash, &k)
+                .unwrap_or_default()
+                .to_string();
+            self.set_prop(hash, &prop, Some(&v), None);
             deleted += 1;
         }
-        self.txn.delete(keys::meta_obj(hash));
-        self.bump_revision();
+        self.drop_header(hash)?;
         Ok(Response::MetaDeleted { deleted })
     }
 
@@ -128,14 +173,12 @@ impl ApplyCtx<'_> {
         if let Some(r) = mismatch {
             return Ok(r);
         }
-        let key = keys::meta_prop(hash, prop);
-        let (Some(h), Some(_)) = (header, self.txn.get(&key)?) else {
+        let (Some(h), Some(old)) = (header, self.txn.get(&keys::meta_prop(hash, prop))?) else {
             return Ok(Response::NotFound);
         };
-        self.txn.delete(key);
+        self.set_prop(hash, prop, Some(&old), None);
         if h.props <= 1 {
-            self.txn.delete(keys::meta_obj(hash));
-            self.bump_revision();
+            self.drop_header(hash)?;
         } else {
             self.put_header(hash, h.props - 1)?;
         }
@@ -153,10 +196,9 @@ impl ApplyCtx<'_> {
         if let Some(r) = mismatch {
             return Ok(r);
         }
-        let key = keys::meta_prop(hash, prop);
-        let old = self.txn.get(&key)?;
-        let old = old.as_deref().map(String::from_utf8_lossy);
-        let current: Vec<&str> = old
+        let old = self.txn.get(&keys::meta_prop(hash, prop))?;
+        let old_text = old.as_deref().map(String::from_utf8_lossy);
+        let current: Vec<&str> = old_text
             .as_deref()
             .map(|s| s.split('|').filter(|m| !m.is_empty()).collect())
             .unwrap_or_default();
@@ -177,12 +219,11 @@ impl ApplyCtx<'_> {
                 reason: format!("set would exceed {} bytes", Limits::MAX_VALUE),
             });
         }
-        let new_prop = old.is_none() as u32;
-        let props = header.map_or(0, |h| h.props) + new_prop;
+        let props = header.map_or(0, |h| h.props) + old.is_none() as u32;
         if props as usize > Limits::MAX_PROPS {
             return Ok(too_many_props());
         }
-        self.txn.put(key, joined.into_bytes());
+        self.set_prop(hash, prop, old.as_deref(), Some(joined.into_bytes()));
         let version = self.put_header(hash, props)?;
         Ok(Response::MetaAdded {
             added: true,
@@ -197,14 +238,19 @@ fn too_many_props() -> Response {
     }
 }
 
+fn header_of(sm: &sled::Tree, hash: &str) -> Result<Option<Header>> {
+    sm.get(keys::meta_obj(hash))?
+        .map(|h| codec::decode(&h))
+        .transpose()
+}
+
 impl Store {
     /// Reads one object with all of its properties.
     pub fn meta_get(&self, hash: &str) -> Result<Option<MetaObject>> {
         let sm = self.sm();
-        let Some(h) = sm.get(keys::meta_obj(hash))? else {
+        let Some(header) = header_of(&sm, hash)? else {
             return Ok(None);
         };
-        let header: Header = codec::decode(&h)?;
         let mut fields = BTreeMap::new();
         for kv in sm.scan_prefix(keys::meta_prop_prefix(hash)) {
             let (k, v) = kv?;
@@ -214,6 +260,7 @@ impl Store {
         }
         Ok(Some(MetaObject {
             version: header.version,
+            mod_index: header.mod_index,
             fields,
         }))
     }
@@ -221,13 +268,36 @@ impl Store {
     /// Reads one property and the object's version.
     pub fn meta_get_prop(&self, hash: &str, prop: &str) -> Result<Option<(u64, String)>> {
         let sm = self.sm();
-        let Some(h) = sm.get(keys::meta_obj(hash))? else {
+        let Some(header) = header_of(&sm, hash)? else {
             return Ok(None);
         };
-        let header: Header = codec::decode(&h)?;
         Ok(sm
             .get(keys::meta_prop(hash, prop))?
             .map(|v| (header.version, String::from_utf8_lossy(&v).into_owned())))
+    }
+
+    /// The raft index after which a watch of `hash` must wake: the object's
+    /// modification index, or for an absent object the index of the last deletion.
+    pub fn meta_watch_index(&self, hash: &str) -> Result<u64> {
+        let sm = self.sm();
+        if let Some(h) = header_of(&sm, hash)? {
+            return Ok(h.mod_index);
+        }
+        Ok(match sm.get(keys::sys_meta_deleted())? {
+            Some(v) => codec::decode(&v)?,
+            None => 0,
+        })
+    }
+
+    /// The object whose `poster` or `backdrop` is `cid`, and which of the two it is.
+    pub fn meta_by_cid(&self, cid: &str) -> Result<Option<(String, String)>> {
+        let prefix = keys::meta_cid_prefix(cid);
+        let Some(kv) = self.sm().scan_prefix(&prefix).next() else {
+            return Ok(None);
+        };
+        let (k, prop) = kv?;
+        let hash = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        Ok(Some((hash, String::from_utf8_lossy(&prop).into_owned())))
     }
 
     /// Lists object ids in byte order, strictly after `after`, at most `limit`.
@@ -247,13 +317,11 @@ impl Store {
         let mut next = None;
         for kv in self.sm().range(start..end) {
             let (k, _) = kv?;
-            let id = String::from_utf8_lossy(&k[1..]).into_owned();
             if hash_ids.len() == limit {
                 next = hash_ids.last().cloned();
-                let _ = id;
                 break;
             }
-            hash_ids.push(id);
+            hash_ids.push(String::from_utf8_lossy(&k[1..]).into_owned());
         }
         Ok(MetaList { hash_ids, next })
     }

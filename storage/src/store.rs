@@ -92,6 +92,7 @@ impl Store {
         let mut ctx = ApplyCtx::new(Txn::new(&tree))?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
+            ctx.index = e.index;
             let mut rs = Vec::with_capacity(e.commands.len());
             for c in &e.commands {
                 rs.push(ctx.apply(c)?);

@@ -105,15 +105,32 @@ fn apply_entry(store: &Store, cmds: Vec<Command>) -> Vec<Response> {
     out.remove(0)
 }
 
+/// Reads an object with `mod_index` zeroed (it is checked by its own test).
 fn get(store: &Store, hash: &str) -> Option<MetaObject> {
-    store.meta_get(hash).expect("meta_get")
+    store.meta_get(hash).expect("meta_get").map(|mut o| {
+        o.mod_index = 0;
+        o
+    })
 }
 
 fn obj(version: u64, kv: &[(&str, &str)]) -> MetaObject {
     MetaObject {
         version,
+        mod_index: 0,
         fields: fields(kv),
     }
+}
+
+#[test]
+fn mod_index_is_the_entry_index_and_deletions_advance_the_watch_index() {
+    let (_d, s) = open();
+    s.apply(&[entry(7, vec![merge("h", &[("a", "1")], None)])], b"t").unwrap();
+    assert_eq!(s.meta_get("h").unwrap().unwrap().mod_index, 7);
+    assert_eq!(s.meta_watch_index("h").unwrap(), 7);
+    assert_eq!(s.meta_watch_index("absent").unwrap(), 0);
+    s.apply(&[entry(9, vec![delete("h", None)])], b"t").unwrap();
+    assert_eq!(s.meta_watch_index("h").unwrap(), 9);
+    assert_eq!(s.meta_watch_index("absent").unwrap(), 9);
 }
 
 fn list_all(store: &Store) -> Vec<String> {

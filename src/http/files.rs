@@ -1,0 +1,231 @@
+//! Data paths and files (meta-core, API.md section 2): `/data/{hash}/path`,
+//! `HEAD /data/{hash}`, `GET /file/{cid}` (the file whose `poster` or `backdrop` is
+//! the CID, found through the CID index, served by tower-http with Range, ETag and
+//! conditional requests), and `POST /file/cid` (CIDv1, raw codec, sha2-256, base32).
+//!
+//! Every path comes from metadata or a client, so each is confined to `files.root`:
+//! absolute paths outside it, `..` components and symlinks that lead out are refused
+//! before anything is opened.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, head, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::coreerr::CoreError;
+use super::meta::check_key;
+use crate::server::AppState;
+
+type St = State<Arc<AppState>>;
+
+/// multicodec code of raw binary.
+const RAW_CODEC: u64 = 0x55;
+/// multihash code of sha2-256.
+const SHA2_256: u64 = 0x12;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/data/{hash}/path", get(data_path))
+        .route("/data/{hash}", head(data_head))
+        .route("/file/cid", post(file_cid))
+        .route("/file/{cid}", get(file_by_cid))
+}
+
+/// Why a path was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Confine {
+    /// It leads outside the files root (or is empty).
+    Outside,
+    /// It is inside the root but does not exist.
+    Missing,
+}
+
+/// Resolves `path` (relative to `root`, or absolute) to an existing path inside `root`.
+pub fn confine(root: &Path, path: &str) -> Result<PathBuf, Confine> {
+    let p = Path::new(path);
+    if path.is_empty() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(Confine::Outside);
+    }
+    let root = root.canonicalize().map_err(|_| Confine::Missing)?;
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    };
+    if !joined.starts_with(&root) {
+        return Err(Confine::Outside);
+    }
+    let real = joined.canonicalize().map_err(|_| Confine::Missing)?;
+    if !real.starts_with(&root) {
+        return Err(Confine::Outside); // a symlink leads out
+    }
+    Ok(real)
+}
+
+fn outside() -> CoreError {
+    CoreError::bad_request("path outside files root")
+}
+
+fn file_path_of(s: &AppState, hash: &str) -> Result<String, CoreError> {
+    check_key("hash id", hash)?;
+    let obj = s
+        .node
+        .store()
+        .meta_get(hash)?
+        .ok_or_else(|| CoreError::not_found("metadata not found"))?;
+    obj.fields
+        .get("filePath")
+        .cloned()
+        .ok_or_else(|| CoreError::not_found("filePath not found"))
+}
+
+async fn data_path(State(s): St, UrlPath(hash): UrlPath<String>) -> Result<Response, CoreError> {
+    let rel = file_path_of(&s, &hash)?;
+    let exists = match confine(&s.cfg.files_root, &rel) {
+        Ok(p) => p.is_file(),
+        Err(Confine::Missing) => false,
+        Err(Confine::Outside) => return Err(outside()),
+    };
+    let shown = s.cfg.files_root.join(rel.trim_start_matches('/'));
+    Ok(
+        Json(json!({ "hashId": hash, "path": shown.display().to_string(), "exists": exists }))
+            .into_response(),
+    )
+}
+
+async fn data_head(State(s): St, UrlPath(hash): UrlPath<String>) -> StatusCode {
+    let found = file_path_of(&s, &hash)
+        .ok()
+        .and_then(|rel| confine(&s.cfg.files_root, &rel).ok())
+        .is_some_and(|p| p.is_file());
+    if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn file_by_cid(
+    State(s): St,
+    UrlPath(cid): UrlPath<String>,
+    req: Request,
+) -> Result<Response, CoreError> {
+    check_key("cid", &cid)?;
+    let not_found = || CoreError::not_found("file not found for CID");
+    let (hash, prop) = s.node.store().meta_by_cid(&cid)?.ok_or_else(not_found)?;
+    let obj = s.node.store().meta_get(&hash)?.ok_or_else(not_found)?;
+    let rel = obj
+        .fields
+        .get(&format!("{prop}Path"))
+        .ok_or_else(not_found)?;
+    let path = match confine(&s.cfg.files_root, rel) {
+        Ok(p) if p.is_file() => p,
+        Ok(_) | Err(Confine::Missing) => {
+            return Err(CoreError::not_found("file does not exist on disk"))
+        }
+        Err(Confine::Outside) => return Err(outside()),
+    };
+    let resp = ServeFile::new(path)
+        .oneshot(req)
+        .await
+        .map_err(CoreError::internal)?;
+    Ok(resp.map(Body::new))
+}
+
+#[derive(Deserialize)]
+struct CidRequest {
+    path: String,
+}
+
+async fn file_cid(
+    State(s): St,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, CoreError> {
+    let body =
+        super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| CoreError::new(st, m))?;
+    let req: CidRequest = serde_json::from_slice(&body)
+        .map_err(|_| CoreError::bad_request("invalid JSON body: expected {\"path\": ...}"))?;
+    let path = match confine(&s.cfg.files_root, &req.path) {
+        Ok(p) if p.is_file() => p,
+        Ok(_) | Err(Confine::Missing) => {
+            return Err(CoreError::not_found("file does not exist on disk"))
+        }
+        Err(Confine::Outside) => return Err(outside()),
+    };
+    let (cid, size) = tokio::task::spawn_blocking(move || cid_of_file(&path))
+        .await
+        .map_err(CoreError::internal)?
+        .map_err(CoreError::internal)?;
+    Ok(Json(json!({ "cid": cid, "path": req.path, "size": size })))
+}
+
+/// CIDv1 (raw codec, sha2-256, base32) of a file's bytes, and its size.
+pub fn cid_of_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((cid_of_digest(&hasher.finalize()), size))
+}
+
+/// CIDv1 text of a sha2-256 digest of raw bytes.
+pub fn cid_of_digest(digest: &[u8]) -> String {
+    let mh = multihash::Multihash::<64>::wrap(SHA2_256, digest).expect("a 32-byte digest fits");
+    cid::Cid::new_v1(RAW_CODEC, mh).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cid_of_known_bytes() {
+        // CIDv1 raw sha2-256 of the bytes "hello world\n" as `ipfs add --cid-version 1 --raw-leaves` prints it.
+        let digest = Sha256::digest(b"hello world\n");
+        assert_eq!(
+            cid_of_digest(&digest),
+            "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+        );
+    }
+
+    #[test]
+    fn confinement() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::write(root.join("a/f.txt"), b"x").unwrap();
+        std::fs::write(dir.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link")).unwrap();
+        assert!(confine(&root, "a/f.txt").is_ok());
+        assert!(confine(&root, root.join("a/f.txt").to_str().unwrap()).is_ok());
+        assert_eq!(confine(&root, "../secret"), Err(Confine::Outside));
+        assert_eq!(confine(&root, "a/../../secret"), Err(Confine::Outside));
+        assert_eq!(
+            confine(&root, dir.path().join("secret").to_str().unwrap()),
+            Err(Confine::Outside)
+        );
+        assert_eq!(confine(&root, "link"), Err(Confine::Outside));
+        assert_eq!(confine(&root, "a/nope"), Err(Confine::Missing));
+        assert_eq!(confine(&root, ""), Err(Confine::Outside));
+    }
+}

@@ -1,0 +1,138 @@
+//! The discovery keyspace (meta-core services): registrations with the time of their
+//! last heartbeat. All times are unix milliseconds stamped into the commands by the
+//! receiving node (register, heartbeat) or the leader (reap); apply never reads a clock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::apply::ApplyCtx;
+use crate::{codec, keys, Response, Result, Store};
+
+/// A stored registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    /// The ServiceInfo as registered (JSON text; kept verbatim for clients).
+    pub info_json: String,
+    /// Unix ms of the last registration or heartbeat.
+    pub last_heartbeat_ms: u64,
+    /// Remove the service once stale for this long (leader housekeeping).
+    pub deregister_after_ms: Option<u64>,
+    /// Raft index of the entry that last changed it.
+    pub mod_index: u64,
+}
+
+impl ServiceEntry {
+    /// Whether a reap at `now_ms` with `stale_threshold_ms` removes this entry.
+    pub fn expired(&self, now_ms: u64, stale_threshold_ms: u64) -> bool {
+        self.deregister_after_ms.is_some_and(|after| {
+            now_ms.saturating_sub(self.last_heartbeat_ms) > stale_threshold_ms.saturating_add(after)
+        })
+    }
+}
+
+impl ApplyCtx<'_> {
+    fn service(&self, name: &str) -> Result<Option<ServiceEntry>> {
+        self.txn
+            .get(&keys::service(name))?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    fn put_service(&mut self, name: &str, mut e: ServiceEntry) -> Result<()> {
+        e.mod_index = self.index;
+        self.txn.put(keys::service(name), codec::encode(&e)?);
+        self.touch_services()
+    }
+
+    fn touch_services(&mut self) -> Result<()> {
+        let index = codec::encode(&self.index)?;
+        self.txn.put(keys::sys_services_index(), index);
+        self.bump_revision();
+        Ok(())
+    }
+
+    pub(crate) fn service_register(
+        &mut self,
+        name: &str,
+        info_json: &str,
+        now_ms: u64,
+        deregister_after_ms: Option<u64>,
+    ) -> Result<Response> {
+        let e = ServiceEntry {
+            info_json: info_json.to_string(),
+            last_heartbeat_ms: now_ms,
+            deregister_after_ms,
+            mod_index: 0,
+        };
+        self.put_service(name, e)?;
+        Ok(Response::Ok)
+    }
+
+    pub(crate) fn service_heartbeat(&mut self, name: &str, now_ms: u64) -> Result<Response> {
+        let Some(mut e) = self.service(name)? else {
+            return Ok(Response::NotFound);
+        };
+        // Heartbeats stamped by different nodes may arrive out of order: never go back.
+        e.last_heartbeat_ms = e.last_heartbeat_ms.max(now_ms);
+        self.put_service(name, e)?;
+        Ok(Response::Ok)
+    }
+
+    pub(crate) fn service_deregister(&mut self, name: &str) -> Result<Response> {
+        if self.service(name)?.is_none() {
+            return Ok(Response::NotFound);
+        }
+        self.txn.delete(keys::service(name));
+        self.touch_services()?;
+        Ok(Response::Ok)
+    }
+
+    pub(crate) fn service_reap(
+        &mut self,
+        now_ms: u64,
+        stale_threshold_ms: u64,
+    ) -> Result<Response> {
+        let mut removed = Vec::new();
+        for (k, v) in self.txn.scan_prefix(&[keys::KS_SERVICE])? {
+            let e: ServiceEntry = codec::decode(&v)?;
+            if e.expired(now_ms, stale_threshold_ms) {
+                removed.push(String::from_utf8_lossy(&k[1..]).into_owned());
+                self.txn.delete(k);
+            }
+        }
+        if !removed.is_empty() {
+            self.touch_services()?;
+        }
+        Ok(Response::Reaped { removed })
+    }
+}
+
+impl Store {
+    /// Every registered service, by name.
+    pub fn services(&self) -> Result<Vec<(String, ServiceEntry)>> {
+        let mut out = Vec::new();
+        for kv in self.sm().scan_prefix([keys::KS_SERVICE]) {
+            let (k, v) = kv?;
+            out.push((
+                String::from_utf8_lossy(&k[1..]).into_owned(),
+                codec::decode(&v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// One registered service.
+    pub fn service(&self, name: &str) -> Result<Option<ServiceEntry>> {
+        self.sm()
+            .get(keys::service(name))?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// Raft index of the last change to any service (for watches of the list).
+    pub fn services_index(&self) -> Result<u64> {
+        Ok(match self.sm().get(keys::sys_services_index())? {
+            Some(v) => codec::decode(&v)?,
+            None => 0,
+        })
+    }
+}
