@@ -142,6 +142,26 @@ pub const KEYS: &[Key] = &[
         help: "how often the leader removes services past deregisterAfterMs",
     },
     Key {
+        key: "load.gc_interval_ms",
+        default: "60000",
+        help: "how often the leader expires load requests, engines and tombstones",
+    },
+    Key {
+        key: "load.req_expire_ms",
+        default: "660000",
+        help: "a load request older than this is removed with its counters",
+    },
+    Key {
+        key: "load.engine_expire_ms",
+        default: "660000",
+        help: "an engine not updated for this long is removed",
+    },
+    Key {
+        key: "load.tombstone_ttl_ms",
+        default: "60000",
+        help: "how long a finish that arrived before its add waits for the add",
+    },
+    Key {
         key: "log.level",
         default: "info",
         help: "trace, debug, info, warn, error",
@@ -177,6 +197,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub meta_list_max: usize,
     pub max_waiters: usize,
+    pub load_gc_interval: Duration,
+    pub load_req_expire: Duration,
+    pub load_engine_expire: Duration,
+    pub load_tombstone_ttl: Duration,
     pub files_root: PathBuf,
     pub stale_threshold_ms: u64,
     pub reap_interval: Duration,
@@ -225,6 +249,10 @@ impl Default for Config {
             max_body_bytes: 0,
             meta_list_max: 0,
             max_waiters: 0,
+            load_gc_interval: Duration::ZERO,
+            load_req_expire: Duration::ZERO,
+            load_engine_expire: Duration::ZERO,
+            load_tombstone_ttl: Duration::ZERO,
             files_root: PathBuf::new(),
             stale_threshold_ms: 0,
             reap_interval: Duration::ZERO,
@@ -253,6 +281,10 @@ where
             value: value.into(),
             why: e.to_string(),
         })
+}
+
+fn ms(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(parse(key, value)?))
 }
 
 fn opt(value: &str) -> Option<String> {
@@ -286,6 +318,10 @@ impl Config {
             "limits.max_body_bytes" => self.max_body_bytes = parse(key, value)?,
             "limits.meta_list_max" => self.meta_list_max = parse(key, value)?,
             "limits.max_waiters" => self.max_waiters = parse(key, value)?,
+            "load.gc_interval_ms" => self.load_gc_interval = ms(key, value)?,
+            "load.req_expire_ms" => self.load_req_expire = ms(key, value)?,
+            "load.engine_expire_ms" => self.load_engine_expire = ms(key, value)?,
+            "load.tombstone_ttl_ms" => self.load_tombstone_ttl = ms(key, value)?,
             "files.root" => self.files_root = PathBuf::from(value),
             "services.stale_threshold_ms" => self.stale_threshold_ms = parse(key, value)?,
             "services.reap_interval_ms" => {

@@ -1,5 +1,6 @@
 //! Time-based housekeeping that runs on the leader only, as commands carrying the
-//! leader's clock: removing services past `deregisterAfterMs`. Every node runs the
+//! leader's clock: removing services past `deregisterAfterMs`, and expiring load
+//! requests, idle engines and old tombstones every `load.gc_interval_ms`. Every node runs the
 //! loop; only the one that currently leads proposes, so it survives failover.
 
 use std::sync::Arc;
@@ -11,17 +12,52 @@ use crate::server::AppState;
 
 /// Runs until shutdown.
 pub async fn run(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(state.cfg.reap_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reap = tokio::time::interval(state.cfg.reap_interval);
+    let mut gc = tokio::time::interval(state.cfg.load_gc_interval);
+    for t in [&mut reap, &mut gc] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
-        tokio::select! {
+        let is_gc = tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+            _ = reap.tick() => false,
+            _ = gc.tick() => true,
+        };
         if state.node.leader().map(|(id, _)| id) != Some(state.node.id()) {
             continue;
         }
-        reap_services(&state).await;
+        if is_gc {
+            expire_load(&state).await;
+        } else {
+            reap_services(&state).await;
+        }
+    }
+}
+
+/// Proposes a load expiry when something is old enough to go.
+async fn expire_load(state: &AppState) {
+    let c = &state.cfg;
+    let ns = |d: std::time::Duration| d.as_nanos() as u64;
+    let now = crate::http::load::now_ns();
+    let (req, engine, tomb) = (
+        ns(c.load_req_expire),
+        ns(c.load_engine_expire),
+        ns(c.load_tombstone_ttl),
+    );
+    match state.node.store().load_expiry_due(now, req, engine, tomb) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => return tracing::warn!(error = %e, "cannot read load state"),
+    }
+    let cmd = Command::LoadExpire {
+        now_ns: now,
+        req_expire_ns: req,
+        engine_expire_ns: engine,
+        tombstone_ttl_ns: tomb,
+    };
+    match state.node.write_one(cmd).await {
+        Ok(r) => tracing::info!(?r, "expired load state"),
+        Err(e) => tracing::warn!(error = %e, "load expiry failed; will retry"),
     }
 }
 

@@ -15,7 +15,10 @@ pub mod body;
 pub mod cluster;
 pub mod coreerr;
 pub mod files;
+pub mod load;
+pub mod mcenv;
 pub mod meta;
+pub mod metrics;
 pub mod services;
 pub mod watch;
 
@@ -38,7 +41,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(meta::router())
         .merge(services::router())
         .merge(files::router())
+        .merge(load::router())
+        .merge(metrics::router())
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn_with_state(state.clone(), stamp))
         .with_state(state)
 }
@@ -58,6 +65,30 @@ async fn stamp(State(state): State<Arc<AppState>>, mut req: Request, next: Next)
         state.node.applied_index().into(),
     );
     resp
+}
+
+/// Unknown routes: 404 in the envelope of the area the path belongs to.
+async fn not_found(req: Request) -> Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path().to_string();
+    if path.starts_with("/v1/") {
+        let trace = req
+            .extensions()
+            .get::<TraceId>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default();
+        let err = mcenv::McError::new(
+            mcenv::code::NOT_FOUND,
+            "Resource not found",
+            format!("no route for {path}"),
+        );
+        return mcenv::Envelope {
+            trace_id: trace,
+            result: Err(err),
+        }
+        .into_response();
+    }
+    coreerr::CoreError::not_found(format!("no route for {path}")).into_response()
 }
 
 fn trace_id(headers: &HeaderMap) -> String {

@@ -74,6 +74,28 @@ impl<'a> ApplyCtx<'a> {
                 now_ms,
                 stale_threshold_ms,
             } => self.service_reap(*now_ms, *stale_threshold_ms),
+            Command::LoadAdd {
+                cluster,
+                request_id,
+                ip,
+                prompt_length,
+                now_ns,
+            } => self.load_add(cluster, request_id, ip, *prompt_length, *now_ns),
+            Command::LoadPromptDone { request_id, now_ns } => {
+                self.load_prompt_done(request_id, *now_ns)
+            }
+            Command::LoadDone { request_id, now_ns } => self.load_done(request_id, *now_ns),
+            Command::LoadExpire {
+                now_ns,
+                req_expire_ns,
+                engine_expire_ns,
+                tombstone_ttl_ns,
+            } => self.load_expire(
+                *now_ns,
+                *req_expire_ns,
+                *engine_expire_ns,
+                *tombstone_ttl_ns,
+            ),
         }
     }
 
@@ -137,6 +159,17 @@ fn invalid(cmd: &Command) -> Option<String> {
         Command::ServiceHeartbeat { name, .. } | Command::ServiceDeregister { name } => {
             bad_key("service name", name)
         }
-        Command::ServiceReap { .. } => None,
+        Command::ServiceReap { .. } | Command::LoadExpire { .. } => None,
+        Command::LoadAdd {
+            cluster,
+            request_id,
+            ip,
+            ..
+        } => bad_key("cluster", cluster)
+            .or_else(|| bad_key("request_id", request_id))
+            .or_else(|| bad_key("ip", ip)),
+        Command::LoadPromptDone { request_id, .. } | Command::LoadDone { request_id, .. } => {
+            bad_key("request_id", request_id)
+        }
     }
 }

@@ -55,6 +55,45 @@ pub enum Command {
         now_ms: u64,
         stale_threshold_ms: u64,
     },
+    /// A request was sent to engine `ip` of `cluster` (unix ns stamped by the node).
+    LoadAdd {
+        cluster: String,
+        request_id: String,
+        ip: String,
+        prompt_length: u64,
+        now_ns: u64,
+    },
+    /// First token of a request: its prompt no longer counts.
+    LoadPromptDone { request_id: String, now_ns: u64 },
+    /// A request finished.
+    LoadDone { request_id: String, now_ns: u64 },
+    /// Leader housekeeping: expires requests, idle engines and tombstones older than
+    /// the given ages at `now_ns` (all in ns, carried so every node agrees).
+    LoadExpire {
+        now_ns: u64,
+        req_expire_ns: u64,
+        engine_expire_ns: u64,
+        tombstone_ttl_ns: u64,
+    },
+}
+
+/// What a load command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadOutcome {
+    /// The counters changed.
+    Applied,
+    /// A duplicate add, or a repeated prompt-done: nothing changed.
+    Duplicate,
+    /// The add was cancelled by a tombstone (its done arrived first).
+    Cancelled,
+    /// Unknown request: a tombstone now waits for its late add.
+    Tombstoned,
+    /// Expiry removed this many requests, engines and tombstones.
+    Expired {
+        requests: u32,
+        engines: u32,
+        tombstones: u32,
+    },
 }
 
 /// The outcome of one command. Domain outcomes are values, never errors.
@@ -69,6 +108,8 @@ pub enum Response {
     MetaDeleted { deleted: u32 },
     /// Set add: whether the member was new.
     MetaAdded { added: bool, version: u64 },
+    /// Load update outcome.
+    Load(LoadOutcome),
     /// Services removed by a reap, by name.
     Reaped { removed: Vec<String> },
     /// The addressed object or property does not exist.
@@ -99,7 +140,16 @@ impl Command {
             Command::ServiceHeartbeat { name, .. } | Command::ServiceDeregister { name } => {
                 s(name) + 8
             }
-            Command::ServiceReap { .. } => 16,
+            Command::ServiceReap { .. } | Command::LoadExpire { .. } => 32,
+            Command::LoadAdd {
+                cluster,
+                request_id,
+                ip,
+                ..
+            } => s(cluster) + s(request_id) + s(ip) + 16,
+            Command::LoadPromptDone { request_id, .. } | Command::LoadDone { request_id, .. } => {
+                s(request_id) + 8
+            }
         }
     }
 }

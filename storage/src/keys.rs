@@ -17,6 +17,17 @@ pub const KS_META_CID: u8 = 0x12;
 /// Keyspace: registered services, `name` -> service entry.
 pub const KS_SERVICE: u8 = 0x20;
 
+/// Keyspace: load per engine, `cluster 0x00 ip` -> engine counters.
+pub const KS_LOAD_ENGINE: u8 = 0x30;
+/// Keyspace: in-flight load requests, `request_id` -> request record.
+pub const KS_LOAD_REQ: u8 = 0x31;
+/// Keyspace: requests by age, `created_ns BE, request_id` -> () (for expiry).
+pub const KS_LOAD_REQ_AGE: u8 = 0x32;
+/// Keyspace: tombstones of requests finished before they were added, `request_id` -> tombstone.
+pub const KS_LOAD_TOMB: u8 = 0x33;
+/// Keyspace: tombstones by age, `created_ns BE, request_id` -> () (for expiry).
+pub const KS_LOAD_TOMB_AGE: u8 = 0x34;
+
 /// Key of the raft applied state (opaque bytes owned by the raft crate).
 pub fn sys_applied() -> Vec<u8> {
     vec![KS_SYS, b'a']
@@ -58,6 +69,39 @@ pub fn service(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + name.len());
     k.push(KS_SERVICE);
     k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Key of one engine of a load cluster.
+pub fn load_engine(cluster: &str, ip: &str) -> Vec<u8> {
+    let mut k = load_cluster_prefix(cluster);
+    k.extend_from_slice(ip.as_bytes());
+    k
+}
+
+/// Prefix of all engines of a load cluster.
+pub fn load_cluster_prefix(cluster: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + cluster.len());
+    k.push(KS_LOAD_ENGINE);
+    k.extend_from_slice(cluster.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of a string id in keyspace `ks`.
+pub fn by_id(ks: u8, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(ks);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Key of an age index entry in keyspace `ks`: time first, so a range scan finds the oldest.
+pub fn by_age(ks: u8, time_ns: u64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.push(ks);
+    k.extend_from_slice(&time_ns.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
     k
 }
 

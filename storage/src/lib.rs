@@ -18,6 +18,7 @@ pub mod codec;
 mod command;
 mod error;
 pub mod keys;
+mod load;
 mod log;
 mod meta;
 mod services;
@@ -25,8 +26,9 @@ mod snapshot;
 mod store;
 mod txn;
 
-pub use command::{Command, Response};
+pub use command::{Command, LoadOutcome, Response};
 pub use error::{Error, Result};
+pub use load::EngineLoad;
 pub use meta::{MetaList, MetaObject, CID_PROPS};
 pub use services::ServiceEntry;
 pub use store::{ApplyEntry, Store};

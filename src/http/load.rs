@@ -1,0 +1,339 @@
+//! Inference load statistics (Metadata Center, API.md section 4): per-request
+//! add / first-token / done updates of engine counters, the cluster read a gateway
+//! routes by, a batch endpoint, and `POST /log/level`. Answers use Metadata Center's
+//! envelope; the receiving node stamps the time into each command.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use metacenter_storage::{Command, LoadOutcome, Response as R};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::mcenv::{code, Envelope, McError};
+use super::TraceId;
+use crate::server::AppState;
+
+type St = State<Arc<AppState>>;
+type Body = Result<Bytes, BytesRejection>;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/load/stats", get(stats).post(add).delete(done))
+        .route("/v1/load/prompt", axum::routing::delete(prompt_done))
+        .route("/v1/load/batch", post(batch))
+        .route("/log/level", post(log_level))
+}
+
+/// Unix nanoseconds now.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn envelope(trace: TraceId, result: Result<Value, McError>) -> Envelope {
+    Envelope {
+        trace_id: trace.0,
+        result,
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(s: &AppState, body: Body) -> Result<T, McError> {
+    let bytes = super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| {
+        let c = if st.as_u16() == 413 {
+            code::TOO_LARGE
+        } else {
+            code::INVALID_INPUT
+        };
+        McError::new(c, "Invalid input parameters", m)
+    })?;
+    serde_json::from_slice(&bytes).map_err(McError::from_json)
+}
+
+/// One load operation as clients send it (`op` only in batches).
+#[derive(Debug, Deserialize)]
+struct LoadReq {
+    op: Option<String>,
+    cluster: Option<String>,
+    request_id: Option<String>,
+    prompt_length: Option<i64>,
+    ip: Option<String>,
+    timestamp: Option<i64>,
+}
+
+fn required<'a>(name: &str, v: &'a Option<String>) -> Result<&'a str, McError> {
+    let v = v
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| McError::invalid(format!("{name} is required")))?;
+    if v.len() > metacenter_storage::Limits::MAX_KEY || v.contains('\0') {
+        return Err(McError::invalid(format!(
+            "{name} must be at most {} bytes without NUL",
+            metacenter_storage::Limits::MAX_KEY
+        )));
+    }
+    Ok(v)
+}
+
+fn check_timestamp(r: &LoadReq) -> Result<(), McError> {
+    match r.timestamp {
+        Some(t) if t < 0 => Err(McError::invalid("timestamp must be >= 0 (unix ns)")),
+        _ => Ok(()),
+    }
+}
+
+fn add_command(r: &LoadReq, now: u64) -> Result<Command, McError> {
+    let cluster = required("cluster", &r.cluster)?;
+    let request_id = required("request_id", &r.request_id)?;
+    let ip = required("ip", &r.ip)?;
+    if ip.parse::<Ipv4Addr>().is_err() {
+        return Err(McError::invalid("ip must be a valid IPv4 address"));
+    }
+    let prompt = r.prompt_length.unwrap_or(0);
+    if prompt < 0 {
+        return Err(McError::invalid("prompt_length must be >= 0"));
+    }
+    check_timestamp(r)?;
+    Ok(Command::LoadAdd {
+        cluster: cluster.into(),
+        request_id: request_id.into(),
+        ip: ip.into(),
+        prompt_length: prompt as u64,
+        now_ns: now,
+    })
+}
+
+fn finish_command(r: &LoadReq, now: u64, prompt_only: bool) -> Result<Command, McError> {
+    let request_id = required("request_id", &r.request_id)?.to_string();
+    check_timestamp(r)?;
+    Ok(if prompt_only {
+        Command::LoadPromptDone {
+            request_id,
+            now_ns: now,
+        }
+    } else {
+        Command::LoadDone {
+            request_id,
+            now_ns: now,
+        }
+    })
+}
+
+fn outcome(r: R) -> Result<&'static str, McError> {
+    match r {
+        R::Load(LoadOutcome::Applied) => Ok("applied"),
+        R::Load(LoadOutcome::Duplicate) => Ok("duplicate"),
+        R::Load(LoadOutcome::Cancelled) => Ok("cancelled"),
+        R::Load(LoadOutcome::Tombstoned) => Ok("tombstoned"),
+        R::Invalid { reason } => Err(McError::invalid(reason)),
+        other => Err(McError::internal(format!("unexpected response {other:?}"))),
+    }
+}
+
+async fn one(
+    s: &AppState,
+    body: Body,
+    make: impl Fn(&LoadReq, u64) -> Result<Command, McError>,
+) -> Result<Value, McError> {
+    let req: LoadReq = read_json(s, body)?;
+    let cmd = make(&req, now_ns())?;
+    outcome(s.node.write_one(cmd).await?)?;
+    Ok(Value::Null)
+}
+
+async fn add(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
+    envelope(t, one(&s, body, add_command).await)
+}
+
+async fn prompt_done(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
+    envelope(
+        t,
+        one(&s, body, |r, now| finish_command(r, now, true)).await,
+    )
+}
+
+async fn done(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
+    envelope(
+        t,
+        one(&s, body, |r, now| finish_command(r, now, false)).await,
+    )
+}
+
+async fn stats(
+    State(s): St,
+    Extension(t): Extension<TraceId>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Envelope {
+    envelope(t, read_stats(&s, &headers, q.as_deref()).await)
+}
+
+async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Result<Value, McError> {
+    let cluster = q
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("cluster="))
+        .map(|c| percent_decode(c))
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| McError::invalid("cluster is required"))?;
+    if super::wants_linearizable(headers, q) {
+        s.node.read_barrier().await?;
+    }
+    let engines = s.node.store().load_cluster(&cluster)?;
+    if engines.is_empty() {
+        return Ok(Value::Null);
+    }
+    let rows: Vec<Value> = engines
+        .into_iter()
+        .map(|(ip, e)| json!({ "ip": ip, "queued_req_num": e.queued_req_num, "prompt_length": e.prompt_length, "updated_time": e.updated_ns }))
+        .collect();
+    Ok(Value::Array(rows))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.replace('+', " ").into_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Deserialize)]
+struct BatchReq {
+    operations: Vec<LoadReq>,
+}
+
+/// Largest number of operations in one batch request.
+pub const MAX_BATCH_OPS: usize = 10_000;
+
+async fn batch(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
+    envelope(t, run_batch(&s, body).await)
+}
+
+async fn run_batch(s: &AppState, body: Body) -> Result<Value, McError> {
+    let req: BatchReq = read_json(s, body)?;
+    if req.operations.is_empty() || req.operations.len() > MAX_BATCH_OPS {
+        return Err(McError::invalid(format!(
+            "operations must hold 1 to {MAX_BATCH_OPS} items"
+        )));
+    }
+    let now = now_ns();
+    let parsed: Vec<Result<Command, McError>> = req
+        .operations
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            batch_command(op, now)
+                .map_err(|e| McError::invalid(format!("operations[{i}]: {}", e.reason)))
+        })
+        .collect();
+    let commands: Vec<Command> = parsed
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    let mut responses = if commands.is_empty() {
+        Vec::new()
+    } else {
+        s.node.write(commands).await?
+    }
+    .into_iter();
+    let results: Vec<Value> = parsed
+        .into_iter()
+        .map(|p| {
+            match p.and_then(|_| {
+                outcome(responses.next().unwrap_or(R::Invalid {
+                    reason: "missing response".into(),
+                }))
+            }) {
+                Ok(result) => json!({ "status": "OK", "error": null, "result": result }),
+                Err(e) => json!({ "status": "ERROR", "error": e.to_json(), "result": null }),
+            }
+        })
+        .collect();
+    Ok(Value::Array(results))
+}
+
+fn batch_command(op: &LoadReq, now: u64) -> Result<Command, McError> {
+    match op.op.as_deref() {
+        Some("add") => add_command(op, now),
+        Some("prompt_done") => finish_command(op, now, true),
+        Some("done") => finish_command(op, now, false),
+        Some(other) => Err(McError::invalid(format!(
+            "unknown op `{other}`; use add, prompt_done or done"
+        ))),
+        None => Err(McError::invalid("op is required")),
+    }
+}
+
+#[derive(Deserialize)]
+struct LevelReq {
+    #[serde(rename = "LevelParam")]
+    level: String,
+}
+
+async fn log_level(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
+    let result = read_json::<LevelReq>(&s, body).and_then(|r| {
+        crate::logging::set_level(&r.level).map_err(McError::invalid)?;
+        Ok(json!("log level updated successfully"))
+    });
+    envelope(t, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(percent_decode("llama%2D7b+x"), "llama-7b x");
+        assert_eq!(percent_decode("a%zz"), "a%zz");
+    }
+
+    #[test]
+    fn validates_add() {
+        let r = |ip: &str, p: i64| LoadReq {
+            op: None,
+            cluster: Some("c".into()),
+            request_id: Some("r".into()),
+            prompt_length: Some(p),
+            ip: Some(ip.into()),
+            timestamp: None,
+        };
+        assert!(add_command(&r("10.0.0.1", 5), 1).is_ok());
+        assert_eq!(
+            add_command(&r("::1", 5), 1).unwrap_err().reason,
+            "ip must be a valid IPv4 address"
+        );
+        assert!(add_command(&r("10.0.0.1", -1), 1).is_err());
+        let mut missing = r("10.0.0.1", 1);
+        missing.cluster = None;
+        assert_eq!(
+            add_command(&missing, 1).unwrap_err().reason,
+            "cluster is required"
+        );
+    }
+}

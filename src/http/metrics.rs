@@ -1,0 +1,187 @@
+//! `GET /metrics` in Prometheus text format, and the middleware that counts HTTP
+//! requests by matched route template.
+//!
+//! Process-wide series (HTTP counters and latency histogram) go through the `metrics`
+//! facade into one global Prometheus recorder (no exporter listener; upkeep runs on
+//! scrape). Per-node series (raft state, load gauges) are rendered from the node's own
+//! state at scrape time, so an expired engine's gauges disappear with it and several
+//! in-process nodes never mix their raft figures.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::server::AppState;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Microsecond buckets of `http_request_duration_us`.
+const DURATION_BUCKETS_US: &[f64] = &[
+    50.0, 100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 1e6, 5e6,
+];
+
+fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_us".into()),
+                    DURATION_BUCKETS_US,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/metrics", get(render))
+}
+
+/// Counts every request as `http_requests_total{method,route,status}` and times it.
+pub async fn track(req: Request, next: Next) -> Response {
+    let _ = handle();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("http_request_duration_us", "route" => route)
+        .record(start.elapsed().as_micros() as f64);
+    resp
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+/// Raft figures of this node.
+fn raft_series(s: &AppState, out: &mut String) {
+    let m = s.node.metrics();
+    let one = |v: f64| vec![(String::new(), v)];
+    gauge(
+        out,
+        "raft_term",
+        "Current raft term.",
+        &one(m.current_term as f64),
+    );
+    gauge(
+        out,
+        "raft_leader_id",
+        "Id of the known leader (0 if none).",
+        &one(m.current_leader.unwrap_or(0) as f64),
+    );
+    gauge(
+        out,
+        "raft_is_leader",
+        "1 if this node leads.",
+        &one((m.current_leader == Some(s.node.id())) as u8 as f64),
+    );
+    gauge(
+        out,
+        "raft_commit_index",
+        "Commit index known to this node.",
+        &one(s.node.committed_index() as f64),
+    );
+    gauge(
+        out,
+        "raft_applied_index",
+        "Last applied log index.",
+        &one(s.node.applied_index() as f64),
+    );
+    gauge(
+        out,
+        "raft_last_log_index",
+        "Last log index.",
+        &one(m.last_log_index.unwrap_or(0) as f64),
+    );
+    let last = m.last_log_index.unwrap_or(0);
+    let lag: Vec<(String, f64)> = m
+        .replication
+        .iter()
+        .flatten()
+        .map(|(id, matched)| {
+            (
+                format!("{{follower=\"{id}\"}}"),
+                last.saturating_sub(matched.map_or(0, |l| l.index)) as f64,
+            )
+        })
+        .collect();
+    gauge(
+        out,
+        "raft_follower_lag_entries",
+        "Entries a follower is behind (leader only).",
+        &lag,
+    );
+    gauge(
+        out,
+        "storage_size_bytes",
+        "Bytes the database occupies on disk.",
+        &one(s.node.store().size_on_disk() as f64),
+    );
+}
+
+/// Load gauges per engine, as Metadata Center names them (model_name = cluster).
+fn load_series(s: &AppState, out: &mut String) {
+    let engines = s.node.store().load_engines().unwrap_or_default();
+    let label = |c: &str, ip: &str| {
+        format!(
+            "{{model_name=\"{}\",engine_ip=\"{}\"}}",
+            escape(c),
+            escape(ip)
+        )
+    };
+    let queued: Vec<_> = engines
+        .iter()
+        .map(|(c, ip, e)| (label(c, ip), e.queued_req_num as f64))
+        .collect();
+    let prompt: Vec<_> = engines
+        .iter()
+        .map(|(c, ip, e)| (label(c, ip), e.prompt_length as f64))
+        .collect();
+    gauge(
+        out,
+        "queued_num",
+        "Requests queued on an inference engine.",
+        &queued,
+    );
+    gauge(
+        out,
+        "prompt_length",
+        "Prompt tokens of requests not yet past their first token.",
+        &prompt,
+    );
+}
+
+async fn render(State(s): State<Arc<AppState>>) -> Response {
+    let mut out = String::new();
+    if let Some(h) = handle() {
+        h.run_upkeep();
+        out.push_str(&h.render());
+    }
+    raft_series(&s, &mut out);
+    load_series(&s, &mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
