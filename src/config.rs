@@ -162,6 +162,26 @@ pub const KEYS: &[Key] = &[
         help: "how long a finish that arrived before its add waits for the add",
     },
     Key {
+        key: "points.max_batch",
+        default: "1000",
+        help: "most points in one POST /api/v1/metrics/batch",
+    },
+    Key {
+        key: "points.retention",
+        default: "",
+        help: "per-tenant retention, e.g. `default=30d,team-a=7d` (empty: keep forever)",
+    },
+    Key {
+        key: "points.retention_interval_ms",
+        default: "60000",
+        help: "how often the leader applies retention",
+    },
+    Key {
+        key: "limits.max_websockets",
+        default: "10000",
+        help: "open WebSocket streams per node (503 above)",
+    },
+    Key {
         key: "log.level",
         default: "info",
         help: "trace, debug, info, warn, error",
@@ -197,6 +217,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub meta_list_max: usize,
     pub max_waiters: usize,
+    pub points_max_batch: usize,
+    /// (tenant, retention) pairs.
+    pub points_retention: Vec<(String, Duration)>,
+    pub retention_interval: Duration,
+    pub max_websockets: usize,
     pub load_gc_interval: Duration,
     pub load_req_expire: Duration,
     pub load_engine_expire: Duration,
@@ -249,6 +274,10 @@ impl Default for Config {
             max_body_bytes: 0,
             meta_list_max: 0,
             max_waiters: 0,
+            points_max_batch: 0,
+            points_retention: Vec::new(),
+            retention_interval: Duration::ZERO,
+            max_websockets: 0,
             load_gc_interval: Duration::ZERO,
             load_req_expire: Duration::ZERO,
             load_engine_expire: Duration::ZERO,
@@ -287,6 +316,30 @@ fn ms(key: &str, value: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(parse(key, value)?))
 }
 
+fn retention(key: &str, value: &str) -> Result<Vec<(String, Duration)>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let invalid = |why: String| ConfigError::Invalid {
+                key: key.into(),
+                value: value.into(),
+                why,
+            };
+            let (tenant, d) = pair
+                .split_once('=')
+                .ok_or_else(|| invalid(format!("`{pair}`: expected TENANT=DURATION")))?;
+            let d = humantime::parse_duration(d.trim())
+                .map_err(|e| invalid(format!("`{pair}`: {e}")))?;
+            if d.is_zero() {
+                return Err(invalid(format!("`{pair}`: retention must be > 0")));
+            }
+            Ok((tenant.trim().to_string(), d))
+        })
+        .collect()
+}
+
 fn opt(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
@@ -318,6 +371,10 @@ impl Config {
             "limits.max_body_bytes" => self.max_body_bytes = parse(key, value)?,
             "limits.meta_list_max" => self.meta_list_max = parse(key, value)?,
             "limits.max_waiters" => self.max_waiters = parse(key, value)?,
+            "points.max_batch" => self.points_max_batch = parse(key, value)?,
+            "points.retention" => self.points_retention = retention(key, value)?,
+            "points.retention_interval_ms" => self.retention_interval = ms(key, value)?,
+            "limits.max_websockets" => self.max_websockets = parse(key, value)?,
             "load.gc_interval_ms" => self.load_gc_interval = ms(key, value)?,
             "load.req_expire_ms" => self.load_req_expire = ms(key, value)?,
             "load.engine_expire_ms" => self.load_engine_expire = ms(key, value)?,

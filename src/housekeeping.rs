@@ -1,6 +1,7 @@
 //! Time-based housekeeping that runs on the leader only, as commands carrying the
 //! leader's clock: removing services past `deregisterAfterMs`, and expiring load
-//! requests, idle engines and old tombstones every `load.gc_interval_ms`. Every node runs the
+//! requests, idle engines and old tombstones every `load.gc_interval_ms`, and
+//! removing metric points past their tenant's retention. Every node runs the
 //! loop; only the one that currently leads proposes, so it survives failover.
 
 use std::sync::Arc;
@@ -14,22 +15,46 @@ use crate::server::AppState;
 pub async fn run(state: Arc<AppState>) {
     let mut reap = tokio::time::interval(state.cfg.reap_interval);
     let mut gc = tokio::time::interval(state.cfg.load_gc_interval);
-    for t in [&mut reap, &mut gc] {
+    let mut retain = tokio::time::interval(state.cfg.retention_interval);
+    for t in [&mut reap, &mut gc, &mut retain] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
-        let is_gc = tokio::select! {
+        let job = tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = reap.tick() => false,
-            _ = gc.tick() => true,
+            _ = reap.tick() => Job::Reap,
+            _ = gc.tick() => Job::LoadGc,
+            _ = retain.tick() => Job::Retention,
         };
         if state.node.leader().map(|(id, _)| id) != Some(state.node.id()) {
             continue;
         }
-        if is_gc {
-            expire_load(&state).await;
-        } else {
-            reap_services(&state).await;
+        match job {
+            Job::Reap => reap_services(&state).await,
+            Job::LoadGc => expire_load(&state).await,
+            Job::Retention => retain_points(&state).await,
+        }
+    }
+}
+
+enum Job {
+    Reap,
+    LoadGc,
+    Retention,
+}
+
+/// Proposes one retention command per tenant with a configured retention.
+async fn retain_points(state: &AppState) {
+    let now = crate::http::load::now_ns() as i64;
+    for (tenant, keep) in &state.cfg.points_retention {
+        let cutoff = now.saturating_sub(keep.as_nanos() as i64);
+        let cmd = Command::PointsRetain {
+            tenant: tenant.clone(),
+            cutoff_ns: cutoff,
+        };
+        match state.node.write_one(cmd).await {
+            Ok(r) => tracing::debug!(%tenant, ?r, "applied retention"),
+            Err(e) => tracing::warn!(%tenant, error = %e, "retention failed; will retry"),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Bounds the blocking queries waiting at once.
     pub waiters: tokio::sync::Semaphore,
+    /// Bounds the open WebSocket streams.
+    pub websockets: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running node.
@@ -95,6 +97,7 @@ impl Server {
         let state = Arc::new(AppState {
             node: node.clone(),
             waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
+            websockets: Arc::new(tokio::sync::Semaphore::new(cfg.max_websockets)),
             cfg,
             started: Instant::now(),
             shutdown: shutdown.clone(),

@@ -25,7 +25,7 @@ impl fmt::Display for NodeAddr {
 }
 
 /// The application data of one log entry: a group-committed batch of commands.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub commands: Vec<Command>,
 }

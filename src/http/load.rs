@@ -198,7 +198,8 @@ async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Resul
     Ok(Value::Array(rows))
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes a percent-encoded query value (`+` is a space).
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.replace('+', " ").into_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

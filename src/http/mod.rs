@@ -19,8 +19,10 @@ pub mod load;
 pub mod mcenv;
 pub mod meta;
 pub mod metrics;
+pub mod points;
 pub mod services;
 pub mod watch;
+pub mod ws;
 
 /// Request header that asks for a linearizable read.
 pub const CONSISTENCY_HEADER: &str = "x-consistency";
@@ -43,6 +45,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(files::router())
         .merge(load::router())
         .merge(metrics::router())
+        .merge(points::router())
+        .merge(ws::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(metrics::track))

@@ -96,6 +96,11 @@ impl<'a> ApplyCtx<'a> {
                 *engine_expire_ns,
                 *tombstone_ttl_ns,
             ),
+            Command::PointsWrite { tenant, points } => self.points_write(tenant, points),
+            Command::SystemPointsWrite { tenant, points } => {
+                self.system_points_write(tenant, points)
+            }
+            Command::PointsRetain { tenant, cutoff_ns } => self.points_retain(tenant, *cutoff_ns),
         }
     }
 
@@ -171,5 +176,8 @@ fn invalid(cmd: &Command) -> Option<String> {
         Command::LoadPromptDone { request_id, .. } | Command::LoadDone { request_id, .. } => {
             bad_key("request_id", request_id)
         }
+        Command::PointsWrite { tenant, .. }
+        | Command::SystemPointsWrite { tenant, .. }
+        | Command::PointsRetain { tenant, .. } => bad_key("tenant", tenant),
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One state-machine command. Conditional variants carry `expect_version`
 /// (`If-Match`): `None` means unconditional.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Does nothing; used to probe the write path.
     Noop,
@@ -75,6 +75,42 @@ pub enum Command {
         engine_expire_ns: u64,
         tombstone_ttl_ns: u64,
     },
+    /// A batch of metric points of one tenant (validated and time-stamped at the edge).
+    PointsWrite {
+        tenant: String,
+        points: Vec<PointIn>,
+    },
+    /// A batch of system metric points of one tenant.
+    SystemPointsWrite {
+        tenant: String,
+        points: Vec<SystemPointIn>,
+    },
+    /// Leader housekeeping: removes the tenant's points older than `cutoff_ns`.
+    PointsRetain { tenant: String, cutoff_ns: i64 },
+}
+
+/// One metric point as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointIn {
+    pub run_id: [u8; 16],
+    pub metric: String,
+    pub step: Option<i64>,
+    pub value: f64,
+    /// Unix ns.
+    pub time_ns: i64,
+    /// The point's metadata object as JSON text.
+    pub metadata_json: Option<String>,
+}
+
+/// One system metric point as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemPointIn {
+    pub run_id: [u8; 16],
+    pub metric_type: String,
+    pub value: f64,
+    /// Unix ns.
+    pub time_ns: i64,
+    pub metadata_json: Option<String>,
 }
 
 /// What a load command did.
@@ -108,6 +144,10 @@ pub enum Response {
     MetaDeleted { deleted: u32 },
     /// Set add: whether the member was new.
     MetaAdded { added: bool, version: u64 },
+    /// Points written.
+    PointsWritten { count: u32 },
+    /// Points removed by retention.
+    PointsRemoved { count: u64 },
     /// Load update outcome.
     Load(LoadOutcome),
     /// Services removed by a reap, by name.
@@ -141,6 +181,21 @@ impl Command {
                 s(name) + 8
             }
             Command::ServiceReap { .. } | Command::LoadExpire { .. } => 32,
+            Command::PointsWrite { tenant, points } => {
+                s(tenant)
+                    + points
+                        .iter()
+                        .map(|p| 48 + s(&p.metric) + p.metadata_json.as_ref().map_or(0, s))
+                        .sum::<usize>()
+            }
+            Command::SystemPointsWrite { tenant, points } => {
+                s(tenant)
+                    + points
+                        .iter()
+                        .map(|p| 40 + s(&p.metric_type) + p.metadata_json.as_ref().map_or(0, s))
+                        .sum::<usize>()
+            }
+            Command::PointsRetain { tenant, .. } => s(tenant) + 8,
             Command::LoadAdd {
                 cluster,
                 request_id,

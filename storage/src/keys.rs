@@ -28,6 +28,13 @@ pub const KS_LOAD_TOMB: u8 = 0x33;
 /// Keyspace: tombstones by age, `created_ns BE, request_id` -> () (for expiry).
 pub const KS_LOAD_TOMB_AGE: u8 = 0x34;
 
+/// Keyspace: metric points, `tenant 0x00 run(16) metric 0x00 time(8) index(8) pos(4)` -> point.
+pub const KS_POINT: u8 = 0x40;
+/// Keyspace: running aggregates per series, `tenant 0x00 run(16) metric` -> aggregates.
+pub const KS_SERIES: u8 = 0x41;
+/// Keyspace: system metric points, `tenant 0x00 run(16) time(8) index(8) pos(4)` -> point.
+pub const KS_SYSPOINT: u8 = 0x42;
+
 /// Key of the raft applied state (opaque bytes owned by the raft crate).
 pub fn sys_applied() -> Vec<u8> {
     vec![KS_SYS, b'a']
@@ -102,6 +109,52 @@ pub fn by_age(ks: u8, time_ns: u64, id: &str) -> Vec<u8> {
     k.push(ks);
     k.extend_from_slice(&time_ns.to_be_bytes());
     k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Order-preserving encoding of a signed time (unix ns).
+pub fn time_key(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Inverse of [`time_key`].
+pub fn parse_time_key(b: &[u8]) -> i64 {
+    let raw = u64::from_be_bytes(b[..8].try_into().expect("8 time bytes"));
+    (raw ^ (1 << 63)) as i64
+}
+
+/// `ks tenant 0x00 run` — prefix of everything of one run in keyspace `ks`.
+pub fn run_prefix(ks: u8, tenant: &str, run: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(18 + tenant.len());
+    k.push(ks);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(run);
+    k
+}
+
+/// Key of a series' aggregates.
+pub fn series(tenant: &str, run: &[u8; 16], metric: &str) -> Vec<u8> {
+    let mut k = run_prefix(KS_SERIES, tenant, run);
+    k.extend_from_slice(metric.as_bytes());
+    k
+}
+
+/// Prefix of the points of one series.
+pub fn point_series_prefix(tenant: &str, run: &[u8; 16], metric: &str) -> Vec<u8> {
+    let mut k = run_prefix(KS_POINT, tenant, run);
+    k.extend_from_slice(metric.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Appends `time, index, pos` to a series prefix: a unique, time-ordered point key.
+pub fn point_suffix(prefix: &[u8], time_ns: i64, index: u64, pos: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 20);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&time_key(time_ns));
+    k.extend_from_slice(&index.to_be_bytes());
+    k.extend_from_slice(&pos.to_be_bytes());
     k
 }
 

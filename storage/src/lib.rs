@@ -21,15 +21,17 @@ pub mod keys;
 mod load;
 mod log;
 mod meta;
+mod points;
 mod services;
 mod snapshot;
 mod store;
 mod txn;
 
-pub use command::{Command, LoadOutcome, Response};
+pub use command::{Command, LoadOutcome, PointIn, Response, SystemPointIn};
 pub use error::{Error, Result};
 pub use load::EngineLoad;
 pub use meta::{MetaList, MetaObject, CID_PROPS};
+pub use points::{Cursor, Point, PointQuery, SeriesAgg};
 pub use services::ServiceEntry;
 pub use store::{ApplyEntry, Store};
 pub use txn::Limits;

@@ -67,6 +67,24 @@ impl<'a> Txn<'a> {
             .collect())
     }
 
+    /// All live pairs with `lo <= key < hi`, in key order, own writes included.
+    /// (Every read of apply goes through the overlay: nodes group entries into apply
+    /// calls differently, so reading the tree alone would not be deterministic.)
+    pub(crate) fn scan_range(&self, lo: &[u8], hi: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for kv in self.tree.range(lo..hi) {
+            let (k, v) = kv?;
+            merged.insert(k.to_vec(), Some(v.to_vec()));
+        }
+        for (k, v) in self.writes.range(lo.to_vec()..hi.to_vec()) {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
     pub(crate) fn commit(self) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (k, v) in self.writes {

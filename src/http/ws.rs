@@ -1,0 +1,193 @@
+//! Live metric streams: `WS /ws/metrics/{run_id}` on any node (every node applies
+//! every point). The client subscribes with
+//! `{"type":"subscribe","payload":{"run_id","metric_names":[...]}}` (acknowledged with
+//! `subscribed`); until then every metric of the path's run is streamed. Each applied
+//! batch with matching points becomes one `{"type":"metric","payload":{"metrics":[...]}}`.
+//!
+//! Flow control: the stream reads the node's applied-event bus; a consumer too slow to
+//! keep up makes the bus lag, and it is then told
+//! `{"type":"lagged","payload":{"dropped":n}}` (n = applied batches it missed) instead
+//! of losing data silently. Pings every 30 s; a peer silent for 75 s, or a send stuck
+//! for 10 s, is dropped. Connections are bounded by `limits.max_websockets` and closed
+//! on shutdown.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metacenter_raft::Applied;
+use metacenter_storage::{Command, PointIn};
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::points::{parse_run, rfc3339, tenant, PtError};
+use crate::server::AppState;
+
+const PING_EVERY: Duration = Duration::from_secs(30);
+const DEAD_AFTER: Duration = Duration::from_secs(75);
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/ws/metrics/{run_id}", get(upgrade))
+}
+
+/// What a stream delivers.
+struct Filter {
+    tenant: String,
+    run: [u8; 16],
+    run_id: String,
+    /// `None`: every metric of the run.
+    names: Option<HashSet<String>>,
+}
+
+impl Filter {
+    fn matches(&self, tenant: &str, p: &PointIn) -> bool {
+        tenant == self.tenant
+            && p.run_id == self.run
+            && self.names.as_ref().is_none_or(|n| n.contains(&p.metric))
+    }
+}
+
+async fn upgrade(
+    State(s): State<Arc<AppState>>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let mut tenant_name = match tenant(&headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(t) = q
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("tenant="))
+    {
+        tenant_name = super::load::percent_decode(t);
+    }
+    let run = match parse_run(&run_id) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(permit) = s.websockets.clone().try_acquire_owned() else {
+        return PtError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many WebSocket connections".into(),
+        )
+        .into_response();
+    };
+    let filter = Filter {
+        tenant: tenant_name,
+        run,
+        run_id,
+        names: None,
+    };
+    ws.on_upgrade(move |socket| session(s, socket, filter, permit))
+}
+
+fn text(v: Value) -> Message {
+    Message::Text(v.to_string().into())
+}
+
+async fn send(socket: &mut WebSocket, m: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(m)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// The points of an applied batch that the filter selects, as JSON.
+fn matching(a: &Applied, f: &Filter) -> Vec<Value> {
+    let mut out = Vec::new();
+    for cmds in &a.commands {
+        for c in cmds.iter() {
+            let Command::PointsWrite { tenant, points } = c else {
+                continue;
+            };
+            for p in points.iter().filter(|p| f.matches(tenant, p)) {
+                let meta: Value = p
+                    .metadata_json
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str(m).ok())
+                    .unwrap_or(json!({}));
+                out.push(json!({ "time": rfc3339(p.time_ns), "run_id": f.run_id, "metric_name": p.metric, "step": p.step, "value": p.value, "metadata": meta }));
+            }
+        }
+    }
+    out
+}
+
+/// Handles a client message; returns the answer to send.
+fn on_client(text_msg: &str, f: &mut Filter) -> Value {
+    let v: Value = serde_json::from_str(text_msg).unwrap_or(Value::Null);
+    if v.get("type").and_then(Value::as_str) != Some("subscribe") {
+        return json!({ "type": "error", "payload": { "message": "expected {\"type\":\"subscribe\",\"payload\":{...}}" } });
+    }
+    let payload = v.get("payload").cloned().unwrap_or(Value::Null);
+    if let Some(r) = payload.get("run_id").and_then(Value::as_str) {
+        if r != f.run_id {
+            return json!({ "type": "error", "payload": { "message": "run_id must match the stream's path" } });
+        }
+    }
+    f.names = payload
+        .get("metric_names")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        });
+    let names: Vec<&String> = f.names.iter().flatten().collect();
+    json!({ "type": "subscribed", "payload": { "run_id": f.run_id, "metric_names": names } })
+}
+
+async fn session(
+    s: Arc<AppState>,
+    mut socket: WebSocket,
+    mut f: Filter,
+    _permit: OwnedSemaphorePermit,
+) {
+    metrics::gauge!("websocket_connections").increment(1.0);
+    let mut events = s.node.subscribe();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut last_heard = Instant::now();
+    let mut dropped: u64 = 0;
+    loop {
+        let ok = tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(a) => {
+                    let lag_ok = dropped == 0 || send(&mut socket, text(json!({ "type": "lagged", "payload": { "dropped": std::mem::take(&mut dropped) } }))).await;
+                    let pts = matching(&a, &f);
+                    lag_ok && (pts.is_empty() || send(&mut socket, text(json!({ "type": "metric", "payload": { "metrics": pts } }))).await)
+                }
+                Err(RecvError::Lagged(n)) => { dropped += n; true }
+                Err(RecvError::Closed) => false,
+            },
+            msg = socket.recv() => {
+                last_heard = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(t))) => { let answer = on_client(t.as_str(), &mut f); send(&mut socket, text(answer)).await }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => false,
+                    Some(Ok(_)) => true,
+                }
+            },
+            _ = ping.tick() => last_heard.elapsed() < DEAD_AFTER && send(&mut socket, Message::Ping(Default::default())).await,
+            _ = s.shutdown.cancelled() => { let _ = send(&mut socket, Message::Close(None)).await; false }
+        };
+        if !ok {
+            break;
+        }
+    }
+    metrics::gauge!("websocket_connections").decrement(1.0);
+}

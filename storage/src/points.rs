@@ -1,0 +1,406 @@
+//! The metric-points keyspaces (Metric Service): points per (tenant, run, metric),
+//! running aggregates per series maintained by apply (so whole-series stats are O(1)),
+//! system metric points, and retention. Reads: history newest first with cursor
+//! pagination, latest, stats.
+//!
+//! Point keys end in `time, revision, position`: time-ordered, and unique because the
+//! revision is allocated once per command by apply.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::apply::ApplyCtx;
+use crate::command::{PointIn, SystemPointIn};
+use crate::txn::Limits;
+use crate::{codec, keys, Response, Result, Store};
+
+/// Running aggregates of one series (Welford's mean and M2 for a stable variance).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeriesAgg {
+    pub count: u64,
+    pub mean: f64,
+    pub m2: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first_ns: i64,
+    pub last_ns: i64,
+}
+
+impl SeriesAgg {
+    /// Adds one value observed at `t`.
+    pub fn add(&mut self, v: f64, t: i64) {
+        if self.count == 0 {
+            *self = SeriesAgg {
+                count: 1,
+                mean: v,
+                m2: 0.0,
+                min: v,
+                max: v,
+                first_ns: t,
+                last_ns: t,
+            };
+            return;
+        }
+        self.count += 1;
+        let delta = v - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (v - self.mean);
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.first_ns = self.first_ns.min(t);
+        self.last_ns = self.last_ns.max(t);
+    }
+
+    /// Sample standard deviation; `None` for fewer than two values.
+    pub fn std_dev(&self) -> Option<f64> {
+        (self.count > 1).then(|| (self.m2.max(0.0) / (self.count - 1) as f64).sqrt())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredPoint {
+    step: Option<i64>,
+    value: f64,
+    metadata_json: Option<String>,
+}
+
+/// A point as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub metric: String,
+    pub step: Option<i64>,
+    pub value: f64,
+    pub time_ns: i64,
+    pub metadata_json: Option<String>,
+    /// Position of the point in the total order (for cursors).
+    pub cursor: Cursor,
+}
+
+/// Where a page of history ended: the next page continues strictly after it in
+/// (time desc, metric desc, revision desc, position desc) order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time_ns: i64,
+    pub metric: String,
+    /// The 12 bytes (revision, position) that make the point's key unique.
+    pub tie: [u8; 12],
+}
+
+/// Filters of a history read.
+#[derive(Debug, Clone, Default)]
+pub struct PointQuery {
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    pub min_step: Option<i64>,
+    pub max_step: Option<i64>,
+    pub limit: usize,
+    pub after: Option<Cursor>,
+}
+
+impl PointQuery {
+    fn step_ok(&self, step: Option<i64>) -> bool {
+        let ok_min = self.min_step.is_none_or(|m| step.is_some_and(|s| s >= m));
+        let ok_max = self.max_step.is_none_or(|m| step.is_some_and(|s| s <= m));
+        ok_min && ok_max
+    }
+}
+
+fn bad_point(metric: &str, v: f64) -> Option<String> {
+    if metric.is_empty() || metric.len() > Limits::MAX_KEY || metric.contains('\0') {
+        return Some("metric name must be 1 to 512 bytes without NUL".into());
+    }
+    (!v.is_finite()).then(|| "value must be finite".into())
+}
+
+impl ApplyCtx<'_> {
+    pub(crate) fn points_write(&mut self, tenant: &str, points: &[PointIn]) -> Result<Response> {
+        if let Some(reason) = points.iter().find_map(|p| bad_point(&p.metric, p.value)) {
+            return Ok(Response::Invalid { reason });
+        }
+        let rev = self.bump_revision();
+        let mut aggs: BTreeMap<Vec<u8>, SeriesAgg> = BTreeMap::new();
+        for (pos, p) in points.iter().enumerate() {
+            let prefix = keys::point_series_prefix(tenant, &p.run_id, &p.metric);
+            let key = keys::point_suffix(&prefix, p.time_ns, rev, pos as u32);
+            let stored = StoredPoint {
+                step: p.step,
+                value: p.value,
+                metadata_json: p.metadata_json.clone(),
+            };
+            self.txn.put(key, codec::encode(&stored)?);
+            let skey = keys::series(tenant, &p.run_id, &p.metric);
+            if !aggs.contains_key(&skey) {
+                let agg = self
+                    .txn
+                    .get(&skey)?
+                    .map(|v| codec::decode(&v))
+                    .transpose()?
+                    .unwrap_or_default();
+                aggs.insert(skey.clone(), agg);
+            }
+            aggs.get_mut(&skey)
+                .expect("inserted above")
+                .add(p.value, p.time_ns);
+        }
+        for (k, agg) in aggs {
+            self.txn.put(k, codec::encode(&agg)?);
+        }
+        Ok(Response::PointsWritten {
+            count: points.len() as u32,
+        })
+    }
+
+    pub(crate) fn system_points_write(
+        &mut self,
+        tenant: &str,
+        points: &[SystemPointIn],
+    ) -> Result<Response> {
+        if let Some(reason) = points
+            .iter()
+            .find_map(|p| bad_point(&p.metric_type, p.value))
+        {
+            return Ok(Response::Invalid { reason });
+        }
+        let rev = self.bump_revision();
+        for (pos, p) in points.iter().enumerate() {
+            let prefix = keys::run_prefix(keys::KS_SYSPOINT, tenant, &p.run_id);
+            let key = keys::point_suffix(&prefix, p.time_ns, rev, pos as u32);
+            let stored = (p.metric_type.clone(), p.value, p.metadata_json.clone());
+            self.txn.put(key, codec::encode(&stored)?);
+        }
+        Ok(Response::PointsWritten {
+            count: points.len() as u32,
+        })
+    }
+
+    /// Removes the tenant's points (and system points) older than `cutoff`, fixing the
+    /// aggregates of every series it touched.
+    pub(crate) fn points_retain(&mut self, tenant: &str, cutoff: i64) -> Result<Response> {
+        let mut tenant_prefix = vec![keys::KS_SERIES];
+        tenant_prefix.extend_from_slice(tenant.as_bytes());
+        tenant_prefix.push(0);
+        let mut removed = 0u64;
+        for (skey, _) in self.txn.scan_prefix(&tenant_prefix)? {
+            let mut pkey = skey.clone();
+            pkey[0] = keys::KS_POINT;
+            pkey.push(0);
+            let old = self
+                .txn
+                .scan_range(&pkey, &[pkey.as_slice(), &keys::time_key(cutoff)].concat())?;
+            if old.is_empty() {
+                continue;
+            }
+            removed += old.len() as u64;
+            for (k, _) in old {
+                self.txn.delete(k);
+            }
+            let mut agg = SeriesAgg::default();
+            for (k, v) in self.txn.scan_prefix(&pkey)? {
+                let p: StoredPoint = codec::decode(&v)?;
+                agg.add(p.value, keys::parse_time_key(&k[pkey.len()..]));
+            }
+            if agg.count == 0 {
+                self.txn.delete(skey);
+            } else {
+                self.txn.put(skey, codec::encode(&agg)?);
+            }
+        }
+        let mut sys = vec![keys::KS_SYSPOINT];
+        sys.extend_from_slice(tenant.as_bytes());
+        sys.push(0);
+        for (k, _) in self.txn.scan_prefix(&sys)? {
+            if keys::parse_time_key(&k[sys.len() + 16..]) < cutoff {
+                self.txn.delete(k);
+                removed += 1;
+            }
+        }
+        Ok(Response::PointsRemoved { count: removed })
+    }
+}
+
+/// Upper bound of a series scan for `metric` given the cursor of the previous page.
+fn upper_bound(prefix: &[u8], metric: &str, q: &PointQuery) -> Bound<Vec<u8>> {
+    let end = |t: i64, tie: &[u8]| [prefix, &keys::time_key(t), tie].concat();
+    let by_time = match q.end_ns {
+        Some(e) => Bound::Included(end(e, &[0xff; 12])),
+        None => Bound::Included(end(i64::MAX, &[0xff; 12])),
+    };
+    let Some(c) = &q.after else { return by_time };
+    let by_cursor = match metric.cmp(c.metric.as_str()) {
+        std::cmp::Ordering::Less => Bound::Included(end(c.time_ns, &[0xff; 12])),
+        std::cmp::Ordering::Equal => Bound::Excluded(end(c.time_ns, &c.tie)),
+        std::cmp::Ordering::Greater => Bound::Excluded(end(c.time_ns, &[0; 12])),
+    };
+    let key = |b: &Bound<Vec<u8>>| match b {
+        Bound::Included(k) | Bound::Excluded(k) => k.clone(),
+        Bound::Unbounded => Vec::new(),
+    };
+    if key(&by_cursor) <= key(&by_time) {
+        by_cursor
+    } else {
+        by_time
+    }
+}
+
+impl Store {
+    /// Newest-first points of one series (at most `q.limit`).
+    pub fn series_points(
+        &self,
+        tenant: &str,
+        run: &[u8; 16],
+        metric: &str,
+        q: &PointQuery,
+    ) -> Result<Vec<Point>> {
+        let prefix = keys::point_series_prefix(tenant, run, metric);
+        let lo = Bound::Included(
+            [
+                prefix.as_slice(),
+                &keys::time_key(q.start_ns.unwrap_or(i64::MIN)),
+            ]
+            .concat(),
+        );
+        let hi = upper_bound(&prefix, metric, q);
+        let mut out = Vec::new();
+        for kv in self.sm().range::<Vec<u8>, _>((lo, hi)).rev() {
+            if out.len() >= q.limit {
+                break;
+            }
+            let (k, v) = kv?;
+            let p: StoredPoint = codec::decode(&v)?;
+            if !q.step_ok(p.step) {
+                continue;
+            }
+            let rest = &k[prefix.len()..];
+            let time_ns = keys::parse_time_key(rest);
+            let tie: [u8; 12] = rest[8..20]
+                .try_into()
+                .map_err(|_| crate::Error::Codec("short point key".into()))?;
+            let cursor = Cursor {
+                time_ns,
+                metric: metric.to_string(),
+                tie,
+            };
+            out.push(Point {
+                metric: metric.to_string(),
+                step: p.step,
+                value: p.value,
+                time_ns,
+                metadata_json: p.metadata_json,
+                cursor,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Newest-first points of every metric of a run, merged (at most `q.limit`).
+    pub fn run_points(&self, tenant: &str, run: &[u8; 16], q: &PointQuery) -> Result<Vec<Point>> {
+        let mut all = Vec::new();
+        for metric in self.run_metrics(tenant, run)? {
+            all.extend(self.series_points(tenant, run, &metric, q)?);
+        }
+        all.sort_by(|a, b| {
+            (b.time_ns, &b.metric, b.cursor.tie).cmp(&(a.time_ns, &a.metric, a.cursor.tie))
+        });
+        all.truncate(q.limit);
+        Ok(all)
+    }
+
+    /// Names of the metrics of a run.
+    pub fn run_metrics(&self, tenant: &str, run: &[u8; 16]) -> Result<Vec<String>> {
+        let prefix = keys::run_prefix(keys::KS_SERIES, tenant, run);
+        let mut out = Vec::new();
+        for k in self.sm().scan_prefix(&prefix).keys() {
+            out.push(String::from_utf8_lossy(&k?[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// The running aggregates of a series.
+    pub fn series_agg(
+        &self,
+        tenant: &str,
+        run: &[u8; 16],
+        metric: &str,
+    ) -> Result<Option<SeriesAgg>> {
+        self.sm()
+            .get(keys::series(tenant, run, metric))?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// Aggregates over a time range of a series, by scan.
+    pub fn series_agg_range(
+        &self,
+        tenant: &str,
+        run: &[u8; 16],
+        metric: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<SeriesAgg> {
+        let prefix = keys::point_series_prefix(tenant, run, metric);
+        let lo = [prefix.as_slice(), &keys::time_key(start)].concat();
+        let hi = [prefix.as_slice(), &keys::time_key(end), &[0xff; 12]].concat();
+        let mut agg = SeriesAgg::default();
+        for kv in self.sm().range(lo..=hi) {
+            let (k, v) = kv?;
+            let p: StoredPoint = codec::decode(&v)?;
+            agg.add(p.value, keys::parse_time_key(&k[prefix.len()..]));
+        }
+        Ok(agg)
+    }
+
+    /// Newest-first system points of a run: (metric_type, value, time_ns, metadata).
+    #[allow(clippy::type_complexity)]
+    pub fn system_points(
+        &self,
+        tenant: &str,
+        run: &[u8; 16],
+        (start, end): (i64, i64),
+        metric_type: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, f64, i64, Option<String>)>> {
+        let prefix = keys::run_prefix(keys::KS_SYSPOINT, tenant, run);
+        let lo = [prefix.as_slice(), &keys::time_key(start)].concat();
+        let hi = [prefix.as_slice(), &keys::time_key(end), &[0xff; 12]].concat();
+        let mut out = Vec::new();
+        for kv in self.sm().range(lo..=hi).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv?;
+            let (kind, value, meta): (String, f64, Option<String>) = codec::decode(&v)?;
+            if metric_type.is_none_or(|t| t == kind) {
+                out.push((kind, value, keys::parse_time_key(&k[prefix.len()..]), meta));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn welford_matches_naive() {
+        let vals = [1.0, 2.5, -3.0, 1e6, 7.25, 7.25];
+        let mut agg = SeriesAgg::default();
+        for (i, v) in vals.iter().enumerate() {
+            agg.add(*v, i as i64);
+        }
+        let n = vals.len() as f64;
+        let mean = vals.iter().sum::<f64>() / n;
+        let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        assert!((agg.mean - mean).abs() < 1e-9);
+        assert!((agg.std_dev().unwrap() - var.sqrt()).abs() < 1e-6);
+        assert_eq!(
+            (agg.min, agg.max, agg.first_ns, agg.last_ns),
+            (-3.0, 1e6, 0, 5)
+        );
+        let mut one = SeriesAgg::default();
+        one.add(4.0, 9);
+        assert_eq!(one.std_dev(), None);
+    }
+}
