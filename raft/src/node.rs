@@ -175,11 +175,7 @@ impl RaftNode {
 
     /// Index of the last entry applied to the local state machine.
     pub fn applied_index(&self) -> u64 {
-        self.raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |l| l.index)
+        self.sm.applied_index()
     }
 
     /// Commits `commands` through the leader (wherever it is) and returns their responses.

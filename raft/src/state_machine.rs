@@ -84,6 +84,12 @@ impl StateMachine {
         })
     }
 
+    /// Index of the last entry applied to the store. Updated right after the store
+    /// and before the applied event, so it never lags the data a reader sees.
+    pub fn applied_index(&self) -> u64 {
+        self.lock().last_applied.map_or(0, |l| l.index)
+    }
+
     /// Subscribes to the applied-event bus.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Applied>> {
         self.events.subscribe()

@@ -98,7 +98,8 @@ async fn data_path(State(s): St, UrlPath(hash): UrlPath<String>) -> Result<Respo
         Err(Confine::Missing) => false,
         Err(Confine::Outside) => return Err(outside()),
     };
-    let shown = s.cfg.files_root.join(rel.trim_start_matches('/'));
+    // FILES_ROOT/filePath; an absolute filePath (already confined above) as it is.
+    let shown = s.cfg.files_root.join(&rel);
     Ok(
         Json(json!({ "hashId": hash, "path": shown.display().to_string(), "exists": exists }))
             .into_response(),

@@ -181,7 +181,7 @@ async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Resul
         .unwrap_or("")
         .split('&')
         .find_map(|kv| kv.strip_prefix("cluster="))
-        .map(|c| percent_decode(c))
+        .map(percent_decode)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| McError::invalid("cluster is required"))?;
     if super::wants_linearizable(headers, q) {

@@ -286,7 +286,7 @@ fn encode_cursor(c: &Cursor) -> String {
 }
 
 fn decode_cursor(s: &str) -> Option<Cursor> {
-    if s.len() % 2 != 0 || s.len() < 40 {
+    if !s.len().is_multiple_of(2) || s.len() < 40 {
         return None;
     }
     let b: Vec<u8> = (0..s.len())

@@ -64,10 +64,13 @@ pub fn meta_cid_prefix(cid: &str) -> Vec<u8> {
     k
 }
 
-/// Key of one CID index entry.
-pub fn meta_cid(cid: &str, hash: &str) -> Vec<u8> {
+/// Key of one CID index entry: `cid 0x00 hash 0x00 property`, so that the same CID
+/// under `poster` and `backdrop` of one object are two entries.
+pub fn meta_cid(cid: &str, hash: &str, prop: &str) -> Vec<u8> {
     let mut k = meta_cid_prefix(cid);
     k.extend_from_slice(hash.as_bytes());
+    k.push(0);
+    k.extend_from_slice(prop.as_bytes());
     k
 }
 

@@ -88,11 +88,10 @@ impl ApplyCtx<'_> {
     fn set_prop(&mut self, hash: &str, prop: &str, old: Option<&[u8]>, new: Option<Vec<u8>>) {
         if CID_PROPS.contains(&prop) {
             if let Some(cid) = old.and_then(indexable_cid) {
-                self.txn.delete(keys::meta_cid(cid, hash));
+                self.txn.delete(keys::meta_cid(cid, hash, prop));
             }
             if let Some(cid) = new.as_deref().and_then(indexable_cid) {
-                self.txn
-                    .put(keys::meta_cid(cid, hash), prop.as_bytes().to_vec());
+                self.txn.put(keys::meta_cid(cid, hash, prop), Vec::new());
             }
         }
         let key = keys::meta_prop(hash, prop);
@@ -295,9 +294,12 @@ impl Store {
         let Some(kv) = self.sm().scan_prefix(&prefix).next() else {
             return Ok(None);
         };
-        let (k, prop) = kv?;
-        let hash = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-        Ok(Some((hash, String::from_utf8_lossy(&prop).into_owned())))
+        let (k, _) = kv?;
+        let rest = &k[prefix.len()..];
+        let sep = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        let hash = String::from_utf8_lossy(&rest[..sep]).into_owned();
+        let prop = String::from_utf8_lossy(rest.get(sep + 1..).unwrap_or_default()).into_owned();
+        Ok(Some((hash, prop)))
     }
 
     /// Lists object ids in byte order, strictly after `after`, at most `limit`.
