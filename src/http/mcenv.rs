@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 pub mod code {
     pub const INVALID_INPUT: u64 = 40001400;
     pub const NOT_FOUND: u64 = 40401404;
+    pub const METHOD_NOT_ALLOWED: u64 = 40501405;
     pub const TOO_LARGE: u64 = 41301413;
     pub const INTERNAL: u64 = 50001000;
     pub const UNAVAILABLE: u64 = 50301503;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -48,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(points::router())
         .merge(ws::router())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn_with_state(state.clone(), stamp))
@@ -73,26 +74,49 @@ async fn stamp(State(state): State<Arc<AppState>>, mut req: Request, next: Next)
 
 /// Unknown routes: 404 in the envelope of the area the path belongs to.
 async fn not_found(req: Request) -> Response {
+    let msg = format!("no route for {}", req.uri().path());
+    area_error(
+        &req,
+        StatusCode::NOT_FOUND,
+        mcenv::code::NOT_FOUND,
+        "Resource not found",
+        msg,
+    )
+}
+
+/// A known route with the wrong method: 405 in the area's envelope.
+async fn method_not_allowed(req: Request) -> Response {
+    let msg = format!("{} is not allowed on {}", req.method(), req.uri().path());
+    let code = mcenv::code::METHOD_NOT_ALLOWED;
+    area_error(
+        &req,
+        StatusCode::METHOD_NOT_ALLOWED,
+        code,
+        "Method not allowed",
+        msg,
+    )
+}
+
+fn area_error(req: &Request, status: StatusCode, code: u64, title: &str, msg: String) -> Response {
     use axum::response::IntoResponse;
-    let path = req.uri().path().to_string();
-    if path.starts_with("/v1/") {
+    let path = req.uri().path();
+    if path.starts_with("/v1/") || path == "/log/level" {
         let trace = req
             .extensions()
             .get::<TraceId>()
             .map(|t| t.0.clone())
             .unwrap_or_default();
-        let err = mcenv::McError::new(
-            mcenv::code::NOT_FOUND,
-            "Resource not found",
-            format!("no route for {path}"),
-        );
+        let err = mcenv::McError::new(code, title, msg);
         return mcenv::Envelope {
             trace_id: trace,
             result: Err(err),
         }
         .into_response();
     }
-    coreerr::CoreError::not_found(format!("no route for {path}")).into_response()
+    if path.starts_with("/api/") {
+        return points::PtError(status, msg).into_response();
+    }
+    coreerr::CoreError::new(status, msg).into_response()
 }
 
 fn trace_id(headers: &HeaderMap) -> String {

@@ -1,7 +1,9 @@
 //! The load keyspaces (Metadata Center): per-engine counters of in-flight inference
 //! requests, the requests themselves, and tombstones for requests whose finish
-//! arrived before their add (the client raced two nodes). Times are unix ns carried
-//! by the commands. Counters never go below zero.
+//! arrived before their add (the client raced two nodes) or that just finished (so a
+//! retried add arriving late does not count again); tombstones live for
+//! `tombstone_ttl`. Times are unix ns carried by the commands; an engine's
+//! `updated_ns` never moves back. Counters never go below zero.
 
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +113,8 @@ impl ApplyCtx<'_> {
         if !prompt_done {
             e.prompt_length = e.prompt_length.saturating_add(prompt);
         }
-        e.updated_ns = now;
+        // Nodes stamp their own clocks: a lagging one must not move the time back.
+        e.updated_ns = e.updated_ns.max(now);
         self.put_engine(cluster, ip, &e)?;
         Ok(Response::Load(LoadOutcome::Applied))
     }
@@ -131,10 +134,13 @@ impl ApplyCtx<'_> {
         }
         req.prompt_done = true;
         self.txn.put(key, codec::encode(&req)?);
-        let mut e = self.engine(&req.cluster, &req.ip)?;
-        e.prompt_length = e.prompt_length.saturating_sub(req.prompt_length);
-        e.updated_ns = now;
-        self.put_engine(&req.cluster, &req.ip, &e)?;
+        let ekey = keys::load_engine(&req.cluster, &req.ip);
+        // An engine already expired stays gone.
+        if let Some(mut e) = self.get_decoded::<EngineLoad>(&ekey)? {
+            e.prompt_length = e.prompt_length.saturating_sub(req.prompt_length);
+            e.updated_ns = e.updated_ns.max(now);
+            self.put_engine(&req.cluster, &req.ip, &e)?;
+        }
         Ok(Response::Load(LoadOutcome::Applied))
     }
 
@@ -150,6 +156,8 @@ impl ApplyCtx<'_> {
             return Ok(Response::Load(LoadOutcome::Tombstoned));
         };
         self.remove_request(id, &req, now)?;
+        // A retried add that arrives after the finish must not count again.
+        self.put_tombstone(id, Tombstone::Done { created_ns: now })?;
         Ok(Response::Load(LoadOutcome::Applied))
     }
 
