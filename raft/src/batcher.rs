@@ -116,7 +116,13 @@ async fn commit(raft: &Raft, subs: Vec<Submission>) {
         commands.extend(s.commands);
         replies.push(s.reply);
     }
-    match raft.client_write(Request { commands }).await {
+    let started = std::time::Instant::now();
+    let result = raft.client_write(Request { commands }).await;
+    if result.is_ok() {
+        // Propose -> committed and applied on the leader.
+        metrics::histogram!("replication_latency_ms").record(started.elapsed().as_secs_f64() * 1e3);
+    }
+    match result {
         Ok(resp) => {
             let mut all = resp.data.responses.into_iter();
             for (size, reply) in sizes.into_iter().zip(replies) {

@@ -94,6 +94,7 @@ pub struct RaftNode {
     sm: StateMachine,
     batcher: Batcher,
     peers: PeerClient,
+    leader_changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RaftNode {
@@ -126,6 +127,8 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Fatal(e.to_string()))?;
         let batcher = Batcher::spawn(raft.clone(), cfg.batch);
+        let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(count_leader_changes(raft.metrics(), leader_changes.clone()));
         Ok(Arc::new(RaftNode {
             cfg,
             raft,
@@ -133,6 +136,7 @@ impl RaftNode {
             sm,
             batcher,
             peers,
+            leader_changes,
         }))
     }
 
@@ -368,7 +372,30 @@ impl RaftNode {
     }
 }
 
+/// Counts how often the known leader changes (to another known leader).
+async fn count_leader_changes(
+    mut rx: tokio::sync::watch::Receiver<RaftMetrics>,
+    count: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut last = rx.borrow().current_leader;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader;
+        if now.is_some() && now != last {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if now.is_some() {
+            last = now;
+        }
+    }
+}
+
 impl RaftNode {
+    /// How many times this node has seen the leader change.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The commit index this node knows (persisted by raft).
     pub fn committed_index(&self) -> u64 {
         crate::log_store::committed_index(&self.store)

@@ -23,6 +23,11 @@ use crate::server::AppState;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// Millisecond buckets of `replication_latency_ms`.
+const REPLICATION_BUCKETS_MS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
+];
+
 /// Microsecond buckets of `http_request_duration_us`.
 const DURATION_BUCKETS_US: &[f64] = &[
     50.0, 100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 1e6, 5e6,
@@ -35,6 +40,11 @@ fn handle() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(
                     Matcher::Full("http_request_duration_us".into()),
                     DURATION_BUCKETS_US,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("replication_latency_ms".into()),
+                    REPLICATION_BUCKETS_MS,
                 )
                 .ok()?
                 .install_recorder()
@@ -141,6 +151,41 @@ fn raft_series(s: &AppState, out: &mut String) {
         "Bytes the database occupies on disk.",
         &one(s.node.store().size_on_disk() as f64),
     );
+    let _ = writeln!(out, "# HELP raft_leader_changes_total Times this node saw the leader change.\n# TYPE raft_leader_changes_total counter");
+    let _ = writeln!(out, "raft_leader_changes_total {}", s.node.leader_changes());
+}
+
+/// Process RSS and CPU from /proc (Linux; CPU ticks at the usual 100 Hz).
+fn process_series(out: &mut String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok());
+    if let Some(kb) = rss_kb {
+        gauge(
+            out,
+            "process_resident_memory_bytes",
+            "Resident memory of the process.",
+            &[(String::new(), kb * 1024.0)],
+        );
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let _ = writeln!(out, "# HELP process_cpu_seconds_total CPU time of the process.\n# TYPE process_cpu_seconds_total counter");
+    let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
 }
 
 /// Load gauges per engine, as Metadata Center names them (model_name = cluster).
@@ -183,5 +228,6 @@ async fn render(State(s): State<Arc<AppState>>) -> Response {
     }
     raft_series(&s, &mut out);
     load_series(&s, &mut out);
+    process_series(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
