@@ -120,7 +120,7 @@ async fn commit(raft: &Raft, subs: Vec<Submission>) {
     let result = raft.client_write(Request { commands }).await;
     if result.is_ok() {
         // Propose -> committed and applied on the leader.
-        metrics::histogram!("replication_latency_ms").record(started.elapsed().as_secs_f64() * 1e3);
+        metrics::histogram!("replication_latency_seconds").record(started.elapsed().as_secs_f64());
     }
     match result {
         Ok(resp) => {

@@ -75,6 +75,7 @@ impl StateMachine {
             st.membership = m;
         }
         st.current = crate::snapshot_files::latest_meta(&snapshot_dir).map_err(snap_err)?;
+        store.set_applied_index(st.last_applied.map_or(0, |l| l.index));
         let (events, _) = broadcast::channel(1024);
         Ok(StateMachine {
             store,
@@ -87,7 +88,7 @@ impl StateMachine {
     /// Index of the last entry applied to the store. Updated right after the store
     /// and before the applied event, so it never lags the data a reader sees.
     pub fn applied_index(&self) -> u64 {
-        self.lock().last_applied.map_or(0, |l| l.index)
+        self.store.applied_index()
     }
 
     /// Subscribes to the applied-event bus.
@@ -197,6 +198,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .import_snapshot(&mut std::io::BufReader::new(&mut file))
                 .map_err(snap_err)?;
             store.apply(&[], &applied).map_err(snap_err)?;
+            store.set_applied_index(meta_c.last_log_id.map_or(0, |l| l.index));
             crate::snapshot_files::publish(&dir, &meta_c, file).map_err(snap_err)
         })
         .await

@@ -151,14 +151,43 @@ pub fn point_series_prefix(tenant: &str, run: &[u8; 16], metric: &str) -> Vec<u8
     k
 }
 
-/// Appends `time, index, pos` to a series prefix: a unique, time-ordered point key.
-pub fn point_suffix(prefix: &[u8], time_ns: i64, index: u64, pos: u32) -> Vec<u8> {
+/// Appends a point's position to a series (or run) prefix: time, revision and
+/// position, each bit-inverted so that key order is newest first. Forward scans then
+/// read history newest first (sled 0.34's reverse iterator can panic near key-byte
+/// boundaries, so nothing here iterates backwards).
+pub fn point_suffix(prefix: &[u8], time_ns: i64, rev: u64, pos: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + 20);
     k.extend_from_slice(prefix);
-    k.extend_from_slice(&time_key(time_ns));
-    k.extend_from_slice(&index.to_be_bytes());
-    k.extend_from_slice(&pos.to_be_bytes());
+    k.extend_from_slice(&desc_time(time_ns));
+    k.extend(rev.to_be_bytes().iter().map(|b| !b));
+    k.extend(pos.to_be_bytes().iter().map(|b| !b));
     k
+}
+
+/// Newest-first encoding of a time: [`time_key`] with every bit inverted.
+pub fn desc_time(t: i64) -> [u8; 8] {
+    let mut k = time_key(t);
+    k.iter_mut().for_each(|b| *b = !*b);
+    k
+}
+
+/// Inverse of [`desc_time`].
+pub fn parse_desc_time(b: &[u8]) -> i64 {
+    let mut k: [u8; 8] = b[..8].try_into().expect("8 time bytes");
+    k.iter_mut().for_each(|b| *b = !*b);
+    parse_time_key(&k)
+}
+
+/// The smallest key greater than every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    while let Some(last) = k.pop() {
+        if last < 0xff {
+            k.push(last + 1);
+            return k;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
 }
 
 /// Key of a metadata object header.
@@ -222,6 +251,23 @@ mod tests {
         assert!(meta_prop("ab", "x").starts_with(&p));
         assert!(!meta_prop("abc", "x").starts_with(&p));
         assert_eq!(meta_prop_name("ab", &meta_prop("ab", "x/y")), Some("x/y"));
+    }
+
+    #[test]
+    fn point_keys_sort_newest_first() {
+        let p = b"p".to_vec();
+        let mut ks = vec![
+            point_suffix(&p, -5, 1, 0),
+            point_suffix(&p, 100, 1, 0),
+            point_suffix(&p, 100, 2, 0),
+            point_suffix(&p, 0, 9, 9),
+        ];
+        ks.sort();
+        let times: Vec<i64> = ks.iter().map(|k| parse_desc_time(&k[1..])).collect();
+        assert_eq!(times, vec![100, 100, 0, -5]);
+        assert!(ks[0] > point_suffix(&p, 100, 3, 0) && ks[0] < point_suffix(&p, 99, 0, 0));
+        assert_eq!(prefix_end(b"a\x00"), b"a\x01".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
     }
 
     #[test]

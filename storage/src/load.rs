@@ -233,6 +233,7 @@ impl ApplyCtx<'_> {
 impl Store {
     /// The engines of one cluster with their counters, by ip.
     pub fn load_cluster(&self, cluster: &str) -> Result<Vec<(String, EngineLoad)>> {
+        let _consistent = self.read_gate();
         let prefix = keys::load_cluster_prefix(cluster);
         let mut out = Vec::new();
         for kv in self.sm().scan_prefix(&prefix) {

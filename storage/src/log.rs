@@ -35,8 +35,33 @@ impl Store {
     }
 
     /// The last entry of the log, if any.
+    ///
+    /// Found without iterating backwards (sled 0.34's reverse iterator can panic near
+    /// key-byte boundaries): a raft log is contiguous from its first entry to its last
+    /// (appends extend it, truncation cuts a suffix, purging a prefix), so the last
+    /// index is found by galloping and then bisecting with point lookups.
     pub fn log_last(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self.log.last()?.map(|(_, v)| v.to_vec()))
+        let Some((k, _)) = self.log.first()? else {
+            return Ok(None);
+        };
+        let first =
+            keys::parse_log_index(&k).ok_or_else(|| crate::Error::Codec("bad log key".into()))?;
+        let exists = |i: u64| self.log.contains_key(keys::log_index(i));
+        let (mut lo, mut step) = (first, 1u64);
+        while exists(lo.saturating_add(step))? {
+            lo += step;
+            step = step.saturating_mul(2);
+        }
+        let mut hi = lo.saturating_add(step);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if exists(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(self.log.get(keys::log_index(lo))?.map(|v| v.to_vec()))
     }
 
     /// Removes entries with index >= `from` (conflict truncation).

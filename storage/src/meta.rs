@@ -246,6 +246,7 @@ fn header_of(sm: &sled::Tree, hash: &str) -> Result<Option<Header>> {
 impl Store {
     /// Reads one object with all of its properties.
     pub fn meta_get(&self, hash: &str) -> Result<Option<MetaObject>> {
+        let _consistent = self.read_gate();
         let sm = self.sm();
         let Some(header) = header_of(&sm, hash)? else {
             return Ok(None);
@@ -266,6 +267,7 @@ impl Store {
 
     /// Reads one property and the object's version.
     pub fn meta_get_prop(&self, hash: &str, prop: &str) -> Result<Option<(u64, String)>> {
+        let _consistent = self.read_gate();
         let sm = self.sm();
         let Some(header) = header_of(&sm, hash)? else {
             return Ok(None);

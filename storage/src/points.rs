@@ -186,9 +186,9 @@ impl ApplyCtx<'_> {
             let mut pkey = skey.clone();
             pkey[0] = keys::KS_POINT;
             pkey.push(0);
-            let old = self
-                .txn
-                .scan_range(&pkey, &[pkey.as_slice(), &keys::time_key(cutoff)].concat())?;
+            // Newest first: the points older than the cutoff are the tail of the series.
+            let lo = [pkey.as_slice(), &keys::desc_time(cutoff), &[0xff; 13]].concat();
+            let old = self.txn.scan_range(&lo, &keys::prefix_end(&pkey))?;
             if old.is_empty() {
                 continue;
             }
@@ -199,7 +199,7 @@ impl ApplyCtx<'_> {
             let mut agg = SeriesAgg::default();
             for (k, v) in self.txn.scan_prefix(&pkey)? {
                 let p: StoredPoint = codec::decode(&v)?;
-                agg.add(p.value, keys::parse_time_key(&k[pkey.len()..]));
+                agg.add(p.value, keys::parse_desc_time(&k[pkey.len()..]));
             }
             if agg.count == 0 {
                 self.txn.delete(skey);
@@ -211,7 +211,7 @@ impl ApplyCtx<'_> {
         sys.extend_from_slice(tenant.as_bytes());
         sys.push(0);
         for (k, _) in self.txn.scan_prefix(&sys)? {
-            if keys::parse_time_key(&k[sys.len() + 16..]) < cutoff {
+            if keys::parse_desc_time(&k[sys.len() + 16..]) < cutoff {
                 self.txn.delete(k);
                 removed += 1;
             }
@@ -220,24 +220,23 @@ impl ApplyCtx<'_> {
     }
 }
 
-/// Upper bound of a series scan for `metric` given the cursor of the previous page.
-fn upper_bound(prefix: &[u8], metric: &str, q: &PointQuery) -> Bound<Vec<u8>> {
-    let end = |t: i64, tie: &[u8]| [prefix, &keys::time_key(t), tie].concat();
-    let by_time = match q.end_ns {
-        Some(e) => Bound::Included(end(e, &[0xff; 12])),
-        None => Bound::Included(end(i64::MAX, &[0xff; 12])),
-    };
+/// Where a newest-first scan of `metric` starts, given the time filter and the
+/// cursor of the previous page (whichever is further along).
+fn start_bound(prefix: &[u8], metric: &str, q: &PointQuery) -> Bound<Vec<u8>> {
+    let at = |t: i64, tie: &[u8]| [prefix, &keys::desc_time(t), tie].concat();
+    let by_time = Bound::Included(at(q.end_ns.unwrap_or(i64::MAX), &[]));
     let Some(c) = &q.after else { return by_time };
     let by_cursor = match metric.cmp(c.metric.as_str()) {
-        std::cmp::Ordering::Less => Bound::Included(end(c.time_ns, &[0xff; 12])),
-        std::cmp::Ordering::Equal => Bound::Excluded(end(c.time_ns, &c.tie)),
-        std::cmp::Ordering::Greater => Bound::Excluded(end(c.time_ns, &[0; 12])),
+        // Metrics sort descending: a smaller name still has the cursor's own time ahead.
+        std::cmp::Ordering::Less => Bound::Included(at(c.time_ns, &[])),
+        std::cmp::Ordering::Equal => Bound::Excluded(at(c.time_ns, &c.tie)),
+        std::cmp::Ordering::Greater => Bound::Excluded(at(c.time_ns, &[0xff; 12])),
     };
     let key = |b: &Bound<Vec<u8>>| match b {
         Bound::Included(k) | Bound::Excluded(k) => k.clone(),
         Bound::Unbounded => Vec::new(),
     };
-    if key(&by_cursor) <= key(&by_time) {
+    if key(&by_cursor) >= key(&by_time) {
         by_cursor
     } else {
         by_time
@@ -254,16 +253,12 @@ impl Store {
         q: &PointQuery,
     ) -> Result<Vec<Point>> {
         let prefix = keys::point_series_prefix(tenant, run, metric);
-        let lo = Bound::Included(
-            [
-                prefix.as_slice(),
-                &keys::time_key(q.start_ns.unwrap_or(i64::MIN)),
-            ]
-            .concat(),
-        );
-        let hi = upper_bound(&prefix, metric, q);
+        let lo = start_bound(&prefix, metric, q);
+        let oldest = q.start_ns.unwrap_or(i64::MIN);
+        let hi =
+            Bound::Included([prefix.as_slice(), &keys::desc_time(oldest), &[0xff; 12]].concat());
         let mut out = Vec::new();
-        for kv in self.sm().range::<Vec<u8>, _>((lo, hi)).rev() {
+        for kv in self.sm().range::<Vec<u8>, _>((lo, hi)) {
             if out.len() >= q.limit {
                 break;
             }
@@ -273,7 +268,7 @@ impl Store {
                 continue;
             }
             let rest = &k[prefix.len()..];
-            let time_ns = keys::parse_time_key(rest);
+            let time_ns = keys::parse_desc_time(rest);
             let tie: [u8; 12] = rest[8..20]
                 .try_into()
                 .map_err(|_| crate::Error::Codec("short point key".into()))?;
@@ -300,8 +295,11 @@ impl Store {
         for metric in self.run_metrics(tenant, run)? {
             all.extend(self.series_points(tenant, run, &metric, q)?);
         }
+        // Newest first, then metric descending, then key order of the (inverted) tie.
         all.sort_by(|a, b| {
-            (b.time_ns, &b.metric, b.cursor.tie).cmp(&(a.time_ns, &a.metric, a.cursor.tie))
+            (b.time_ns, &b.metric)
+                .cmp(&(a.time_ns, &a.metric))
+                .then(a.cursor.tie.cmp(&b.cursor.tie))
         });
         all.truncate(q.limit);
         Ok(all)
@@ -340,13 +338,13 @@ impl Store {
         end: i64,
     ) -> Result<SeriesAgg> {
         let prefix = keys::point_series_prefix(tenant, run, metric);
-        let lo = [prefix.as_slice(), &keys::time_key(start)].concat();
-        let hi = [prefix.as_slice(), &keys::time_key(end), &[0xff; 12]].concat();
+        let lo = [prefix.as_slice(), &keys::desc_time(end)].concat();
+        let hi = [prefix.as_slice(), &keys::desc_time(start), &[0xff; 12]].concat();
         let mut agg = SeriesAgg::default();
         for kv in self.sm().range(lo..=hi) {
             let (k, v) = kv?;
             let p: StoredPoint = codec::decode(&v)?;
-            agg.add(p.value, keys::parse_time_key(&k[prefix.len()..]));
+            agg.add(p.value, keys::parse_desc_time(&k[prefix.len()..]));
         }
         Ok(agg)
     }
@@ -362,17 +360,17 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, f64, i64, Option<String>)>> {
         let prefix = keys::run_prefix(keys::KS_SYSPOINT, tenant, run);
-        let lo = [prefix.as_slice(), &keys::time_key(start)].concat();
-        let hi = [prefix.as_slice(), &keys::time_key(end), &[0xff; 12]].concat();
+        let lo = [prefix.as_slice(), &keys::desc_time(end)].concat();
+        let hi = [prefix.as_slice(), &keys::desc_time(start), &[0xff; 12]].concat();
         let mut out = Vec::new();
-        for kv in self.sm().range(lo..=hi).rev() {
+        for kv in self.sm().range(lo..=hi) {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = kv?;
             let (kind, value, meta): (String, f64, Option<String>) = codec::decode(&v)?;
             if metric_type.is_none_or(|t| t == kind) {
-                out.push((kind, value, keys::parse_time_key(&k[prefix.len()..]), meta));
+                out.push((kind, value, keys::parse_desc_time(&k[prefix.len()..]), meta));
             }
         }
         Ok(out)

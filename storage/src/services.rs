@@ -109,6 +109,7 @@ impl ApplyCtx<'_> {
 impl Store {
     /// Every registered service, by name.
     pub fn services(&self) -> Result<Vec<(String, ServiceEntry)>> {
+        let _consistent = self.read_gate();
         let mut out = Vec::new();
         for kv in self.sm().scan_prefix([keys::KS_SERVICE]) {
             let (k, v) = kv?;

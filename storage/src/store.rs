@@ -25,6 +25,12 @@ pub struct Store {
     pub(crate) control: sled::Tree,
     /// The current state-machine tree; replaced as a whole by snapshot install.
     sm: Arc<RwLock<sled::Tree>>,
+    /// Apply holds this exclusively while it commits a batch; reads that combine
+    /// several keys of one object hold it shared. sled readers may otherwise see a
+    /// batch half applied (a new value with an old version).
+    gate: Arc<RwLock<()>>,
+    /// Index of the last applied entry, published under the gate with its data.
+    applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 const CONTROL_SM_GEN: &[u8] = b"sm_generation";
@@ -47,7 +53,28 @@ impl Store {
             raft_meta,
             control,
             sm: Arc::new(RwLock::new(sm)),
+            gate: Arc::new(RwLock::new(())),
+            applied: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
+    }
+
+    /// Index of the last entry applied. Read under the gate: whatever data a reader
+    /// saw before calling this, the index returned covers it.
+    pub fn applied_index(&self) -> u64 {
+        let _consistent = self.read_gate();
+        self.applied.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets the applied index (at start-up and after a snapshot install).
+    pub fn set_applied_index(&self, index: u64) {
+        let _exclusive = self.gate.write().expect("gate poisoned");
+        self.applied
+            .store(index, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Holds off apply commits while a read combines several keys.
+    pub(crate) fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().expect("gate poisoned")
     }
 
     /// The current state-machine tree (a cheap handle).
@@ -99,7 +126,12 @@ impl Store {
             }
             out.push(rs);
         }
+        let _exclusive = self.gate.write().expect("gate poisoned");
         ctx.finish(applied_state)?;
+        if let Some(last) = entries.last() {
+            self.applied
+                .store(last.index, std::sync::atomic::Ordering::Release);
+        }
         Ok(out)
     }
 

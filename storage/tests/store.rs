@@ -124,7 +124,8 @@ fn obj(version: u64, kv: &[(&str, &str)]) -> MetaObject {
 #[test]
 fn mod_index_is_the_entry_index_and_deletions_advance_the_watch_index() {
     let (_d, s) = open();
-    s.apply(&[entry(7, vec![merge("h", &[("a", "1")], None)])], b"t").unwrap();
+    s.apply(&[entry(7, vec![merge("h", &[("a", "1")], None)])], b"t")
+        .unwrap();
     assert_eq!(s.meta_get("h").unwrap().unwrap().mod_index, 7);
     assert_eq!(s.meta_watch_index("h").unwrap(), 7);
     assert_eq!(s.meta_watch_index("absent").unwrap(), 0);
@@ -1272,6 +1273,7 @@ fn log_append_range_last() {
     assert!(s.log_range(5, Some(5)).unwrap().is_empty());
     assert!(s.log_range(6, Some(3)).unwrap().is_empty());
     assert_eq!(s.log_range(0, Some(u64::MAX)).unwrap().len(), 10);
+    assert_eq!(s.log_last().unwrap(), Some(b"e10".to_vec()));
     // Ordering is numeric, not lexicographic on decimal strings.
     s.log_append([(256, b"e256".to_vec()), (65536, b"e65536".to_vec())])
         .unwrap();
@@ -1282,7 +1284,7 @@ fn log_append_range_last() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(idx, vec![9, 10, 256, 65536]);
-    assert_eq!(s.log_last().unwrap(), Some(b"e65536".to_vec()));
+    // (log_last assumes a contiguous log, as raft keeps it; see log_last_of_contiguous_logs.)
     // Empty append is fine.
     s.log_append(std::iter::empty()).unwrap();
     assert_eq!(s.log_range(0, None).unwrap().len(), 12);
@@ -1510,4 +1512,42 @@ fn empty_merge_creates_no_object() {
     );
     assert!(list_all(&s).is_empty());
     assert_eq!(s.meta_count(), 0);
+}
+
+#[test]
+fn log_last_of_contiguous_logs() {
+    for (first, last) in [
+        (1u64, 1u64),
+        (1, 255),
+        (1, 256),
+        (250, 70_000),
+        (65_530, 65_541),
+    ] {
+        let (_d, s) = open();
+        assert_eq!(s.log_last().unwrap(), None);
+        s.log_append((first..=last).map(|i| (i, i.to_be_bytes().to_vec())))
+            .unwrap();
+        assert_eq!(
+            s.log_last().unwrap(),
+            Some(last.to_be_bytes().to_vec()),
+            "{first}..={last}"
+        );
+        // Remaining after purge: p+1..=last; after truncation: p+1..=t-1.
+        let p = first + (last - first) / 2;
+        s.log_purge_upto(p).unwrap();
+        let want = (last > p).then_some(last);
+        assert_eq!(
+            s.log_last().unwrap(),
+            want.map(|w| w.to_be_bytes().to_vec()),
+            "after purge"
+        );
+        let t = last - (last - first) / 4;
+        s.log_truncate_from(t).unwrap();
+        let want = t.checked_sub(1).filter(|w| *w > p);
+        assert_eq!(
+            s.log_last().unwrap(),
+            want.map(|w| w.to_be_bytes().to_vec()),
+            "after truncate"
+        );
+    }
 }

@@ -1,0 +1,207 @@
+//! The `metacenter` command line, exercised through the built binary: help, setting
+//! errors, dev mode's loopback rule, `health`, and a bootstrapped `run` node that answers
+//! `/ready` and `cluster status` and shuts down cleanly on SIGTERM.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_metacenter");
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A child process that is killed (and reaped) when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a finished command printed and how it exited.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Starts the binary with `args`, stdout and stderr going to files in `dir`.
+fn spawn(dir: &Path, name: &str, args: &[&str]) -> Running {
+    let out = File::create(dir.join(format!("{name}.out"))).expect("stdout file");
+    let err = File::create(dir.join(format!("{name}.err"))).expect("stderr file");
+    let child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start metacenter");
+    Running(child)
+}
+
+/// Waits for `child` to exit (killing it after `timeout`) and collects its output.
+fn finish(mut child: Running, dir: &Path, name: &str, timeout: Duration) -> Finished {
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        let out = std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "`{name}` still running after {timeout:?}; stderr:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |ext: &str| std::fs::read_to_string(dir.join(format!("{name}.{ext}"))).unwrap();
+    Finished {
+        status,
+        stdout: read("out"),
+        stderr: read("err"),
+    }
+}
+
+/// Runs the binary with `args` to completion.
+fn run(args: &[&str]) -> Finished {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = spawn(dir.path(), "cmd", args);
+    finish(child, dir.path(), "cmd", TIMEOUT)
+}
+
+/// Distinct free loopback ports (bound together, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// Polls `check` until it holds, panicking with `what` after `timeout`.
+fn poll_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let f = run(&["--help"]);
+    assert!(f.status.success(), "--help failed: {}", f.stderr);
+    for cmd in ["dev", "run", "cluster", "health"] {
+        assert!(
+            f.stdout.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "--help does not list `{cmd}`:\n{}",
+            f.stdout
+        );
+    }
+}
+
+#[test]
+fn invalid_setting_is_named_and_fails() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let f = run(&[
+        "run",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir,
+        "--set",
+        "raft.heartbeat_ms=fast",
+    ]);
+    assert!(!f.status.success(), "an invalid setting was accepted");
+    assert!(
+        f.stderr.contains("raft.heartbeat_ms"),
+        "the error does not name the key: {}",
+        f.stderr
+    );
+}
+
+#[test]
+fn dev_refuses_a_non_loopback_listener() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let f = run(&[
+        "dev",
+        "--listen",
+        "0.0.0.0:0",
+        "--peer-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(!f.status.success(), "dev mode bound 0.0.0.0");
+    assert!(
+        f.stderr.contains("loopback"),
+        "unclear refusal: {}",
+        f.stderr
+    );
+}
+
+#[test]
+fn health_of_a_closed_port_exits_1() {
+    let port = free_ports(1)[0];
+    let f = run(&["health", "--node", &format!("127.0.0.1:{port}")]);
+    assert_eq!(f.status.code(), Some(1), "stderr: {}", f.stderr);
+}
+
+#[test]
+fn bootstrapped_node_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let (api, peer) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    let data_dir = dir.path().join("data").display().to_string();
+    let args = [
+        "run",
+        "--id",
+        "1",
+        "--listen",
+        &api,
+        "--peer-listen",
+        &peer,
+        "--data-dir",
+        &data_dir,
+        "--bootstrap",
+        "--set",
+        "raft.election_min_ms=500",
+        "--set",
+        "raft.election_max_ms=1000",
+    ];
+    let node = spawn(dir.path(), "node", &args);
+    poll_until("the node to be ready", TIMEOUT, || {
+        run(&["health", "--node", &api]).status.success()
+    });
+
+    let status = run(&["cluster", "status", "--node", &api]);
+    assert!(status.status.success(), "cluster status: {}", status.stderr);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout)
+        .unwrap_or_else(|e| panic!("cluster status is not JSON ({e}): {}", status.stdout));
+    assert_eq!(json["nodeId"], 1, "{json}");
+    assert_eq!(json["role"], "leader", "{json}");
+
+    let pid = Pid::from_raw(i32::try_from(node.0.id()).unwrap());
+    kill(pid, Signal::SIGTERM).expect("SIGTERM");
+    let f = finish(node, dir.path(), "node", TIMEOUT);
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "SIGTERM did not shut down cleanly; log:\n{}{}",
+        f.stdout,
+        f.stderr
+    );
+}

@@ -1,0 +1,1317 @@
+//! HTTP tests of the Metric Service endpoints (API.md section 5) on in-process nodes:
+//! batch validation (400 naming the item and the field, nothing of a bad batch
+//! written), the 201 answer and server-stamped default time, history order, filters,
+//! limits and cursor pagination, latest, stats against a naive computation,
+//! downsampling, system metrics, tenant isolation through `X-Tenant-ID`, retention
+//! applied by the leader, and durability of written points across a leader kill on a
+//! three-node cluster.
+
+use std::time::{Duration, Instant};
+
+use metacenter::{Config, Server};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const RUN: &str = "4f6d2a3e-8c1b-4d5e-9f00-1a2b3c4d5e6f";
+const RUN2: &str = "0a0b0c0d-1111-4222-8333-444455556666";
+
+// ---------------------------------------------------------------- helpers
+
+/// One in-process node and its data directory.
+struct Node {
+    server: Option<Server>,
+    base: String,
+    _dir: TempDir,
+}
+
+impl Node {
+    /// Starts a node with the given extra settings (ephemeral ports, temp data dir).
+    async fn start(settings: &[(&str, &str)]) -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = Config::default();
+        cfg.set("node.data_dir", dir.path().to_str().expect("UTF-8 path"))
+            .expect("data dir");
+        cfg.set("node.listen", "127.0.0.1:0").expect("listen");
+        cfg.set("node.peer_listen", "127.0.0.1:0").expect("peer");
+        for (k, v) in settings {
+            cfg.set(k, v).expect("valid setting");
+        }
+        let server = Server::start(cfg).await.expect("node starts");
+        Node {
+            base: format!("http://{}", server.api_addr()),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// A bootstrapped one-node cluster, ready to serve.
+    async fn single(settings: &[(&str, &str)]) -> Node {
+        let mut all = vec![("node.bootstrap", "true")];
+        all.extend_from_slice(settings);
+        let n = Node::start(&all).await;
+        n.wait_status("/ready", StatusCode::OK).await;
+        n
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("node running")
+    }
+
+    /// Polls `path` until it answers `want`.
+    async fn wait_status(&self, path: &str, want: StatusCode) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let last = match client().get(format!("{}{path}", self.base)).send().await {
+                Ok(r) if r.status() == want => return,
+                Ok(r) => r.status().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "{} {path}: not {want} within {DEADLINE:?}, last {last}",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    async fn get(&self, path: &str, tenant: Option<&str>) -> (StatusCode, Value) {
+        let mut req = client().get(format!("{}{path}", self.base));
+        if let Some(t) = tenant {
+            req = req.header("X-Tenant-ID", t);
+        }
+        answer(req).await
+    }
+
+    async fn post(&self, path: &str, tenant: Option<&str>, body: String) -> (StatusCode, Value) {
+        let mut req = client()
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = tenant {
+            req = req.header("X-Tenant-ID", t);
+        }
+        answer(req).await
+    }
+
+    /// Writes a batch of metric points and asserts the 201 answer.
+    async fn write(&self, tenant: Option<&str>, items: &[Value]) {
+        let (st, body) = self
+            .post(
+                "/api/v1/metrics/batch",
+                tenant,
+                json!({ "metrics": items }).to_string(),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "write: {body}");
+        assert_eq!(
+            body,
+            json!({"message": "Metrics written successfully", "count": items.len()})
+        );
+    }
+
+    /// Writes any number of points in batches of at most 1000.
+    async fn write_all(&self, tenant: Option<&str>, items: &[Value]) {
+        for chunk in items.chunks(1000) {
+            self.write(tenant, chunk).await;
+        }
+    }
+
+    /// GET that must answer 200; returns the body.
+    async fn ok(&self, path: &str, tenant: Option<&str>) -> Value {
+        let (st, body) = self.get(path, tenant).await;
+        assert_eq!(st, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Unix ns -> RFC3339 with nanoseconds.
+fn ts(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// RFC3339 -> unix ns.
+fn ns(v: &Value) -> i64 {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time string: {v}"));
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("`{s}` is not RFC3339: {e}"))
+        .timestamp_nanos_opt()
+        .expect("time in range")
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .expect("now in range")
+}
+
+/// 2021-01-01T00:00:00Z in ns: a fixed base for test times.
+const BASE: i64 = 1_609_459_200_000_000_000;
+const SEC: i64 = 1_000_000_000;
+
+fn point(run: &str, metric: &str, step: Option<i64>, value: f64, time_ns: i64) -> Value {
+    json!({ "run_id": run, "metric_name": metric, "step": step, "value": value, "time": ts(time_ns) })
+}
+
+fn metrics(body: &Value) -> &Vec<Value> {
+    body["metrics"].as_array().expect("metrics array")
+}
+
+/// (time ns, metric name) of each point of a history answer.
+fn keys(body: &Value) -> Vec<(i64, String)> {
+    metrics(body)
+        .iter()
+        .map(|p| {
+            (
+                ns(&p["time"]),
+                p["metric_name"].as_str().expect("name").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn assert_error(st: StatusCode, body: &Value, want: StatusCode, needles: &[&str]) {
+    assert_eq!(st, want, "status of {body}");
+    let msg = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"));
+    assert_eq!(
+        body.as_object().map(|o| o.len()),
+        Some(1),
+        "only `error`: {body}"
+    );
+    for n in needles {
+        assert!(msg.contains(n), "`{msg}` does not mention `{n}`");
+    }
+}
+
+/// A small deterministic PRNG (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Values spanning many magnitudes, either sign.
+    fn wide(&mut self) -> f64 {
+        let m = (self.below(1_000_000) as f64 + 1.0) / 1000.0;
+        let e = self.below(12) as i32 - 4;
+        let s = if self.below(2) == 0 { 1.0 } else { -1.0 };
+        s * m * 10f64.powi(e)
+    }
+}
+
+/// Naive statistics of (value, time ns) pairs.
+struct Naive {
+    count: u64,
+    min: f64,
+    max: f64,
+    mean: f64,
+    std_dev: Option<f64>,
+    first: i64,
+    last: i64,
+    scale: f64,
+}
+
+fn naive(ps: &[(f64, i64)]) -> Naive {
+    let n = ps.len() as f64;
+    let mean = ps.iter().map(|p| p.0).sum::<f64>() / n;
+    Naive {
+        count: ps.len() as u64,
+        min: ps.iter().map(|p| p.0).fold(f64::INFINITY, f64::min),
+        max: ps.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max),
+        mean,
+        std_dev: (ps.len() > 1)
+            .then(|| (ps.iter().map(|p| (p.0 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()),
+        first: ps.iter().map(|p| p.1).min().expect("points"),
+        last: ps.iter().map(|p| p.1).max().expect("points"),
+        scale: ps.iter().map(|p| p.0.abs()).fold(0.0, f64::max),
+    }
+}
+
+/// (value, time) of each point of a history answer.
+fn pairs(body: &Value) -> Vec<(f64, i64)> {
+    metrics(body)
+        .iter()
+        .map(|p| (p["value"].as_f64().expect("value"), ns(&p["time"])))
+        .collect()
+}
+
+fn assert_stats(what: &str, metric: &str, stats: &Value, want: &Naive) {
+    assert_eq!(stats["metric_name"], json!(metric), "{what}: {stats}");
+    assert_eq!(stats["count"], json!(want.count), "{what}: count");
+    assert_eq!(stats["min_value"].as_f64(), Some(want.min), "{what}: min");
+    assert_eq!(stats["max_value"].as_f64(), Some(want.max), "{what}: max");
+    let tol = 64.0 * f64::EPSILON * want.scale;
+    let avg = stats["avg_value"].as_f64().expect("avg_value");
+    assert!(
+        (avg - want.mean).abs() <= tol,
+        "{what}: avg {avg} vs {}",
+        want.mean
+    );
+    match want.std_dev {
+        None => assert_eq!(stats["std_dev"], Value::Null, "{what}: std_dev"),
+        Some(sd) => {
+            let got = stats["std_dev"].as_f64().expect("std_dev number");
+            assert!(
+                (got - sd).abs() <= tol + 1e-9 * sd,
+                "{what}: std_dev {got} vs {sd}"
+            );
+        }
+    }
+    assert_eq!(ns(&stats["first_time"]), want.first, "{what}: first_time");
+    assert_eq!(ns(&stats["last_time"]), want.last, "{what}: last_time");
+}
+
+fn history_path(run: &str, query: &str) -> String {
+    format!("/api/v1/runs/{run}/metrics?{query}")
+}
+
+// ---------------------------------------------------------------- validation
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_are_400_naming_item_and_field_and_write_nothing() {
+    let mut n = Node::single(&[]).await;
+    let good = json!({ "run_id": RUN, "metric_name": "loss", "step": 1, "value": 0.5 });
+    let with = |field: &str, v: Option<Value>| {
+        let mut bad = good.clone();
+        match v {
+            Some(v) => bad[field] = v,
+            None => {
+                bad.as_object_mut().expect("object").remove(field);
+            }
+        }
+        json!({ "metrics": [good.clone(), bad] }).to_string()
+    };
+    let item_cases: Vec<(&str, String, &str)> = vec![
+        (
+            "run_id not a UUID",
+            with("run_id", Some(json!("run-1"))),
+            "run_id",
+        ),
+        ("run_id a number", with("run_id", Some(json!(7))), "run_id"),
+        ("run_id missing", with("run_id", None), "run_id"),
+        (
+            "metric_name missing",
+            with("metric_name", None),
+            "metric_name",
+        ),
+        (
+            "metric_name empty",
+            with("metric_name", Some(json!(""))),
+            "metric_name",
+        ),
+        (
+            "metric_name a number",
+            with("metric_name", Some(json!(3))),
+            "metric_name",
+        ),
+        ("step 1.5", with("step", Some(json!(1.5))), "step"),
+        ("step \"3\"", with("step", Some(json!("3"))), "step"),
+        ("value \"x\"", with("value", Some(json!("x"))), "value"),
+        ("value missing", with("value", None), "value"),
+        ("value null", with("value", Some(Value::Null)), "value"),
+        (
+            "time not RFC3339",
+            with("time", Some(json!("2024-01-01 10:00"))),
+            "time",
+        ),
+        (
+            "time a number",
+            with("time", Some(json!(1_700_000_000))),
+            "time",
+        ),
+        (
+            "time beyond i64 ns",
+            with("time", Some(json!("2500-01-01T00:00:00Z"))),
+            "time",
+        ),
+        (
+            "metadata a string",
+            with("metadata", Some(json!("x"))),
+            "metadata",
+        ),
+        (
+            "metadata an array",
+            with("metadata", Some(json!([1]))),
+            "metadata",
+        ),
+        (
+            "item not an object",
+            json!({ "metrics": [good.clone(), 5] }).to_string(),
+            "",
+        ),
+    ];
+    for (label, body, field) in &item_cases {
+        let (st, answer) = n.post("/api/v1/metrics/batch", None, body.clone()).await;
+        let mut needles = vec!["metrics[1]"];
+        if !field.is_empty() {
+            needles.push(field);
+        }
+        assert_error(st, &answer, StatusCode::BAD_REQUEST, &needles);
+        eprintln!("{label}: {}", answer["error"]);
+    }
+    let many: Vec<Value> = (0..1001).map(|_| good.clone()).collect();
+    let batch_cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "0 items",
+            json!({"metrics": []}).to_string(),
+            vec!["metrics", "0"],
+        ),
+        (
+            "1001 items",
+            json!({ "metrics": many }).to_string(),
+            vec!["metrics", "1001"],
+        ),
+        (
+            "malformed JSON",
+            "{\"metrics\": [".to_string(),
+            vec!["JSON"],
+        ),
+        ("not JSON at all", "metrics".to_string(), vec!["JSON"]),
+        (
+            "items not an array",
+            json!({ "metrics": good }).to_string(),
+            vec!["metrics"],
+        ),
+        (
+            "no metrics key",
+            json!({ "points": [good] }).to_string(),
+            vec!["metrics"],
+        ),
+        ("body an array", json!([good]).to_string(), vec!["metrics"]),
+    ];
+    for (label, body, needles) in &batch_cases {
+        let (st, answer) = n.post("/api/v1/metrics/batch", None, body.clone()).await;
+        assert_error(st, &answer, StatusCode::BAD_REQUEST, needles);
+        eprintln!("{label}: {}", answer["error"]);
+    }
+    // An empty tenant header is refused too.
+    let (st, answer) = n
+        .post(
+            "/api/v1/metrics/batch",
+            Some(""),
+            json!({ "metrics": [good] }).to_string(),
+        )
+        .await;
+    assert_error(st, &answer, StatusCode::BAD_REQUEST, &["X-Tenant-ID"]);
+
+    // Nothing of any bad batch was written (the good item 0 included).
+    let h = n.ok(&history_path(RUN, ""), None).await;
+    assert_eq!(h["count"], json!(0), "{h}");
+    let (st, _) = n
+        .get(&format!("/api/v1/runs/{RUN}/metrics/loss/stats"), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // System metrics: same rules, metric_type instead of metric_name.
+    let sgood = json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0 });
+    let sys_cases = [
+        (json!({ "run_id": RUN, "value": 1.0 }), "metric_type"),
+        (
+            json!({ "run_id": RUN, "metric_type": "", "value": 1.0 }),
+            "metric_type",
+        ),
+        (
+            json!({ "run_id": RUN, "metric_type": "cpu", "value": "x" }),
+            "value",
+        ),
+        (
+            json!({ "run_id": "nope", "metric_type": "cpu", "value": 1.0 }),
+            "run_id",
+        ),
+        (
+            json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0, "time": "noon" }),
+            "time",
+        ),
+        (
+            json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0, "metadata": 1 }),
+            "metadata",
+        ),
+    ];
+    for (bad, field) in sys_cases {
+        let body = json!({ "metrics": [sgood.clone(), bad] }).to_string();
+        let (st, answer) = n.post("/api/v1/metrics/system/batch", None, body).await;
+        assert_error(st, &answer, StatusCode::BAD_REQUEST, &["metrics[1]", field]);
+    }
+    let s = n
+        .ok(&format!("/api/v1/runs/{RUN}/system-metrics"), None)
+        .await;
+    assert_eq!(s["count"], json!(0), "{s}");
+
+    // A good batch after all that is accepted and is the only thing stored.
+    n.write(None, std::slice::from_ref(&good)).await;
+    assert_eq!(n.ok(&history_path(RUN, ""), None).await["count"], json!(1));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_query_parameters_are_400() {
+    let mut n = Node::single(&[]).await;
+    n.write(None, &[point(RUN, "loss", Some(1), 1.0, BASE)])
+        .await;
+    for (path, needle) in [
+        (history_path(RUN, "limit=abc"), "limit"),
+        (history_path(RUN, "start_time=yesterday"), "start_time"),
+        (
+            history_path(RUN, "end_time=2021-13-01T00:00:00Z"),
+            "end_time",
+        ),
+        (history_path(RUN, "min_step=1.5"), "min_step"),
+        (history_path(RUN, "max_step=x"), "max_step"),
+        (history_path(RUN, "cursor=zz"), "cursor"),
+        (history_path(RUN, "downsample=-1"), "downsample"),
+        ("/api/v1/runs/not-a-uuid/metrics".to_string(), "run_id"),
+        (
+            "/api/v1/runs/not-a-uuid/metrics/loss/latest".to_string(),
+            "run_id",
+        ),
+        (
+            "/api/v1/runs/not-a-uuid/metrics/loss/stats".to_string(),
+            "run_id",
+        ),
+        (
+            "/api/v1/runs/not-a-uuid/system-metrics".to_string(),
+            "run_id",
+        ),
+    ] {
+        let (st, body) = n.get(&path, None).await;
+        assert_error(st, &body, StatusCode::BAD_REQUEST, &[needle]);
+    }
+    n.stop().await;
+}
+
+// ---------------------------------------------------------------- writes and reads
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_is_201_and_a_missing_time_is_stamped_now() {
+    let mut n = Node::single(&[]).await;
+    let before = now_ns();
+    let items = [
+        json!({ "run_id": RUN, "metric_name": "lr", "value": 0.1 }),
+        json!({ "run_id": RUN, "metric_name": "lr", "value": 0.2, "time": null, "step": null }),
+        json!({ "run_id": RUN, "metric_name": "loss", "value": 3, "step": 7,
+                "time": ts(BASE), "metadata": {"epoch": 1, "tag": "a"} }),
+    ];
+    n.write(None, &items).await;
+    let after = now_ns();
+    let lr = n.ok(&format!("/api/v1/runs/{RUN}/metrics/lr"), None).await;
+    assert_eq!(lr["metric_name"], json!("lr"));
+    assert_eq!(lr["run_id"], json!(RUN));
+    assert_eq!(lr["count"], json!(2));
+    for p in metrics(&lr) {
+        let t = ns(&p["time"]);
+        assert!(
+            before <= t && t <= after,
+            "stamped time {t} not within the request [{before}, {after}]"
+        );
+        assert_eq!(p["step"], Value::Null);
+        assert_eq!(p["metadata"], json!({}));
+    }
+    // Both points of one batch get the same stamp.
+    assert_eq!(metrics(&lr)[0]["time"], metrics(&lr)[1]["time"]);
+    let loss = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/loss/latest"), None)
+        .await;
+    assert_eq!(ns(&loss["time"]), BASE);
+    assert_eq!(loss["step"], json!(7));
+    assert_eq!(loss["value"].as_f64(), Some(3.0));
+    assert_eq!(loss["metadata"], json!({"epoch": 1, "tag": "a"}));
+    assert_eq!(loss["metric_name"], json!("loss"));
+    assert_eq!(loss["run_id"], json!(RUN));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_newest_first_with_filters_limit_and_cursor_pages() {
+    let mut n = Node::single(&[]).await;
+    // 30 times; loss and acc share every timestamp; loss has two points at t=10.
+    let mut items = Vec::new();
+    for i in 0..30i64 {
+        items.push(point(RUN, "loss", Some(i), i as f64, BASE + i * SEC));
+        items.push(point(RUN, "acc", Some(i), -(i as f64), BASE + i * SEC));
+    }
+    items.push(point(RUN, "loss", None, 99.0, BASE + 10 * SEC));
+    items.push(point(RUN2, "loss", Some(1), 1.0, BASE));
+    n.write(None, &items).await;
+
+    let full = n.ok(&history_path(RUN, ""), None).await;
+    assert_eq!(full["run_id"], json!(RUN));
+    assert_eq!(full["count"], json!(61));
+    assert!(full.get("next").is_none(), "no next on a complete page");
+    assert!(full.get("metric_name").is_none());
+    let k = keys(&full);
+    for w in k.windows(2) {
+        assert!(w[0] >= w[1], "not newest first: {w:?}");
+    }
+    assert_eq!(k[0], (BASE + 29 * SEC, "loss".to_string()));
+    assert_eq!(k[1], (BASE + 29 * SEC, "acc".to_string()));
+
+    // Time bounds (inclusive), also with an offset written as %2B.
+    let q = format!(
+        "start_time={}&end_time={}",
+        ts(BASE + 5 * SEC),
+        "2021-01-01T01:00:07%2B01:00"
+    );
+    let h = n.ok(&history_path(RUN, &q), None).await;
+    let times: Vec<i64> = keys(&h).iter().map(|k| (k.0 - BASE) / SEC).collect();
+    assert_eq!(times, vec![7, 7, 6, 6, 5, 5]);
+    // Steps (inclusive; a point without a step never matches).
+    let h = n
+        .ok(
+            &history_path(RUN, "min_step=9&max_step=11&metric_name=loss"),
+            None,
+        )
+        .await;
+    let steps: Vec<Value> = metrics(&h).iter().map(|p| p["step"].clone()).collect();
+    assert_eq!(steps, vec![json!(11), json!(10), json!(9)]);
+    assert_eq!(h["metric_name"], json!("loss"));
+    // The series endpoint is the metric_name filter.
+    let s = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/acc?max_step=2"), None)
+        .await;
+    assert_eq!(s["metric_name"], json!("acc"));
+    assert_eq!(
+        pairs(&s),
+        vec![(-2.0, BASE + 2 * SEC), (-1.0, BASE + SEC), (0.0, BASE)]
+    );
+    // Limit keeps the newest and offers a cursor.
+    let h = n.ok(&history_path(RUN, "limit=3"), None).await;
+    assert_eq!(h["count"], json!(3));
+    assert_eq!(keys(&h), k[..3].to_vec());
+    assert!(h["next"].is_string());
+    // limit=0 is raised to 1.
+    assert_eq!(
+        n.ok(&history_path(RUN, "limit=0"), None).await["count"],
+        json!(1)
+    );
+
+    // Cursor pages over the whole run: disjoint, in order, cover everything once.
+    for size in [1usize, 2, 7, 60, 61] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut q = format!("limit={size}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let page = n.ok(&history_path(RUN, &q), None).await;
+            assert!(metrics(&page).len() <= size);
+            seen.extend(metrics(&page).iter().cloned());
+            pages += 1;
+            assert!(pages <= 100, "pagination does not end");
+            match page.get("next").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(
+            &seen,
+            metrics(&full),
+            "pages of {size} do not cover the history exactly once"
+        );
+    }
+    // Cursor pages over one series with a filter.
+    let base_q = "min_step=3&max_step=20";
+    let want = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/loss?{base_q}"), None)
+        .await;
+    assert_eq!(want["count"], json!(18));
+    let mut seen = Vec::new();
+    let mut q = format!("{base_q}&limit=4");
+    loop {
+        let page = n
+            .ok(&format!("/api/v1/runs/{RUN}/metrics/loss?{q}"), None)
+            .await;
+        seen.extend(metrics(&page).iter().cloned());
+        match page.get("next").and_then(Value::as_str) {
+            Some(c) => q = format!("{base_q}&limit=4&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(&seen, metrics(&want));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_limit_is_1000_and_the_maximum_is_10000() {
+    let mut n = Node::single(&[]).await;
+    let items: Vec<Value> = (0..10_050i64)
+        .map(|i| point(RUN, "m", Some(i), i as f64, BASE + i * 1000))
+        .collect();
+    n.write_all(None, &items).await;
+    let h = n.ok(&history_path(RUN, ""), None).await;
+    assert_eq!(h["count"], json!(1000));
+    assert_eq!(metrics(&h).len(), 1000);
+    assert_eq!(metrics(&h)[0]["step"], json!(10_049));
+    assert!(h["next"].is_string());
+    let h = n.ok(&history_path(RUN, "limit=20000"), None).await;
+    assert_eq!(h["count"], json!(10_000));
+    assert_eq!(metrics(&h).len(), 10_000);
+    let next = h["next"].as_str().expect("next after 10000").to_string();
+    let rest = n
+        .ok(
+            &history_path(RUN, &format!("limit=20000&cursor={next}")),
+            None,
+        )
+        .await;
+    assert_eq!(rest["count"], json!(50));
+    assert!(rest.get("next").is_none());
+    assert_eq!(metrics(&rest)[49]["step"], json!(0));
+    assert_eq!(metrics(&rest)[0]["step"], json!(49));
+    let h = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/m?limit=10000"), None)
+        .await;
+    assert_eq!(h["count"], json!(10_000));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_and_stats_match_a_naive_computation() {
+    let mut n = Node::single(&[]).await;
+    for path in [
+        format!("/api/v1/runs/{RUN}/metrics/loss/latest"),
+        format!("/api/v1/runs/{RUN}/metrics/loss/stats"),
+    ] {
+        let (st, body) = n.get(&path, None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body, json!({"error": "Metric not found"}));
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    // 400 points at distinct, shuffled times across 4 batches.
+    let mut order: Vec<i64> = (0..400).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let items: Vec<Value> = order
+        .iter()
+        .map(|i| point(RUN, "loss", Some(*i), rng.wide(), BASE + i * SEC))
+        .collect();
+    for chunk in items.chunks(100) {
+        n.write(None, chunk).await;
+    }
+    n.write(None, &[point(RUN, "single", Some(1), 2.5, BASE)])
+        .await;
+    let h = n
+        .ok(
+            &format!("/api/v1/runs/{RUN}/metrics/loss?limit=10000"),
+            None,
+        )
+        .await;
+    let stored = pairs(&h);
+    assert_eq!(stored.len(), 400);
+    // The values read back are the values written.
+    let written: Vec<(f64, i64)> = items
+        .iter()
+        .map(|i| (i["value"].as_f64().expect("v"), ns(&i["time"])))
+        .collect();
+    let mut a = stored.clone();
+    let mut b = written.clone();
+    a.sort_by_key(|p| p.1);
+    b.sort_by_key(|p| p.1);
+    // Exact but for the last bit: JSON number parsing here is not correctly rounded
+    // (see bug_values_are_parsed_exactly); stats are compared with the values read back.
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.1, y.1, "times differ");
+        assert!(
+            (x.0 - y.0).abs() <= 2.0 * f64::EPSILON * y.0.abs(),
+            "stored {} for written {}",
+            x.0,
+            y.0
+        );
+    }
+
+    let latest = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/loss/latest"), None)
+        .await;
+    assert_eq!(ns(&latest["time"]), BASE + 399 * SEC);
+    assert_eq!(latest["step"], json!(399));
+    assert_eq!(latest["value"].as_f64(), Some(b[399].0));
+
+    let stats = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/loss/stats"), None)
+        .await;
+    assert_stats("whole series", "loss", &stats, &naive(&stored));
+    let one = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/single/stats"), None)
+        .await;
+    assert_stats("one point", "single", &one, &naive(&[(2.5, BASE)]));
+    assert_eq!(one["std_dev"], Value::Null);
+
+    // Time ranges, inclusive; open on one side; empty -> 404.
+    for (from, to) in [
+        (Some(100), Some(250)),
+        (Some(37), Some(37)),
+        (None, Some(10)),
+        (Some(390), None),
+    ] {
+        let mut q = Vec::new();
+        if let Some(f) = from {
+            q.push(format!("start_time={}", ts(BASE + f * SEC)));
+        }
+        if let Some(t) = to {
+            q.push(format!("end_time={}", ts(BASE + t * SEC)));
+        }
+        let inside: Vec<(f64, i64)> = stored
+            .iter()
+            .copied()
+            .filter(|p| {
+                from.is_none_or(|f| p.1 >= BASE + f * SEC)
+                    && to.is_none_or(|t| p.1 <= BASE + t * SEC)
+            })
+            .collect();
+        let st = n
+            .ok(
+                &format!("/api/v1/runs/{RUN}/metrics/loss/stats?{}", q.join("&")),
+                None,
+            )
+            .await;
+        assert_stats(
+            &format!("range {from:?}..{to:?}"),
+            "loss",
+            &st,
+            &naive(&inside),
+        );
+    }
+    let (st, body) = n
+        .get(
+            &format!(
+                "/api/v1/runs/{RUN}/metrics/loss/stats?start_time={}",
+                ts(BASE + 1000 * SEC)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(body, json!({"error": "Metric not found"}));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downsample_returns_at_most_n_points_and_keeps_the_extremes() {
+    let mut n = Node::single(&[]).await;
+    let items: Vec<Value> = (0..500i64)
+        .map(|i| {
+            let v = match i {
+                123 => 1000.0,
+                377 => -1000.0,
+                _ => ((i as f64) / 7.0).sin(),
+            };
+            point(RUN, "wave", Some(i), v, BASE + i * SEC)
+        })
+        .collect();
+    n.write(None, &items).await;
+    let full = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/wave"), None)
+        .await;
+    assert_eq!(full["count"], json!(500));
+    for target in [2usize, 3, 10, 41, 100, 499] {
+        let h = n
+            .ok(
+                &format!("/api/v1/runs/{RUN}/metrics/wave?downsample={target}"),
+                None,
+            )
+            .await;
+        let got = metrics(&h);
+        assert!(
+            !got.is_empty() && got.len() <= target,
+            "downsample={target} gave {}",
+            got.len()
+        );
+        assert_eq!(h["count"], json!(got.len()));
+        let values: Vec<f64> = got
+            .iter()
+            .map(|p| p["value"].as_f64().expect("v"))
+            .collect();
+        assert!(values.contains(&1000.0), "downsample={target} lost the max");
+        assert!(
+            values.contains(&-1000.0),
+            "downsample={target} lost the min"
+        );
+        // The kept points are real points, still newest first.
+        let mut it = metrics(&full).iter();
+        for p in got {
+            assert!(it.any(|q| q == p), "downsample={target}: {p} not in order");
+        }
+    }
+    // More than there is: everything.
+    let h = n
+        .ok(
+            &format!("/api/v1/runs/{RUN}/metrics/wave?downsample=600"),
+            None,
+        )
+        .await;
+    assert_eq!(metrics(&h), metrics(&full));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_metrics_are_written_and_read_with_a_type_filter() {
+    let mut n = Node::single(&[]).await;
+    let items: Vec<Value> = (0..12i64)
+        .map(|i| {
+            let kind = ["cpu", "gpu", "mem"][(i % 3) as usize];
+            json!({ "run_id": RUN, "metric_type": kind, "value": i as f64 * 10.0,
+                    "time": ts(BASE + i * SEC), "metadata": {"host": format!("h{i}")} })
+        })
+        .collect();
+    let (st, body) = n
+        .post(
+            "/api/v1/metrics/system/batch",
+            None,
+            json!({ "metrics": items }).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body,
+        json!({"message": "Metrics written successfully", "count": 12})
+    );
+    let all = n
+        .ok(&format!("/api/v1/runs/{RUN}/system-metrics"), None)
+        .await;
+    assert_eq!(all["run_id"], json!(RUN));
+    assert_eq!(all["count"], json!(12));
+    let times: Vec<i64> = metrics(&all).iter().map(|p| ns(&p["time"])).collect();
+    let want: Vec<i64> = (0..12).rev().map(|i| BASE + i * SEC).collect();
+    assert_eq!(times, want, "newest first");
+    let first = &metrics(&all)[0];
+    assert_eq!(first["metric_type"], json!("mem"));
+    assert_eq!(first["value"].as_f64(), Some(110.0));
+    assert_eq!(first["metadata"], json!({"host": "h11"}));
+    assert_eq!(first["run_id"], json!(RUN));
+    let gpu = n
+        .ok(
+            &format!("/api/v1/runs/{RUN}/system-metrics?metric_type=gpu"),
+            None,
+        )
+        .await;
+    assert_eq!(gpu["count"], json!(4));
+    assert!(metrics(&gpu)
+        .iter()
+        .all(|p| p["metric_type"] == json!("gpu")));
+    let q = format!(
+        "start_time={}&end_time={}&limit=2",
+        ts(BASE + 3 * SEC),
+        ts(BASE + 8 * SEC)
+    );
+    let h = n
+        .ok(&format!("/api/v1/runs/{RUN}/system-metrics?{q}"), None)
+        .await;
+    let times: Vec<i64> = metrics(&h).iter().map(|p| ns(&p["time"])).collect();
+    assert_eq!(times, vec![BASE + 8 * SEC, BASE + 7 * SEC]);
+    // Another run and another tenant see none of it; metric points are separate.
+    let other = n
+        .ok(&format!("/api/v1/runs/{RUN2}/system-metrics"), None)
+        .await;
+    assert_eq!(other["count"], json!(0));
+    let other = n
+        .ok(&format!("/api/v1/runs/{RUN}/system-metrics"), Some("b"))
+        .await;
+    assert_eq!(other["count"], json!(0));
+    assert_eq!(n.ok(&history_path(RUN, ""), None).await["count"], json!(0));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_isolated_by_the_tenant_header() {
+    let mut n = Node::single(&[]).await;
+    n.write(
+        Some("team-a"),
+        &[
+            point(RUN, "loss", Some(1), 1.0, BASE),
+            point(RUN, "loss", Some(2), 2.0, BASE + SEC),
+        ],
+    )
+    .await;
+    n.write(None, &[point(RUN, "acc", Some(1), 0.5, BASE)])
+        .await;
+    let a = n.ok(&history_path(RUN, ""), Some("team-a")).await;
+    assert_eq!(a["count"], json!(2));
+    assert!(keys(&a).iter().all(|k| k.1 == "loss"));
+    for tenant in [Some("team-b"), None, Some("team-a2"), Some("team")] {
+        let h = n
+            .ok(&format!("/api/v1/runs/{RUN}/metrics/loss"), tenant)
+            .await;
+        assert_eq!(h["count"], json!(0), "tenant {tenant:?} sees team-a: {h}");
+        for suffix in ["latest", "stats"] {
+            let (st, body) = n
+                .get(&format!("/api/v1/runs/{RUN}/metrics/loss/{suffix}"), tenant)
+                .await;
+            assert_eq!(st, StatusCode::NOT_FOUND, "{tenant:?} {suffix}: {body}");
+        }
+    }
+    // The default tenant sees its own point only.
+    let d = n.ok(&history_path(RUN, ""), None).await;
+    assert_eq!(keys(&d), vec![(BASE, "acc".to_string())]);
+    let d = n.ok(&history_path(RUN, ""), Some("default")).await;
+    assert_eq!(d["count"], json!(1));
+    let st = n
+        .ok(
+            &format!("/api/v1/runs/{RUN}/metrics/loss/stats"),
+            Some("team-a"),
+        )
+        .await;
+    assert_eq!(st["count"], json!(2));
+    n.stop().await;
+}
+
+// ---------------------------------------------------------------- retention
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_retention_removes_old_points_and_fixes_stats() {
+    let mut n = Node::single(&[
+        ("points.retention", "default=1h"),
+        ("points.retention_interval_ms", "100"),
+    ])
+    .await;
+    // Year 2000 points and points from the last minutes, in the same batches.
+    let old = 946_684_800 * SEC;
+    let now = now_ns();
+    let mut items = Vec::new();
+    let mut recent = Vec::new();
+    for i in 0..40i64 {
+        items.push(point(RUN, "loss", Some(i), i as f64 * 3.0, old + i * SEC));
+        let (v, t) = (100.0 - i as f64 * 0.5, now - (i + 1) * SEC);
+        items.push(point(RUN, "loss", Some(100 + i), v, t));
+        recent.push((v, t));
+    }
+    // A series with only old points, old system points, and a tenant without retention.
+    items.push(point(RUN, "gone", Some(1), 1.0, old));
+    n.write(None, &items).await;
+    n.write(Some("keep"), &[point(RUN, "loss", Some(1), 1.0, old)])
+        .await;
+    let sys = json!({ "metrics": [
+        { "run_id": RUN, "metric_type": "cpu", "value": 1.0, "time": ts(old) },
+        { "run_id": RUN, "metric_type": "cpu", "value": 2.0, "time": ts(now - SEC) },
+    ]});
+    let (st, body) = n
+        .post("/api/v1/metrics/system/batch", None, sys.to_string())
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        // Retention may run between the two batches above: wait for both to be cut.
+        let h = n.ok(&history_path(RUN, "limit=10000"), None).await;
+        let sys = n
+            .ok(&format!("/api/v1/runs/{RUN}/system-metrics"), None)
+            .await;
+        if h["count"] == json!(40) && sys["count"] == json!(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old points still there after {DEADLINE:?}: {} points, {} system points",
+            h["count"],
+            sys["count"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = n
+        .ok(
+            &format!("/api/v1/runs/{RUN}/metrics/loss?limit=10000"),
+            None,
+        )
+        .await;
+    let mut left = pairs(&h);
+    left.sort_by_key(|p| p.1);
+    recent.sort_by_key(|p| p.1);
+    assert_eq!(left, recent, "exactly the recent points remain");
+    let stats = n
+        .ok(&format!("/api/v1/runs/{RUN}/metrics/loss/stats"), None)
+        .await;
+    assert_stats("after retention", "loss", &stats, &naive(&recent));
+    let (st, _) = n
+        .get(&format!("/api/v1/runs/{RUN}/metrics/gone/stats"), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "a series with nothing left goes");
+    let s = n
+        .ok(&format!("/api/v1/runs/{RUN}/system-metrics"), None)
+        .await;
+    assert_eq!(s["count"], json!(1), "{s}");
+    assert_eq!(ns(&metrics(&s)[0]["time"]), now - SEC);
+    // The tenant without a retention keeps its year-2000 point.
+    let k = n.ok(&history_path(RUN, ""), Some("keep")).await;
+    assert_eq!(k["count"], json!(1));
+    n.stop().await;
+}
+
+// ---------------------------------------------------------------- three nodes
+
+/// Three in-process nodes (ids 1..3) initialised as one cluster through node 1.
+async fn three_nodes() -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(Node::start(&[("node.id", &id.to_string()), ("node.bootstrap", "false")]).await);
+    }
+    let members: Vec<Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            json!({ "id": i + 1, "peer": n.server().peer_addr().to_string(),
+                    "api": n.server().api_addr().to_string() })
+        })
+        .collect();
+    let (st, body) = nodes[0]
+        .post(
+            "/cluster/init",
+            None,
+            json!({ "members": members }).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "init: {body}");
+    for n in &nodes {
+        n.wait_status("/leader", StatusCode::OK).await;
+    }
+    nodes
+}
+
+/// The index (0-based) of the node the cluster reports as leader.
+async fn leader_index(nodes: &[Node]) -> usize {
+    let (st, body) = nodes[0].get("/leader", None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let id: usize = body["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("leader id in {body}"));
+    id - 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_survive_a_leader_kill() {
+    let mut nodes = three_nodes().await;
+    let leader = leader_index(&nodes).await;
+    // Write through a follower (forwarded) and through the leader.
+    let follower = (leader + 1) % 3;
+    let items: Vec<Value> = (0..300i64)
+        .map(|i| {
+            point(
+                RUN,
+                if i % 2 == 0 { "loss" } else { "acc" },
+                Some(i),
+                i as f64 / 4.0,
+                BASE + i * SEC,
+            )
+        })
+        .collect();
+    nodes[follower].write(None, &items[..150]).await;
+    nodes[leader].write(Some("t2"), &items[150..]).await;
+    let sys = json!({ "metrics": [{ "run_id": RUN, "metric_type": "cpu", "value": 7.0, "time": ts(BASE) }] });
+    let (st, body) = nodes[follower]
+        .post("/api/v1/metrics/system/batch", None, sys.to_string())
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+
+    nodes[leader].stop().await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let written_default: Vec<(f64, i64)> = items[..150]
+        .iter()
+        .map(|i| (i["value"].as_f64().expect("v"), ns(&i["time"])))
+        .collect();
+    for &s in &survivors {
+        // Linearizable reads need the new leader: poll until one answers.
+        let q = "limit=10000&consistency=linearizable";
+        let deadline = Instant::now() + DEADLINE;
+        let h = loop {
+            let (st, body) = nodes[s].get(&history_path(RUN, q), None).await;
+            if st == StatusCode::OK {
+                break body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} gave no linearizable read within {DEADLINE:?}: {st} {body}",
+                s + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut got = pairs(&h);
+        got.sort_by_key(|p| p.1);
+        assert_eq!(got, written_default, "node {} lost points", s + 1);
+        let t2 = nodes[s].ok(&history_path(RUN, q), Some("t2")).await;
+        assert_eq!(t2["count"], json!(150));
+        let stats = nodes[s]
+            .ok(
+                &format!("/api/v1/runs/{RUN}/metrics/loss/stats?consistency=linearizable"),
+                None,
+            )
+            .await;
+        let loss: Vec<(f64, i64)> = written_default
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, p)| p)
+            .collect();
+        assert_stats("after failover", "loss", &stats, &naive(&loss));
+        let sysh = nodes[s]
+            .ok(
+                &format!("/api/v1/runs/{RUN}/system-metrics?consistency=linearizable"),
+                None,
+            )
+            .await;
+        assert_eq!(sysh["count"], json!(1));
+    }
+    // The survivors still accept writes.
+    let extra = point(RUN2, "x", Some(1), 1.0, BASE);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (st, body) = nodes[survivors[0]]
+            .post(
+                "/api/v1/metrics/batch",
+                None,
+                json!({ "metrics": [extra.clone()] }).to_string(),
+            )
+            .await;
+        if st == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write after failover: {st} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = nodes[survivors[1]]
+        .ok(&history_path(RUN2, "consistency=linearizable"), None)
+        .await;
+    assert_eq!(h["count"], json!(1));
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------- known node bugs
+
+/// The number text of `"value":` in a raw JSON answer (the first occurrence).
+fn raw_value(text: &str) -> &str {
+    let at = text.find("\"value\":").expect("a value field") + "\"value\":".len();
+    let rest = &text[at..];
+    let end = rest.find([',', '}']).expect("end of the number");
+    rest[..end].trim()
+}
+
+/// A value is stored as the double nearest to the JSON number sent. The edge parses
+/// the batch with serde_json's default float parser (the workspace does not enable
+/// serde_json's `float_roundtrip` feature), which is not correctly rounded: e.g.
+/// `-13919.900000000001` (the shortest text of that double) is stored as the double
+/// of `-13919.9`, one unit in the last place off. Checked with the standard library's
+/// correctly rounded parser on both sides (what was sent, what the node answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_values_are_parsed_exactly() {
+    let mut n = Node::single(&[]).await;
+    let mut wrong = Vec::new();
+    for (i, text) in [
+        "-13919.900000000001",
+        "99.60820000000001",
+        "-0.23622200000000002",
+        "0.44995100000000005",
+        "31.758100000000002",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let metric = format!("v{i}");
+        let body = format!(
+            "{{\"metrics\":[{{\"run_id\":\"{RUN}\",\"metric_name\":\"{metric}\",\"value\":{text}}}]}}"
+        );
+        let (st, answer) = n.post("/api/v1/metrics/batch", None, body).await;
+        assert_eq!(st, StatusCode::CREATED, "{answer}");
+        let resp = client()
+            .get(format!(
+                "{}/api/v1/runs/{RUN}/metrics/{metric}/latest",
+                n.base
+            ))
+            .send()
+            .await
+            .expect("latest");
+        let raw = resp.text().await.expect("body");
+        let sent: f64 = text.parse().expect("sent number");
+        let stored: f64 = raw_value(&raw).parse().expect("stored number");
+        if sent.to_bits() != stored.to_bits() {
+            wrong.push(format!("sent {text}, stored {}", raw_value(&raw)));
+        }
+    }
+    n.stop().await;
+    assert!(wrong.is_empty(), "values not stored exactly: {wrong:?}");
+}
+
+/// History reads of points straddling 2027-01-31T23:57:30.948198400Z (0x19 << 56 ns,
+/// where the big-endian time key rolls over a byte) can crash the request:
+/// `Store::series_points` walks sled 0.34.7's reverse range iterator, whose
+/// `next_back` panics ("fucked up tree traversal") when many keys sort just below a
+/// node's low bound (see storage/tests/points.rs). The tree shape depends on sled's
+/// background work, so 30 runs of different sizes and batchings are tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_history_around_a_time_key_byte_boundary_is_served() {
+    let mut n = Node::single(&[]).await;
+    let boundary: i64 = 0x19 << 56;
+    let mut failures = Vec::new();
+    for i in 0..30u32 {
+        let run = format!("00000000-0000-4000-8000-{:012x}", 0xB0_0000 + i);
+        let count = 50 + 50 * (i as i64 % 10);
+        let per = [25usize, 100, 1000][(i / 10) as usize];
+        let items: Vec<Value> = (0..count)
+            .map(|k| {
+                point(
+                    &run,
+                    "m",
+                    Some(k),
+                    k as f64,
+                    boundary + (k - count / 2) * 1000,
+                )
+            })
+            .collect();
+        for chunk in items.chunks(per) {
+            n.write(None, chunk).await;
+        }
+        let url = format!("{}/api/v1/runs/{run}/metrics/m?limit=10000", n.base);
+        match client().get(url).send().await {
+            Ok(r) if r.status() == StatusCode::OK => {
+                let body: Value = r.json().await.expect("JSON");
+                if body["count"] != json!(count) {
+                    failures.push(format!("run {i}: count {} of {count}", body["count"]));
+                }
+            }
+            Ok(r) => failures.push(format!("run {i}: status {}", r.status())),
+            Err(e) => failures.push(format!("run {i}: request failed: {e}")),
+        }
+    }
+    n.stop().await;
+    assert!(failures.is_empty(), "history reads failed: {failures:?}");
+}

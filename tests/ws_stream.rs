@@ -1,0 +1,414 @@
+//! WebSocket metric streams (`WS /ws/metrics/{run_id}`, API.md section 5) on
+//! in-process nodes: a point written through one node of a three-node cluster is
+//! pushed to a stream opened on another node; `subscribe` is acknowledged; the
+//! stream carries only the subscribed metric names of its own run and tenant; the
+//! connection limit refuses the upgrade with 503; shutdown closes open streams.
+//!
+//! Absence is checked without timing: after the writes that must not arrive, a marker
+//! point that must arrive is written, and streams deliver applied batches in order, so
+//! everything before the marker has been filtered by the time it is seen.
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use metacenter::{Config, Server};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const RUN: &str = "7d9f3c1a-2b4e-4f60-8a11-223344556677";
+const RUN2: &str = "7d9f3c1a-2b4e-4f60-8a11-000000000002";
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+// ---------------------------------------------------------------- nodes
+
+struct Node {
+    server: Option<Server>,
+    addr: String,
+    _dir: TempDir,
+}
+
+impl Node {
+    async fn start(settings: &[(&str, &str)]) -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = Config::default();
+        cfg.set("node.data_dir", dir.path().to_str().expect("UTF-8 path"))
+            .expect("data dir");
+        cfg.set("node.listen", "127.0.0.1:0").expect("listen");
+        cfg.set("node.peer_listen", "127.0.0.1:0").expect("peer");
+        for (k, v) in settings {
+            cfg.set(k, v).expect("valid setting");
+        }
+        let server = Server::start(cfg).await.expect("node starts");
+        Node {
+            addr: server.api_addr().to_string(),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// A bootstrapped, ready one-node cluster.
+    async fn single(settings: &[(&str, &str)]) -> Node {
+        let mut all = vec![("node.bootstrap", "true")];
+        all.extend_from_slice(settings);
+        let n = Node::start(&all).await;
+        n.wait_status("/ready").await;
+        n
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
+    /// Polls `path` until it answers 200.
+    async fn wait_status(&self, path: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let last = match http()
+                .get(format!("http://{}{path}", self.addr))
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == StatusCode::OK => return,
+                Ok(r) => r.status().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "{} {path} not 200 within {DEADLINE:?}: {last}",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    async fn post(&self, path: &str, tenant: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut req = http()
+            .post(format!("http://{}{path}", self.addr))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = tenant {
+            req = req.header("X-Tenant-ID", t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let st = resp.status();
+        (st, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Writes metric points; asserts 201.
+    async fn write(&self, tenant: Option<&str>, items: Vec<Value>) {
+        let (st, body) = self
+            .post("/api/v1/metrics/batch", tenant, json!({ "metrics": items }))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "write: {body}");
+    }
+
+    /// Opens a stream on this node.
+    async fn ws(&self, run: &str, tenant: Option<&str>) -> Result<Ws, WsError> {
+        let mut req = format!("ws://{}/ws/metrics/{run}", self.addr)
+            .into_client_request()
+            .expect("request");
+        if let Some(t) = tenant {
+            req.headers_mut()
+                .insert("X-Tenant-ID", t.parse().expect("header value"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(ws)
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Three in-process nodes (ids 1..3) initialised through node 1; every node knows
+/// the leader.
+async fn three_nodes() -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        let id = id.to_string();
+        nodes.push(Node::start(&[("node.id", id.as_str()), ("node.bootstrap", "false")]).await);
+    }
+    let members: Vec<Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            json!({ "id": i + 1, "peer": n.server().peer_addr().to_string(),
+                    "api": n.server().api_addr().to_string() })
+        })
+        .collect();
+    let (st, body) = nodes[0]
+        .post("/cluster/init", None, json!({ "members": members }))
+        .await;
+    assert_eq!(st, StatusCode::OK, "init: {body}");
+    for n in &nodes {
+        n.wait_status("/leader").await;
+    }
+    nodes
+}
+
+// ---------------------------------------------------------------- streams
+
+fn point(run: &str, metric: &str, step: i64, value: f64) -> Value {
+    json!({ "run_id": run, "metric_name": metric, "step": step, "value": value,
+            "time": "2024-05-01T12:00:00Z" })
+}
+
+/// The next text message as JSON (pings and pongs skipped). Panics on a deadline,
+/// a close or an error.
+async fn next_json(ws: &mut Ws) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message within {DEADLINE:?}"));
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(t.as_str()).expect("JSON message");
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// Subscribes and checks the acknowledgement.
+async fn subscribe(ws: &mut Ws, run: &str, names: &[&str]) {
+    let msg = json!({ "type": "subscribe", "payload": { "run_id": run, "metric_names": names } });
+    ws.send(Message::text(msg.to_string()))
+        .await
+        .expect("send subscribe");
+    let ack = next_json(ws).await;
+    assert_eq!(ack["type"], json!("subscribed"), "{ack}");
+    assert_eq!(ack["payload"]["run_id"], json!(run), "{ack}");
+    let mut acked: Vec<&str> = ack["payload"]["metric_names"]
+        .as_array()
+        .unwrap_or_else(|| panic!("metric_names in {ack}"))
+        .iter()
+        .map(|v| v.as_str().expect("name"))
+        .collect();
+    acked.sort_unstable();
+    let mut want = names.to_vec();
+    want.sort_unstable();
+    assert_eq!(acked, want, "{ack}");
+}
+
+/// Every point pushed until (and including) the one whose step is `marker_step`.
+async fn points_until(ws: &mut Ws, marker_step: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let msg = next_json(ws).await;
+        assert_eq!(msg["type"], json!("metric"), "unexpected message {msg}");
+        let pts = msg["payload"]["metrics"]
+            .as_array()
+            .unwrap_or_else(|| panic!("metrics in {msg}"));
+        assert!(!pts.is_empty(), "empty metric message");
+        let done = pts.iter().any(|p| p["step"] == json!(marker_step));
+        out.extend(pts.iter().cloned());
+        if done {
+            return out;
+        }
+    }
+}
+
+fn names_and_steps(points: &[Value]) -> Vec<(String, i64)> {
+    points
+        .iter()
+        .map(|p| {
+            (
+                p["metric_name"].as_str().expect("name").to_string(),
+                p["step"].as_i64().expect("step"),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_written_through_node_1_arrives_on_node_3() {
+    let mut nodes = three_nodes().await;
+    let mut ws = nodes[2].ws(RUN, None).await.expect("connect to node 3");
+    subscribe(&mut ws, RUN, &[]).await;
+    let mut p = point(RUN, "loss", 1, 0.25);
+    p["metadata"] = json!({ "epoch": 3 });
+    nodes[0]
+        .write(None, vec![p, point(RUN, "acc", 2, 0.5)])
+        .await;
+    let got = points_until(&mut ws, 2).await;
+    assert_eq!(
+        names_and_steps(&got),
+        vec![("loss".to_string(), 1), ("acc".to_string(), 2)]
+    );
+    let loss = &got[0];
+    assert_eq!(loss["run_id"], json!(RUN));
+    assert_eq!(loss["value"].as_f64(), Some(0.25));
+    assert_eq!(loss["metadata"], json!({ "epoch": 3 }));
+    let t = chrono::DateTime::parse_from_rfc3339(loss["time"].as_str().expect("time"))
+        .expect("RFC3339 time");
+    assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00+00:00");
+    // Written through node 2 as well: the same stream on node 3 gets it.
+    nodes[1].write(None, vec![point(RUN, "loss", 3, 1.0)]).await;
+    assert_eq!(
+        names_and_steps(&points_until(&mut ws, 3).await),
+        vec![("loss".to_string(), 3)]
+    );
+    ws.close(None).await.expect("close");
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_carry_only_subscribed_names_of_their_run_and_tenant() {
+    let mut n = Node::single(&[]).await;
+    let mut only_loss = n.ws(RUN, None).await.expect("connect");
+    subscribe(&mut only_loss, RUN, &["loss", "lr"]).await;
+    let mut everything = n.ws(RUN, None).await.expect("connect");
+    subscribe(&mut everything, RUN, &[]).await;
+    let mut tenant_b = n.ws(RUN, Some("team-b")).await.expect("connect");
+    subscribe(&mut tenant_b, RUN, &[]).await;
+
+    // Default tenant, this run: loss, acc and lr in one batch, acc alone.
+    n.write(
+        None,
+        vec![
+            point(RUN, "loss", 1, 1.0),
+            point(RUN, "acc", 2, 2.0),
+            point(RUN, "lr", 3, 3.0),
+        ],
+    )
+    .await;
+    n.write(None, vec![point(RUN, "acc", 4, 4.0)]).await;
+    // Another run, same tenant; this run, another tenant.
+    n.write(None, vec![point(RUN2, "loss", 5, 5.0)]).await;
+    n.write(Some("team-c"), vec![point(RUN, "loss", 6, 6.0)])
+        .await;
+    n.write(Some("team-b"), vec![point(RUN, "acc", 7, 7.0)])
+        .await;
+    // Markers.
+    n.write(None, vec![point(RUN, "loss", 100, 0.0)]).await;
+    n.write(Some("team-b"), vec![point(RUN, "loss", 100, 0.0)])
+        .await;
+
+    let s = |v: &[(&str, i64)]| {
+        v.iter()
+            .map(|(n, s)| (n.to_string(), *s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names_and_steps(&points_until(&mut only_loss, 100).await),
+        s(&[("loss", 1), ("lr", 3), ("loss", 100)])
+    );
+    assert_eq!(
+        names_and_steps(&points_until(&mut everything, 100).await),
+        s(&[
+            ("loss", 1),
+            ("acc", 2),
+            ("lr", 3),
+            ("acc", 4),
+            ("loss", 100)
+        ])
+    );
+    let b = points_until(&mut tenant_b, 100).await;
+    assert_eq!(names_and_steps(&b), s(&[("acc", 7), ("loss", 100)]));
+    assert!(b.iter().all(|p| p["run_id"] == json!(RUN)));
+
+    // Re-subscribing replaces the filter.
+    subscribe(&mut only_loss, RUN, &["acc"]).await;
+    n.write(
+        None,
+        vec![point(RUN, "loss", 8, 8.0), point(RUN, "acc", 101, 9.0)],
+    )
+    .await;
+    assert_eq!(
+        names_and_steps(&points_until(&mut only_loss, 101).await),
+        s(&[("acc", 101)])
+    );
+    // A subscribe for another run than the path's is refused with an error message
+    // (on the team-b stream, which has nothing else pending).
+    let bad = json!({ "type": "subscribe", "payload": { "run_id": RUN2 } });
+    tenant_b
+        .send(Message::text(bad.to_string()))
+        .await
+        .expect("send");
+    let answer = next_json(&mut tenant_b).await;
+    assert_eq!(answer["type"], json!("error"), "{answer}");
+
+    for mut ws in [only_loss, everything, tenant_b] {
+        ws.close(None).await.expect("close");
+    }
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_with_503() {
+    let mut n = Node::single(&[("limits.max_websockets", "1")]).await;
+    let mut first = n.ws(RUN, None).await.expect("first connection");
+    subscribe(&mut first, RUN, &[]).await;
+    match n.ws(RUN, None).await {
+        Err(WsError::Http(resp)) => {
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        Err(e) => panic!("second connection: expected HTTP 503, got {e}"),
+        Ok(_) => panic!("second connection accepted over limits.max_websockets=1"),
+    }
+    // The first stream still works.
+    n.write(None, vec![point(RUN, "loss", 1, 1.0)]).await;
+    assert_eq!(points_until(&mut first, 1).await.len(), 1);
+    // Once it is closed, its slot is free again.
+    first.close(None).await.expect("close");
+    let deadline = Instant::now() + DEADLINE;
+    let mut again = loop {
+        match n.ws(RUN, None).await {
+            Ok(ws) => break ws,
+            Err(WsError::Http(resp)) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(Instant::now() < deadline, "slot never freed");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(e) => panic!("reconnect: {e}"),
+        }
+    };
+    subscribe(&mut again, RUN, &[]).await;
+    again.close(None).await.expect("close");
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_are_closed_when_the_server_shuts_down() {
+    let mut n = Node::single(&[]).await;
+    let mut ws = n.ws(RUN, None).await.expect("connect");
+    subscribe(&mut ws, RUN, &[]).await;
+    let server = n.server.take().expect("running");
+    let stopping = tokio::spawn(server.shutdown());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("stream still open {DEADLINE:?} after shutdown"));
+        match msg {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => panic!("unexpected message during shutdown: {other:?}"),
+        }
+    }
+    tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .expect("shutdown finishes")
+        .expect("shutdown task");
+}
