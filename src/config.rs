@@ -108,7 +108,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         key: "raft.batch_max_in_flight",
-        default: "4",
+        default: "1",
         help: "group commit: entries committing at once",
     },
     Key {

@@ -31,7 +31,7 @@ impl Default for BatchLimits {
         BatchLimits {
             max_commands: 4096,
             max_bytes: 4 << 20,
-            max_in_flight: 4,
+            max_in_flight: 1,
         }
     }
 }

@@ -1,8 +1,11 @@
 //! openraft's `RaftLogStorage` over the storage crate's log keyspace.
 //!
 //! Durability: `append` inserts the entries and hands its `LogFlushed` callback to a
-//! flusher task, which fsyncs once for every callback queued meanwhile (group fsync)
-//! and completes them in order; `save_vote` and `purge` fsync before returning.
+//! flusher thread, which makes the store durable once for every callback queued
+//! meanwhile (group fsync) and completes them in order; `save_vote` and `purge` make
+//! it durable before returning. The flusher is one long-lived thread calling the
+//! synchronous flush: sled's `flush_async` wakes its whole I/O thread pool per call,
+//! which cost more CPU than the fsync itself under load.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -10,7 +13,6 @@ use std::ops::{Bound, RangeBounds};
 use metacenter_storage::{codec, Store};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError};
-use tokio::sync::mpsc;
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -22,7 +24,7 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
-    flusher: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 pub(crate) fn io_err(
@@ -46,8 +48,12 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 impl LogStore {
     /// Wraps `store`; spawns the flusher on the current tokio runtime.
     pub fn new(store: Store) -> LogStore {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(flusher(store.clone(), rx));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = store.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flusher".into())
+            .spawn(move || flusher(s, rx))
+            .expect("spawn the log flusher thread");
         LogStore { store, flusher: tx }
     }
 
@@ -62,15 +68,21 @@ impl LogStore {
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
-        self.store.flush().await.map_err(write_err)
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush_durable())
+            .await
+            .map_err(|e| write_err(std::io::Error::other(e.to_string())))?
+            .map_err(write_err)
     }
 }
 
-async fn flusher(store: Store, mut rx: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
-    let mut pending = Vec::new();
-    while rx.recv_many(&mut pending, 4096).await > 0 {
-        let res = store.flush().await;
-        for cb in pending.drain(..) {
+/// Runs until every sender is gone: one durable flush per group of callbacks.
+fn flusher(store: Store, rx: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut pending = vec![first];
+        pending.extend(rx.try_iter());
+        let res = store.flush_durable();
+        for cb in pending {
             let r = res
                 .as_ref()
                 .map(|_| ())

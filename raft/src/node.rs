@@ -247,7 +247,8 @@ impl RaftNode {
     /// Stops raft. The store is flushed.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
-        let _ = self.store.flush().await;
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.flush_durable()).await;
     }
 
     /// Runs `op` on the leader: locally if this node leads, else over the peer network,

@@ -32,6 +32,10 @@ pub struct Applied {
     pub snapshot_installed: bool,
 }
 
+/// Batches up to this many approximate bytes apply on the state-machine task itself;
+/// larger ones (point batches) on a blocking thread.
+const INLINE_APPLY_BYTES: usize = 64 * 1024;
+
 #[derive(Default)]
 struct SmState {
     last_applied: Option<LogId>,
@@ -139,13 +143,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let applied =
             codec::encode(&(last, &membership)).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        let store = self.store.clone();
-        let (batch, result) = tokio::task::spawn_blocking(move || {
-            let r = store.apply(&batch, &applied);
+        let weight: usize = batch
+            .iter()
+            .flat_map(|e| &e.commands)
+            .map(Command::size_hint)
+            .sum();
+        let (batch, result) = if weight <= INLINE_APPLY_BYTES {
+            // Small batches (load updates, heartbeats, metadata) apply in place: an
+            // in-memory sled batch costs less than handing it to a blocking thread.
+            let r = self.store.apply(&batch, &applied);
             (batch, r)
-        })
-        .await
-        .map_err(join_err)?;
+        } else {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = store.apply(&batch, &applied);
+                (batch, r)
+            })
+            .await
+            .map_err(join_err)?
+        };
         let responses = result.map_err(|e| sm_err(ErrorVerb::Write, e))?;
         {
             let mut st = self.lock();
