@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use metacenter_raft::batcher::BatchLimits;
 use metacenter_raft::{NodeAddr, NodeConfig, RaftNode};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -165,6 +166,10 @@ fn local(l: &TcpListener) -> Result<SocketAddr, StartError> {
 
 fn serve(listener: TcpListener, router: axum::Router, stop: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // No Nagle: answers are small and latency-bound (raft RPCs, forwarded writes).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let r = axum::serve(listener, router)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
