@@ -2,14 +2,16 @@
 //!
 //! The machinery is shared by every workload:
 //!
-//! - [`Workload`]: one kind of operation a client repeats (a replicated key-value put today;
-//!   load statistics, points and search later). A workload only knows how to perform one
-//!   operation and whether it was acknowledged.
+//! - [`Workload`]: one kind of operation a client repeats (a replicated key-value put here;
+//!   discovery heartbeats in [`heartbeat`], engine load statistics in [`load`], metric
+//!   points in [`points`]). A workload only knows how to perform one operation and whether
+//!   it was acknowledged; [`GetAck`] is the shared read (a `GET` that must answer 2xx).
 //! - [`drive`]: the timing loop. `clients` tasks each run operations back to back (closed
 //!   loop) for a duration or until a total number of operations; latencies of acknowledged
 //!   operations go into a per-client HDR histogram (microseconds), merged at the end.
 //! - [`Report`]: one result line (human or JSON) and [`render_table`], the comparison table
-//!   of several runs with the throughput ratio of metacenter to etcd.
+//!   of several runs with the throughput ratio of metacenter to its peer (etcd, Redis,
+//!   VictoriaMetrics: whichever other system has a row of the same workload).
 //! - [`http_client`]: the HTTP/1.1 keep-alive connection pool, sized to the clients.
 //!
 //! Systems under test for the key-value workload ([`System`]): metacenter
@@ -32,6 +34,10 @@ use rand::distr::{Alphanumeric, SampleString};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+pub mod heartbeat;
+pub mod load;
+pub mod points;
 
 // ---------------------------------------------------------------------------------------
 // Run plan and timing loop
@@ -320,6 +326,17 @@ impl fmt::Display for Report {
     }
 }
 
+impl Report {
+    /// Counts items instead of requests (`items` per acknowledged operation, e.g. points
+    /// per batch): multiplies `ops`, `ops_per_sec` and `errors`; latencies stay per request.
+    pub fn per_item(mut self, items: u64) -> Self {
+        self.ops *= items;
+        self.ops_per_sec *= items as f64;
+        self.errors *= items;
+        self
+    }
+}
+
 /// Parses reports written one JSON object per line (blank lines ignored).
 pub fn parse_reports(text: &str) -> Result<Vec<Report>> {
     text.lines()
@@ -329,17 +346,17 @@ pub fn parse_reports(text: &str) -> Result<Vec<Report>> {
         .collect()
 }
 
-/// The etcd report matching `r` (same workload, clients and targeting), if any.
-fn etcd_peer<'a>(reports: &'a [Report], r: &Report) -> Option<&'a Report> {
+/// The peer report matching `r` (another system, same workload, clients and targeting).
+fn peer<'a>(reports: &'a [Report], r: &Report) -> Option<&'a Report> {
     reports.iter().find(|o| {
-        o.system.starts_with("etcd")
+        o.system != "metacenter"
             && (o.workload.as_str(), o.clients, o.to.as_str())
                 == (r.workload.as_str(), r.clients, r.to.as_str())
     })
 }
 
 /// A Markdown table of `reports`, grouped by (workload, targeting, clients), with the
-/// throughput ratio metacenter / etcd on metacenter rows.
+/// throughput ratio metacenter / peer on metacenter rows.
 pub fn render_table(reports: &[Report]) -> String {
     let mut rows: Vec<&Report> = reports.iter().collect();
     rows.sort_by_key(|r| {
@@ -348,11 +365,11 @@ pub fn render_table(reports: &[Report]) -> String {
         (r.workload.clone(), to_rank, r.clients, system_rank)
     });
     let mut out = String::from(
-        "| workload | system | to | clients | conns | ops/s | p50 ms | p99 ms | errors | metacenter/etcd |\n\
+        "| workload | system | to | clients | conns | ops/s | p50 ms | p99 ms | errors | metacenter/peer |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
-        let ratio = match etcd_peer(reports, r) {
+        let ratio = match peer(reports, r) {
             Some(e) if r.system == "metacenter" && e.ops_per_sec > 0.0 => {
                 format!("{:.2}x", r.ops_per_sec / e.ops_per_sec)
             }
@@ -498,6 +515,32 @@ async fn send_ack(req: reqwest::RequestBuilder) -> Result<(), OpError> {
         Ok(())
     } else {
         Err(OpError::Status(status.as_u16().to_string()))
+    }
+}
+
+/// Reads: each operation is a `GET` of one of `urls` (client `i`, operation `s`: url
+/// `(i + s) % len`), acknowledged on 2xx with the body drained.
+pub struct GetAck {
+    http: reqwest::Client,
+    urls: Vec<String>,
+}
+
+impl GetAck {
+    pub fn new(urls: Vec<String>, clients: usize, timeout: Duration) -> Result<Self> {
+        if urls.is_empty() {
+            bail!("no URL to read");
+        }
+        Ok(GetAck {
+            http: http_client(clients, timeout)?,
+            urls,
+        })
+    }
+}
+
+impl Workload for GetAck {
+    async fn op(&self, client: usize, seq: u64) -> Result<(), OpError> {
+        let i = client.wrapping_add(seq as usize) % self.urls.len();
+        send_ack(self.http.get(&self.urls[i])).await
     }
 }
 

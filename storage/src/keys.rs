@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn point_keys_sort_newest_first() {
         let p = b"p".to_vec();
-        let mut ks = vec![
+        let mut ks = [
             point_suffix(&p, -5, 1, 0),
             point_suffix(&p, 100, 1, 0),
             point_suffix(&p, 100, 2, 0),

@@ -3,9 +3,14 @@
 //! ```text
 //! loadgen kv --system metacenter --targets 127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083 \
 //!     --clients 64 --duration 10s --key-size 8 --value-size 256 [--to-leader] [--json]
+//! loadgen heartbeat --targets ... --services 10000 --clients 64 --duration 10s
+//! loadgen load --targets ... --clients 64 --engines 100 --clusters 4 --read-engines 1000
+//! loadgen points --sink metacenter|victoria-metrics --targets ... --clients 8 --batch 1000
 //! loadgen wait --system etcd --targets ... --voters 3 --timeout 60s
 //! loadgen table results.jsonl
 //! ```
+//!
+//! `heartbeat`, `load` and `points` print several reports (one per phase).
 //!
 //! Each run prints one line (or one JSON object with `--json`, the line then goes to
 //! stderr). The machinery lives in [`cluster_tests::loadgen`]; a new workload is a new
@@ -16,9 +21,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use cluster_tests::loadgen::heartbeat::{run_heartbeat, HeartbeatSpec};
+use cluster_tests::loadgen::load::{run_reads, run_updates, LoadSpec};
+use cluster_tests::loadgen::points::{run_read, run_writes, PointRead, PointsSpec, Sink};
 use cluster_tests::loadgen::{
     find_leader, parse_duration, parse_targets, render_table, run_kv, wait_ready, KeyGen, KvSpec,
-    Limit, Report, RunConfig, RunInfo, System,
+    Limit, Report, RunConfig, RunInfo, RunStats, System,
 };
 
 #[derive(Parser)]
@@ -35,6 +43,12 @@ struct Cli {
 enum Cmd {
     /// Replicated key-value puts (8-byte keys, 256-byte values by default).
     Kv(KvArgs),
+    /// Discovery: registers --services services, then heartbeats (64 clients by default).
+    Heartbeat(HeartbeatArgs),
+    /// Engine load statistics: add / first token / done updates, then reads of a cluster.
+    Load(LoadArgs),
+    /// Metric points: batch writes (8 writers by default), then history / latest / stats.
+    Points(PointsArgs),
     /// Waits until a cluster has its voters and a leader and accepts writes on every target.
     Wait(WaitArgs),
     /// Prints the comparison table of JSON reports (files of one report per line).
@@ -47,15 +61,12 @@ enum Cmd {
 /// Options every workload shares.
 #[derive(Args)]
 struct Common {
-    /// System under test.
-    #[arg(long, value_enum, default_value = "metacenter")]
-    system: System,
     /// Comma-separated API addresses; clients are spread over them.
     #[arg(long, default_value = "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083")]
     targets: String,
-    /// Concurrent closed-loop clients.
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
+    /// Concurrent closed-loop clients (default: 64; `points`: 8 writers).
+    #[arg(long)]
+    clients: Option<usize>,
     /// Measured time (after the warm-up).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
@@ -65,13 +76,6 @@ struct Common {
     /// Unmeasured time before measuring.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     warmup: Duration,
-    /// Send everything to the current leader instead of spreading over the targets.
-    #[arg(long)]
-    to_leader: bool,
-    /// gRPC connections for --system etcd (default: clients/4, 1..=100). HTTP systems use
-    /// one keep-alive connection per client.
-    #[arg(long)]
-    conns: Option<usize>,
     /// Per-operation timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
@@ -84,6 +88,16 @@ struct Common {
 struct KvArgs {
     #[command(flatten)]
     common: Common,
+    /// System under test.
+    #[arg(long, value_enum, default_value = "metacenter")]
+    system: System,
+    /// Send everything to the current leader instead of spreading over the targets.
+    #[arg(long)]
+    to_leader: bool,
+    /// gRPC connections for --system etcd (default: clients/4, 1..=100). HTTP systems use
+    /// one keep-alive connection per client.
+    #[arg(long)]
+    conns: Option<usize>,
     #[arg(long, default_value_t = 8)]
     key_size: usize,
     #[arg(long, default_value_t = 256)]
@@ -91,6 +105,56 @@ struct KvArgs {
     /// Distinct keys written (uniformly at random).
     #[arg(long, default_value_t = 100_000)]
     key_space: u64,
+}
+
+#[derive(Args)]
+struct HeartbeatArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Services registered before the heartbeats.
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
+    /// Service name prefix (names `{prefix}-000000`...).
+    #[arg(long, default_value = "bench-svc")]
+    prefix: String,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Engines the simulated requests are spread over.
+    #[arg(long, default_value_t = 100)]
+    engines: usize,
+    /// Clusters the engines belong to.
+    #[arg(long, default_value_t = 4)]
+    clusters: usize,
+    /// Engines present in the cluster the read phase reads (0: no read phase).
+    #[arg(long, default_value_t = 1000)]
+    read_engines: usize,
+    /// Clients of the read phase.
+    #[arg(long, default_value_t = 8)]
+    read_clients: usize,
+    /// Skip the update phase.
+    #[arg(long)]
+    reads_only: bool,
+}
+
+#[derive(Args)]
+struct PointsArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, value_enum, default_value = "metacenter")]
+    sink: Sink,
+    /// Points per request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Points per history read (metacenter only; 0: no read phase).
+    #[arg(long, default_value_t = 10_000)]
+    history: usize,
+    /// Clients of the read phase.
+    #[arg(long, default_value_t = 8)]
+    read_clients: usize,
 }
 
 #[derive(Args)]
@@ -107,16 +171,16 @@ struct WaitArgs {
 }
 
 /// Connections per system: HTTP/1.1 needs one per client, gRPC multiplexes.
-fn conns_for(c: &Common) -> usize {
-    match c.system {
-        System::Etcd => c.conns.unwrap_or(c.clients / 4).clamp(1, 100),
-        _ => c.clients,
+fn conns_for(a: &KvArgs, clients: usize) -> usize {
+    match a.system {
+        System::Etcd => a.conns.unwrap_or(clients / 4).clamp(1, 100),
+        _ => clients,
     }
 }
 
-fn run_config(c: &Common) -> RunConfig {
+fn run_config(c: &Common, clients: usize) -> RunConfig {
     RunConfig {
-        clients: c.clients,
+        clients,
         limit: c.ops.map_or(Limit::Time(c.duration), Limit::Ops),
         warmup: c.warmup,
         error_pause: Duration::from_millis(10),
@@ -124,34 +188,126 @@ fn run_config(c: &Common) -> RunConfig {
 }
 
 /// The targets clients talk to: all of them, or only the leader.
-async fn resolve_targets(c: &Common) -> Result<Vec<String>> {
-    let all = parse_targets(&c.targets)?;
-    if !c.to_leader {
+async fn resolve_targets(a: &KvArgs) -> Result<Vec<String>> {
+    let all = parse_targets(&a.common.targets)?;
+    if !a.to_leader {
         return Ok(all);
     }
-    Ok(vec![find_leader(c.system, &all).await?])
+    Ok(vec![find_leader(a.system, &all).await?])
 }
 
 async fn kv(a: KvArgs) -> Result<()> {
     let c = &a.common;
+    let clients = c.clients.unwrap_or(64);
     let spec = KvSpec {
-        system: c.system,
-        targets: resolve_targets(c).await?,
-        clients: c.clients,
-        conns: conns_for(c),
+        system: a.system,
+        targets: resolve_targets(&a).await?,
+        clients,
+        conns: conns_for(&a, clients),
         keys: KeyGen::new(a.key_size, a.key_space)?,
         value_size: a.value_size,
         timeout: c.timeout,
     };
-    let stats = run_kv(&spec, &run_config(c)).await?;
+    let stats = run_kv(&spec, &run_config(c, clients)).await?;
     let info = RunInfo {
         workload: "kv-put".into(),
-        system: c.system.name().into(),
-        clients: c.clients,
+        system: a.system.name().into(),
+        clients,
         conns: spec.conns,
-        to: if c.to_leader { "leader" } else { "all" }.into(),
+        to: if a.to_leader { "leader" } else { "all" }.into(),
     };
     emit(&Report::new(info, &stats), c.json)
+}
+
+/// The report of a run of `clients` HTTP/1.1 clients spread over all targets.
+fn report(workload: &str, system: &str, clients: usize, stats: &RunStats) -> Report {
+    let info = RunInfo {
+        workload: workload.into(),
+        system: system.into(),
+        clients,
+        conns: clients,
+        to: "all".into(),
+    };
+    Report::new(info, stats)
+}
+
+async fn heartbeat(a: HeartbeatArgs) -> Result<()> {
+    let c = &a.common;
+    let clients = c.clients.unwrap_or(64);
+    let spec = HeartbeatSpec {
+        targets: parse_targets(&c.targets)?,
+        services: a.services,
+        clients,
+        prefix: a.prefix.clone(),
+        timeout: c.timeout,
+    };
+    let (registered, beats) = run_heartbeat(&spec, &run_config(c, clients)).await?;
+    emit(
+        &report("service-register", "metacenter", clients, &registered),
+        c.json,
+    )?;
+    emit(&report("heartbeat", "metacenter", clients, &beats), c.json)
+}
+
+async fn load(a: LoadArgs) -> Result<()> {
+    let c = &a.common;
+    let clients = c.clients.unwrap_or(64);
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let spec = LoadSpec {
+        targets: parse_targets(&c.targets)?,
+        clients,
+        engines: a.engines,
+        clusters: a.clusters,
+        read_engines: a.read_engines,
+        read_clients: a.read_clients,
+        run,
+        timeout: c.timeout,
+    };
+    if !a.reads_only {
+        let stats = run_updates(&spec, &run_config(c, clients)).await?;
+        emit(
+            &report("load-update", "metacenter", clients, &stats),
+            c.json,
+        )?;
+    }
+    if a.read_engines > 0 {
+        let stats = run_reads(&spec, &run_config(c, a.read_clients)).await?;
+        let name = format!("load-get-{}-engines", a.read_engines);
+        emit(&report(&name, "metacenter", a.read_clients, &stats), c.json)?;
+    }
+    Ok(())
+}
+
+async fn points(a: PointsArgs) -> Result<()> {
+    let c = &a.common;
+    let writers = c.clients.unwrap_or(8);
+    let spec = PointsSpec {
+        sink: a.sink,
+        targets: parse_targets(&c.targets)?,
+        writers,
+        batch: a.batch,
+        timeout: c.timeout,
+    };
+    let (w, stats) = run_writes(&spec, &run_config(c, writers)).await?;
+    let write = report("points-write", a.sink.name(), writers, &stats);
+    emit(&write.per_item(a.batch as u64), c.json)?;
+    if a.sink != Sink::Metacenter || a.history == 0 {
+        return Ok(());
+    }
+    let reads = [
+        (
+            PointRead::History(a.history),
+            format!("points-history-{}", a.history),
+        ),
+        (PointRead::Latest, "points-latest".to_string()),
+        (PointRead::Stats, "points-stats".to_string()),
+    ];
+    let cfg = run_config(c, a.read_clients);
+    for (what, name) in reads {
+        let stats = run_read(&spec.targets, &w.runs, what, &cfg, c.timeout).await?;
+        emit(&report(&name, "metacenter", a.read_clients, &stats), c.json)?;
+    }
+    Ok(())
 }
 
 /// Prints a report; fails when nothing at all was acknowledged.
@@ -198,6 +354,9 @@ fn table(files: &[PathBuf]) -> Result<()> {
 async fn main() {
     let res = match Cli::parse().cmd {
         Cmd::Kv(a) => kv(a).await,
+        Cmd::Heartbeat(a) => heartbeat(a).await,
+        Cmd::Load(a) => load(a).await,
+        Cmd::Points(a) => points(a).await,
         Cmd::Wait(a) => wait(a).await,
         Cmd::Table { files } => table(&files),
     };
