@@ -182,6 +182,16 @@ pub const KEYS: &[Key] = &[
         help: "open WebSocket streams per node (503 above)",
     },
     Key {
+        key: "pprof.enable",
+        default: "false",
+        help: "serve CPU profiles at /debug/pprof/profile on pprof.listen ([PProf] Enable)",
+    },
+    Key {
+        key: "pprof.listen",
+        default: "127.0.0.1:6060",
+        help: "profiling listener ([PProf] Port sets its port)",
+    },
+    Key {
         key: "log.level",
         default: "info",
         help: "trace, debug, info, warn, error",
@@ -229,6 +239,8 @@ pub struct Config {
     pub files_root: PathBuf,
     pub stale_threshold_ms: u64,
     pub reap_interval: Duration,
+    pub pprof_enable: bool,
+    pub pprof_listen: String,
     pub log_level: String,
     pub log_format: String,
     /// Injected network faults (in-process tests only; never from a file).
@@ -285,6 +297,8 @@ impl Default for Config {
             files_root: PathBuf::new(),
             stale_threshold_ms: 0,
             reap_interval: Duration::ZERO,
+            pprof_enable: false,
+            pprof_listen: String::new(),
             log_level: String::new(),
             log_format: String::new(),
             faults: Arc::new(Faults::default()),
@@ -384,6 +398,8 @@ impl Config {
             "services.reap_interval_ms" => {
                 self.reap_interval = Duration::from_millis(parse(key, value)?)
             }
+            "pprof.enable" => self.pprof_enable = parse(key, &value.to_lowercase())?,
+            "pprof.listen" => self.pprof_listen = value.to_string(),
             "log.level" => self.log_level = value.to_lowercase(),
             "log.format" => self.log_format = value.to_lowercase(),
             _ => return Err(ConfigError::Unknown(key.into())),
@@ -401,7 +417,7 @@ impl Config {
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| err(e.to_string()))?;
-        let (mut host, mut port) = (None, None);
+        let (mut host, mut port, mut pprof_port) = (None, None, None);
         for (section, body) in &table {
             let toml::Value::Table(body) = body else {
                 return Err(err(format!("`{section}` must be a section")));
@@ -416,10 +432,20 @@ impl Config {
                     ("HTTP", "Port") => port = Some(text),
                     ("Log", "Level") => self.set("log.level", &text)?,
                     ("Log", "Format") => self.set("log.format", &text)?,
-                    ("PProf", _) => {} // accepted for compatibility; profiling is configured in a later release
+                    ("PProf", "Enable") => self.set("pprof.enable", &text)?,
+                    ("PProf", "Port") => pprof_port = Some(text),
+                    ("PProf", _) => {}
                     _ => self.set(&format!("{section}.{k}"), &text)?,
                 }
             }
+        }
+        if let Some(p) = pprof_port {
+            let h = self
+                .pprof_listen
+                .rsplit_once(':')
+                .map_or("127.0.0.1", |(h, _)| h)
+                .to_string();
+            self.set("pprof.listen", &format!("{h}:{p}"))?;
         }
         if host.is_some() || port.is_some() {
             let (h, p) = self

@@ -6,6 +6,7 @@ pub mod config;
 pub mod housekeeping;
 pub mod http;
 pub mod logging;
+pub mod profiling;
 pub mod server;
 
 pub use config::Config;

@@ -119,6 +119,11 @@ impl Server {
             node.initialize(BTreeMap::from([(state.cfg.id, addr.clone())]))
                 .await?;
         }
+        if state.cfg.pprof_enable {
+            let l = bind(&state.cfg.pprof_listen).await?;
+            tracing::info!(addr = %state.cfg.pprof_listen, "CPU profiles at /debug/pprof/profile");
+            tasks.push(serve(l, crate::profiling::router(), shutdown.clone()));
+        }
         tasks.push(tokio::spawn(crate::housekeeping::run(state.clone())));
         if let Some(join) = state.cfg.join.clone() {
             tasks.push(tokio::spawn(join_cluster(state.clone(), join, addr)));
