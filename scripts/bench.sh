@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# bench.sh — replicated-write benchmark of metacenter against etcd, same machine, same run.
+# bench.sh — benchmarks of metacenter against its peers, same machine, same run.
 #
-#   scripts/bench.sh [kv|all] [--quick]
+#   scripts/bench.sh [kv|heartbeat|load|points|all] [--quick]
 #
 # Builds the release binaries, starts a three-node metacenter cluster on loopback (data in a
-# temporary directory under target/), runs the `loadgen kv` workload with 1, 64 and 256
-# clients (to the leader) and 64 clients spread over all nodes, stops it, does the same
-# against a three-member etcd (installed with apt-get when missing; default fsync
-# durability), and prints one table with the throughput ratio metacenter/etcd.
-# Everything it started is stopped on exit. `--quick` runs ~2 s per row (CI smoke mode);
-# no timing is ever asserted.
+# temporary directory under target/), runs the chosen workloads against it, stops it, runs
+# the peer of each workload, and prints one table with the throughput ratio metacenter/peer:
+#   kv         `loadgen kv`, 1/64/256 clients to the leader and 64 spread over all nodes;
+#              peer: a three-member etcd (default fsync durability).
+#   heartbeat  `loadgen heartbeat`: 10,000 services registered, 64 clients heartbeating;
+#              no peer.
+#   load       `loadgen load`: 64 clients of add/first-token/done updates over 100 engines
+#              in 4 clusters, then GET of a cluster of 1,000 engines (1 and 8 clients);
+#              peer (ceiling): a single redis-server, `redis-benchmark -t incr -c 64`.
+#   points     `loadgen points`: 8 writers, batches of 1,000 points, then history of
+#              10,000 points, latest and stats (1 and 8 clients); peer: a single VictoriaMetrics
+#              (`/api/v1/import`, same writers and batches).
+#   all        all of the above.
+# Peers are installed with apt-get when missing. Everything it started is stopped on exit.
+# `--quick` runs ~2 s per row (CI smoke mode); no timing is ever asserted.
 #
-# Environment: BENCH_PORT_BASE (default 18400), BENCH_DURATION, BENCH_WARMUP,
-# BENCH_CLIENTS ("1 64 256"), BENCH_KEEP=1 keeps the data directory and logs,
-# BENCH_BIN=DIR uses prebuilt `metacenter` and `loadgen` from DIR instead of building.
+# Environment: BENCH_PORT_BASE (default 18400), BENCH_REDIS_PORT (6390), BENCH_VM_PORT
+# (8428), BENCH_DURATION, BENCH_WARMUP, BENCH_CLIENTS ("1 64 256", kv), BENCH_SERVICES
+# (10000), BENCH_KEEP=1 keeps the data directory and logs, BENCH_BIN=DIR uses prebuilt
+# `metacenter` and `loadgen` from DIR instead of building.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,18 +31,22 @@ WORKLOAD=kv
 QUICK=0
 for arg in "$@"; do
   case "$arg" in
-    kv | all) WORKLOAD=$arg ;;
+    kv | heartbeat | load | points | all) WORKLOAD=$arg ;;
     --quick) QUICK=1 ;;
     -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|all] [--quick])" >&2; exit 2 ;;
+    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|all] [--quick])" >&2; exit 2 ;;
   esac
 done
 
 if [[ $QUICK == 1 ]]; then
   DURATION=${BENCH_DURATION:-2s}; WARMUP=${BENCH_WARMUP:-500ms}
+  SERVICES=${BENCH_SERVICES:-1000}; REDIS_N=20000; HISTORY=1000
 else
   DURATION=${BENCH_DURATION:-10s}; WARMUP=${BENCH_WARMUP:-2s}
+  SERVICES=${BENCH_SERVICES:-10000}; REDIS_N=200000; HISTORY=10000
 fi
+REDIS_PORT=${BENCH_REDIS_PORT:-6390}
+VM_PORT=${BENCH_VM_PORT:-8428}
 CLIENTS=${BENCH_CLIENTS:-1 64 256}
 BASE=${BENCH_PORT_BASE:-18400}
 MC_API=$((BASE)); MC_PEER=$((BASE + 10)); ETCD_CLIENT=$((BASE + 20)); ETCD_PEER=$((BASE + 30))
@@ -101,10 +115,20 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# Whether workload $1 is selected.
+wants() { [[ $WORKLOAD == all || $WORKLOAD == "$1" ]]; }
+
 # gRPC etcd client when protoc is (or can be made) available, else etcd's JSON gateway.
 ETCD_SYSTEM=etcd
 FEATURES=(--features cluster-tests/etcd-client)
 ensure_tools() {
+  if wants load; then
+    if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+      apt_install redis-server
+    fi
+  fi
+  if wants points; then command -v victoria-metrics >/dev/null || apt_install victoria-metrics; fi
+  if ! wants kv; then FEATURES=(); return; fi
   command -v etcd >/dev/null || apt_install etcd-server etcd-client
   if ! command -v protoc >/dev/null && ! apt_install protobuf-compiler; then
     log "protoc unavailable: driving etcd through its HTTP/JSON gateway"
@@ -167,18 +191,97 @@ run_kv() {
     --duration "$DURATION" --warmup "$WARMUP" --json >>"$RESULTS"
 }
 
+# Options every non-kv loadgen run shares.
+timing() { echo --duration "$DURATION" --warmup "$WARMUP" --json; }
+
+run_heartbeat() {
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" heartbeat --targets "$MC_TARGETS" --clients 64 --services "$SERVICES" \
+    $(timing) >>"$RESULTS"
+}
+
+run_load() {
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" load --targets "$MC_TARGETS" --clients 64 --engines 100 --clusters 4 \
+    --read-engines 1000 --read-clients 1,8 $(timing) >>"$RESULTS"
+}
+
+run_points() {
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" points --sink metacenter --targets "$MC_TARGETS" --clients 8 \
+    --batch 1000 --history "$HISTORY" --read-clients 1,8 $(timing) >>"$RESULTS"
+}
+
+# Waits until `curl URL` succeeds (30 s).
+wait_http() {
+  local deadline=$((SECONDS + 30))
+  until curl -sf -o /dev/null "$1"; do
+    ((SECONDS < deadline)) || { log "$1 did not answer"; exit 1; }
+    sleep 0.2
+  done
+}
+
+# Ceiling of the load updates: INCR on a single redis-server, no consensus, no durability.
+run_redis() {
+  check_ports "$REDIS_PORT"
+  log "$(redis-server --version | awk '{print $1, $3}'): port $REDIS_PORT, INCR x $REDIS_N"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --logfile "$WORK/redis.log" &
+  PIDS+=($!)
+  local deadline=$((SECONDS + 30))
+  until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { log "redis did not start"; exit 1; }
+    sleep 0.1
+  done
+  run redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t incr -c 64 -n "$REDIS_N" --csv \
+    >"$WORK/redis.csv"
+  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",
+  # "p99_latency_ms","max_latency_ms"
+  awk -F, -v n="$REDIS_N" 'NR == 2 {
+      gsub(/"/, ""); printf "{\"workload\":\"load-update\",\"system\":\"redis-incr\",\"clients\":64," \
+        "\"conns\":64,\"to\":\"all\",\"ops\":%d,\"seconds\":%f,\"ops_per_sec\":%s," \
+        "\"p50_ms\":%s,\"p99_ms\":%s,\"p999_ms\":0,\"max_ms\":%s,\"errors\":0," \
+        "\"error_kinds\":{}}\n", n, n / $2, $2, $5, $7, $8 }' "$WORK/redis.csv" >>"$RESULTS"
+  tail -n 1 "$RESULTS" >&2
+  stop_all
+}
+
+# The same points into a single VictoriaMetrics.
+run_victoria() {
+  check_ports "$VM_PORT"
+  log "VictoriaMetrics $(dpkg-query -W -f '${Version}' victoria-metrics 2>/dev/null): 127.0.0.1:$VM_PORT"
+  victoria-metrics -storageDataPath "$WORK/vm" -httpListenAddr "127.0.0.1:$VM_PORT" \
+    -loggerLevel ERROR >"$WORK/vm.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$VM_PORT/health"
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" points --sink victoria-metrics --targets "127.0.0.1:$VM_PORT" \
+    --clients 8 --batch 1000 $(timing) >>"$RESULTS"
+  curl -sf -o /dev/null "http://127.0.0.1:$VM_PORT/internal/force_flush" || true
+  log "VictoriaMetrics rows ingested: $(curl -sf "http://127.0.0.1:$VM_PORT/metrics" |
+    awk '/^vm_rows_inserted_total\{type="vmimport"\}/ {print $2}')"
+  stop_all
+}
+
 main() {
   ensure_tools
   build
   log "work dir $WORK ($(df -T "$WORK" | awk 'NR==2 {print $2}'))"
   log "metacenter: 3 nodes on $MC_TARGETS"
   start_metacenter
-  run_kv metacenter "$MC_TARGETS"
+  if wants kv; then run_kv metacenter "$MC_TARGETS"; fi
+  if wants heartbeat; then run_heartbeat; fi
+  if wants load; then run_load; fi
+  if wants points; then run_points; fi
   stop_all
-  log "etcd $(etcd --version | awk 'NR==1 {print $3}'): 3 members on $ETCD_TARGETS"
-  start_etcd
-  run_kv "$ETCD_SYSTEM" "$ETCD_TARGETS"
-  stop_all
+  if wants kv; then
+    log "etcd $(etcd --version | awk 'NR==1 {print $3}'): 3 members on $ETCD_TARGETS"
+    start_etcd
+    run_kv "$ETCD_SYSTEM" "$ETCD_TARGETS"
+    stop_all
+  fi
+  if wants load; then run_redis; fi
+  if wants points; then run_victoria; fi
   echo
   echo "workload $WORKLOAD, $DURATION per row after $WARMUP warm-up; $(nproc) cores;" \
     "load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"

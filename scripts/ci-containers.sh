@@ -38,6 +38,11 @@ echo "== building the static binary (target $TARGET)"
 RUSTFLAGS='-C target-feature=+crt-static' \
   cargo build --release --target "$TARGET" --bin metacenter
 echo "== building image $IMAGE"
+# The Dockerfile copies target/$TARGET/release/metacenter: bring it there when
+# CARGO_TARGET_DIR points elsewhere.
+built="${CARGO_TARGET_DIR:-target}/$TARGET/release/metacenter"
+mkdir -p "target/$TARGET/release"
+[ "$built" -ef "target/$TARGET/release/metacenter" ] || cp "$built" "target/$TARGET/release/metacenter"
 docker build -q -t "$IMAGE" . >/dev/null
 set +e
 

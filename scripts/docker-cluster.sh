@@ -28,6 +28,11 @@ port() { echo $((BASE_PORT + $1)); }
 build() {
   [ "${MC_SKIP_BUILD:-0}" = 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1 && return
   RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$TARGET" --bin metacenter
+  # The Dockerfile copies target/$TARGET/release/metacenter: bring it there when
+  # CARGO_TARGET_DIR points elsewhere.
+  built="${CARGO_TARGET_DIR:-target}/$TARGET/release/metacenter"
+  mkdir -p "target/$TARGET/release"
+  [ "$built" -ef "target/$TARGET/release/metacenter" ] || cp "$built" "target/$TARGET/release/metacenter"
   docker build -q -t "$IMAGE" . >/dev/null
 }
 
