@@ -132,9 +132,9 @@ struct LoadArgs {
     /// Engines present in the cluster the read phase reads (0: no read phase).
     #[arg(long, default_value_t = 1000)]
     read_engines: usize,
-    /// Clients of the read phase.
-    #[arg(long, default_value_t = 8)]
-    read_clients: usize,
+    /// Clients of the read phase; one run per entry (`1,8`).
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    read_clients: Vec<usize>,
     /// Skip the update phase.
     #[arg(long)]
     reads_only: bool,
@@ -152,9 +152,9 @@ struct PointsArgs {
     /// Points per history read (metacenter only; 0: no read phase).
     #[arg(long, default_value_t = 10_000)]
     history: usize,
-    /// Clients of the read phase.
-    #[arg(long, default_value_t = 8)]
-    read_clients: usize,
+    /// Clients of the read phase; one run per entry (`1,8`).
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    read_clients: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -259,7 +259,6 @@ async fn load(a: LoadArgs) -> Result<()> {
         engines: a.engines,
         clusters: a.clusters,
         read_engines: a.read_engines,
-        read_clients: a.read_clients,
         run,
         timeout: c.timeout,
     };
@@ -271,9 +270,11 @@ async fn load(a: LoadArgs) -> Result<()> {
         )?;
     }
     if a.read_engines > 0 {
-        let stats = run_reads(&spec, &run_config(c, a.read_clients)).await?;
+        let all = run_reads(&spec, &a.read_clients, &run_config(c, 1)).await?;
         let name = format!("load-get-{}-engines", a.read_engines);
-        emit(&report(&name, "metacenter", a.read_clients, &stats), c.json)?;
+        for (&n, stats) in a.read_clients.iter().zip(&all) {
+            emit(&report(&name, "metacenter", n, stats), c.json)?;
+        }
     }
     Ok(())
 }
@@ -302,10 +303,12 @@ async fn points(a: PointsArgs) -> Result<()> {
         (PointRead::Latest, "points-latest".to_string()),
         (PointRead::Stats, "points-stats".to_string()),
     ];
-    let cfg = run_config(c, a.read_clients);
     for (what, name) in reads {
-        let stats = run_read(&spec.targets, &w.runs, what, &cfg, c.timeout).await?;
-        emit(&report(&name, "metacenter", a.read_clients, &stats), c.json)?;
+        for &n in &a.read_clients {
+            let cfg = run_config(c, n);
+            let stats = run_read(&spec.targets, &w.runs, what, &cfg, c.timeout).await?;
+            emit(&report(&name, "metacenter", n, &stats), c.json)?;
+        }
     }
     Ok(())
 }

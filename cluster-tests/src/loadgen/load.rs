@@ -29,7 +29,6 @@ pub struct LoadSpec {
     pub clusters: usize,
     /// Engines present in the cluster read by the read phase.
     pub read_engines: usize,
-    pub read_clients: usize,
     /// Distinguishes request ids and cluster names of this run from earlier ones.
     pub run: String,
     pub timeout: Duration,
@@ -138,8 +137,12 @@ pub async fn run_updates(spec: &LoadSpec, cfg: &RunConfig) -> Result<RunStats> {
 }
 
 /// Fills the read cluster, waits until every target lists all its engines, then runs the
-/// read phase with `cfg` (its `clients` are the read clients).
-pub async fn run_reads(spec: &LoadSpec, cfg: &RunConfig) -> Result<RunStats> {
+/// read phase once per entry of `clients` (read clients), with `cfg` otherwise.
+pub async fn run_reads(
+    spec: &LoadSpec,
+    clients: &[usize],
+    cfg: &RunConfig,
+) -> Result<Vec<RunStats>> {
     let seed = Seed {
         http: http_client(spec.clients, spec.timeout)?,
         targets: spec.targets.clone(),
@@ -181,5 +184,14 @@ pub async fn run_reads(spec: &LoadSpec, cfg: &RunConfig) -> Result<RunStats> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    drive(Arc::new(GetAck::new(urls, cfg.clients, spec.timeout)?), cfg).await
+    let mut out = Vec::new();
+    for &n in clients {
+        let cfg = RunConfig {
+            clients: n,
+            ..cfg.clone()
+        };
+        let get = GetAck::new(urls.clone(), n, spec.timeout)?;
+        out.push(drive(Arc::new(get), &cfg).await?);
+    }
+    Ok(out)
 }

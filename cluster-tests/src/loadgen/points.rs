@@ -196,3 +196,45 @@ pub async fn run_read(
     }
     drive(Arc::new(GetAck::new(urls, cfg.clients, timeout)?), cfg).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn writer(sink: Sink) -> PointWriter {
+        let spec = PointsSpec {
+            sink,
+            targets: vec!["127.0.0.1:1".into()],
+            writers: 2,
+            batch: 3,
+            timeout: Duration::from_secs(1),
+        };
+        PointWriter::new(&spec).unwrap()
+    }
+
+    #[test]
+    fn metacenter_batch_is_valid_json_with_consecutive_steps() {
+        let w = writer(Sink::Metacenter);
+        let v: Value = serde_json::from_str(&w.body("r", 2)).unwrap();
+        let items = v["metrics"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        let steps: Vec<u64> = items.iter().map(|i| i["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps, [6, 7, 8]);
+        assert_eq!(items[0]["run_id"], "r");
+        assert!(DateTime::parse_from_rfc3339(items[2]["time"].as_str().unwrap()).is_ok());
+        assert_ne!(w.runs[0], w.runs[1]);
+    }
+
+    #[test]
+    fn victoria_batch_is_one_json_line() {
+        let w = writer(Sink::VictoriaMetrics);
+        let body = w.body("r", 0);
+        assert_eq!(body.matches('\n').count(), 1);
+        let v: Value = serde_json::from_str(body.trim_end()).unwrap();
+        assert_eq!(v["metric"]["run_id"], "r");
+        assert_eq!(v["values"].as_array().unwrap().len(), 3);
+        let ts = v["timestamps"].as_array().unwrap();
+        assert_eq!(ts[1].as_i64().unwrap() - ts[0].as_i64().unwrap(), 1);
+    }
+}
