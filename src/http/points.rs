@@ -211,25 +211,30 @@ async fn commit(s: &AppState, cmd: Command) -> Result<Response, PtError> {
     }
 }
 
-async fn write_batch(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
-    let tenant = tenant(&headers)?;
+/// Parses every item of a batch with `parse` (naming the first bad item and field)
+/// and stamps the receiving node's time into items without one.
+fn parse_items<T>(
+    s: &AppState,
+    body: Body,
+    parse: fn(&Value, i64) -> Result<T, String>,
+) -> Result<Vec<T>, PtError> {
     let now = now_ns();
-    let points = items(&s, body)?
+    items(s, body)?
         .iter()
         .enumerate()
-        .map(|(i, it)| point_in(it, now).map_err(|e| bad(format!("metrics[{i}].{e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(i, it)| parse(it, now).map_err(|e| bad(format!("metrics[{i}].{e}"))))
+        .collect()
+}
+
+async fn write_batch(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
+    let tenant = tenant(&headers)?;
+    let points = parse_items(&s, body, point_in)?;
     commit(&s, Command::PointsWrite { tenant, points }).await
 }
 
 async fn write_system(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
     let tenant = tenant(&headers)?;
-    let now = now_ns();
-    let points = items(&s, body)?
-        .iter()
-        .enumerate()
-        .map(|(i, it)| system_point_in(it, now).map_err(|e| bad(format!("metrics[{i}].{e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let points = parse_items(&s, body, system_point_in)?;
     commit(&s, Command::SystemPointsWrite { tenant, points }).await
 }
 
