@@ -187,7 +187,7 @@ async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Resul
     if super::wants_linearizable(headers, q) {
         s.node.read_barrier().await?;
     }
-    let engines = s.node.store().load_cluster(&cluster)?;
+    let engines = super::read_store(s, move |st| st.load_cluster(&cluster)).await?;
     if engines.is_empty() {
         return Ok(Value::Null);
     }

@@ -193,7 +193,7 @@ async fn list(
         q.map_err(|e| CoreError::bad_request(format!("invalid query: {}", e.body_text())))?;
     barrier(&s, &headers, &raw).await?;
     let limit = p.limit.unwrap_or(1000).clamp(1, s.cfg.meta_list_max);
-    let page = s.node.store().meta_list(p.after.as_deref(), limit)?;
+    let page = super::read_store(&s, move |st| st.meta_list(p.after.as_deref(), limit)).await?;
     let mut body = json!({ "hashIds": page.hash_ids, "count": page.hash_ids.len() });
     if let Some(n) = page.next {
         body["next"] = json!(n);

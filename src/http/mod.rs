@@ -128,6 +128,18 @@ fn trace_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// Runs a read of the local store that may scan many keys (history, listings) on a
+/// blocking thread: sled calls block, and a long scan must not hold an async worker.
+pub async fn read_store<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&metacenter_storage::Store) -> metacenter_storage::Result<T> + Send + 'static,
+) -> metacenter_storage::Result<T> {
+    let store = s.node.store().clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| metacenter_storage::Error::Engine(format!("read task failed: {e}")))?
+}
+
 /// Whether the request asks for a linearizable read (`?consistency=linearizable` or
 /// `X-Consistency: linearizable`).
 pub fn wants_linearizable(headers: &HeaderMap, query: Option<&str>) -> bool {

@@ -359,11 +359,12 @@ async fn read_history(
     let metric = metric.or(p.metric_name.take());
     let want = p.q.limit;
     p.q.limit = want + 1;
-    let store = s.node.store();
-    let mut points = match &metric {
-        Some(m) => store.series_points(&tenant, &run, m, &p.q)?,
-        None => store.run_points(&tenant, &run, &p.q)?,
-    };
+    let (m, q) = (metric.clone(), p.q.clone());
+    let mut points = super::read_store(s, move |store| match &m {
+        Some(m) => store.series_points(&tenant, &run, m, &q),
+        None => store.run_points(&tenant, &run, &q),
+    })
+    .await?;
     let next = (points.len() > want).then(|| encode_cursor(&points[want - 1].cursor));
     points.truncate(want);
     if let Some(n) = p.downsample {
@@ -442,15 +443,19 @@ async fn stats(
     if super::wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
-    let store = s.node.store();
     let agg = if p.q.start_ns.is_some() || p.q.end_ns.is_some() {
         let (start, end) = (
             p.q.start_ns.unwrap_or(i64::MIN),
             p.q.end_ns.unwrap_or(i64::MAX),
         );
-        Some(store.series_agg_range(&tenant, &run, &metric, start, end)?).filter(|a| a.count > 0)
+        let m = metric.clone();
+        let agg = super::read_store(&s, move |st| {
+            st.series_agg_range(&tenant, &run, &m, start, end)
+        })
+        .await?;
+        Some(agg).filter(|a| a.count > 0)
     } else {
-        store.series_agg(&tenant, &run, &metric)?
+        s.node.store().series_agg(&tenant, &run, &metric)?
     };
     let a = agg.ok_or_else(not_found)?;
     Ok(Json(json!({
@@ -485,10 +490,11 @@ async fn system_history(
         p.q.start_ns.unwrap_or(i64::MIN),
         p.q.end_ns.unwrap_or(i64::MAX),
     );
-    let rows = s
-        .node
-        .store()
-        .system_points(&tenant, &run, range, kind.as_deref(), p.q.limit)?;
+    let limit = p.q.limit;
+    let rows = super::read_store(&s, move |st| {
+        st.system_points(&tenant, &run, range, kind.as_deref(), limit)
+    })
+    .await?;
     let items: Vec<Value> = rows
         .into_iter()
         .map(|(kind, value, t, meta)| {

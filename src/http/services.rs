@@ -81,10 +81,8 @@ async fn list(
     if let Some(w) = watch_params(&q)? {
         watch::block(&s, w, || s.node.store().services_index()).await?;
     }
-    let services: Vec<Value> = s
-        .node
-        .store()
-        .services()?
+    let services: Vec<Value> = super::read_store(&s, |st| st.services())
+        .await?
         .iter()
         .map(|(n, e)| view(&s, n, e))
         .collect();
