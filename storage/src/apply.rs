@@ -30,6 +30,14 @@ impl<'a> ApplyCtx<'a> {
         })
     }
 
+    /// Reads and decodes one value through the overlay.
+    pub(crate) fn get_decoded<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        self.txn.get(key)?.map(|v| codec::decode(&v)).transpose()
+    }
+
     /// Allocates the revision of a successful mutation.
     pub(crate) fn bump_revision(&mut self) -> u64 {
         self.revision += 1;
@@ -101,6 +109,26 @@ impl<'a> ApplyCtx<'a> {
                 self.system_points_write(tenant, points)
             }
             Command::PointsRetain { tenant, cutoff_ns } => self.points_retain(tenant, *cutoff_ns),
+            Command::CatalogSyncStart {
+                tenant,
+                strategy,
+                now_ns,
+            } => self.catalog_sync_start(tenant, strategy, *now_ns),
+            Command::CatalogUpsert {
+                tenant,
+                gen,
+                now_ns,
+                replace_labels,
+                docs,
+            } => self.catalog_upsert(tenant, *gen, *now_ns, *replace_labels, docs),
+            Command::CatalogSyncFinish {
+                tenant,
+                gen,
+                full,
+                now_ns,
+                outcome,
+            } => self.catalog_sync_finish(tenant, *gen, *full, *now_ns, outcome),
+            Command::CatalogSettings { settings } => self.catalog_settings(settings),
         }
     }
 
@@ -178,6 +206,13 @@ fn invalid(cmd: &Command) -> Option<String> {
         }
         Command::PointsWrite { tenant, .. }
         | Command::SystemPointsWrite { tenant, .. }
-        | Command::PointsRetain { tenant, .. } => bad_key("tenant", tenant),
+        | Command::PointsRetain { tenant, .. }
+        | Command::CatalogSyncStart { tenant, .. }
+        | Command::CatalogSyncFinish { tenant, .. } => bad_key("tenant", tenant),
+        Command::CatalogUpsert { tenant, docs, .. } => bad_key("tenant", tenant)
+            .or_else(|| docs.iter().find_map(|d| bad_key("metric name", &d.name))),
+        Command::CatalogSettings { settings } => {
+            (settings.interval_ns == 0).then(|| "sync interval must be positive".to_string())
+        }
     }
 }

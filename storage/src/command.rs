@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::catalog::{MetricDocIn, SyncOutcome, SyncSettings};
+
 /// One state-machine command. Conditional variants carry `expect_version`
 /// (`If-Match`): `None` means unconditional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +89,32 @@ pub enum Command {
     },
     /// Leader housekeeping: removes the tenant's points older than `cutoff_ns`.
     PointsRetain { tenant: String, cutoff_ns: i64 },
+    /// A metadata sync of `tenant` starts (status `running`); allocates its generation.
+    CatalogSyncStart {
+        tenant: String,
+        strategy: String,
+        now_ns: i64,
+    },
+    /// Metric metadata from the sync of generation `gen`, grouped by metric name.
+    /// `replace_labels` (full syncs) replaces the label values instead of merging.
+    CatalogUpsert {
+        tenant: String,
+        gen: u64,
+        now_ns: i64,
+        replace_labels: bool,
+        docs: Vec<MetricDocIn>,
+    },
+    /// The sync of generation `gen` ended. A completed full sync removes the synced
+    /// metrics it did not see.
+    CatalogSyncFinish {
+        tenant: String,
+        gen: u64,
+        full: bool,
+        now_ns: i64,
+        outcome: SyncOutcome,
+    },
+    /// Replaces the replicated sync settings.
+    CatalogSettings { settings: SyncSettings },
 }
 
 /// One metric point as written.
@@ -156,6 +184,12 @@ pub enum Response {
     NotFound,
     /// `expect_version` did not match; `current` is 0 when the object is absent.
     VersionMismatch { current: u64 },
+    /// A sync started with this generation.
+    SyncStarted { gen: u64 },
+    /// Catalog documents added and updated (unchanged ones count in neither).
+    CatalogUpserted { added: u32, updated: u32 },
+    /// A sync finished; a full one removed this many metrics.
+    SyncFinished { removed: u64 },
     /// The command violates a limit or invariant that the edge should have caught.
     Invalid { reason: String },
 }
@@ -196,6 +230,16 @@ impl Command {
                         .sum::<usize>()
             }
             Command::PointsRetain { tenant, .. } => s(tenant) + 8,
+            Command::CatalogSyncStart {
+                tenant, strategy, ..
+            } => s(tenant) + s(strategy) + 8,
+            Command::CatalogUpsert { tenant, docs, .. } => {
+                s(tenant) + docs.iter().map(MetricDocIn::size_hint).sum::<usize>()
+            }
+            Command::CatalogSyncFinish {
+                tenant, outcome, ..
+            } => s(tenant) + outcome.size_hint(),
+            Command::CatalogSettings { .. } => 96,
             Command::LoadAdd {
                 cluster,
                 request_id,

@@ -35,6 +35,47 @@ pub const KS_SERIES: u8 = 0x41;
 /// Keyspace: system metric points, `tenant 0x00 run(16) time(8) index(8) pos(4)` -> point.
 pub const KS_SYSPOINT: u8 = 0x42;
 
+/// Keyspace: metric metadata catalog, `tenant 0x00 metric` -> [`crate::MetricDoc`].
+pub const KS_CATALOG: u8 = 0x50;
+/// Keyspace: per-tenant catalog bookkeeping, `tenant` -> [`crate::SyncRecord`].
+pub const KS_CATALOG_SYNC: u8 = 0x51;
+/// Keyspace: number of catalog documents per tenant, `tenant` -> u64.
+pub const KS_CATALOG_COUNT: u8 = 0x52;
+
+/// Key of the raft index of the last change to the metric metadata catalog.
+pub fn sys_catalog_changed() -> Vec<u8> {
+    vec![KS_SYS, b'c']
+}
+
+/// Key of the replicated sync settings.
+pub fn sys_sync_settings() -> Vec<u8> {
+    vec![KS_SYS, b'y']
+}
+
+/// `ks tenant 0x00`: the prefix of everything a tenant owns in keyspace `ks`.
+pub fn tenant_prefix(ks: u8, tenant: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + tenant.len());
+    k.push(ks);
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of one catalog document.
+pub fn catalog(tenant: &str, metric: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(KS_CATALOG, tenant);
+    k.extend_from_slice(metric.as_bytes());
+    k
+}
+
+/// Key of a tenant's record in a per-tenant keyspace (`ks tenant`, no separator).
+pub fn tenant_key(ks: u8, tenant: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + tenant.len());
+    k.push(ks);
+    k.extend_from_slice(tenant.as_bytes());
+    k
+}
+
 /// Key of the raft applied state (opaque bytes owned by the raft crate).
 pub fn sys_applied() -> Vec<u8> {
     vec![KS_SYS, b'a']

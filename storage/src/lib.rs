@@ -14,6 +14,7 @@
 //!   written by one atomic `sled::Batch`: sled's multi-tree transactions cannot scan.
 
 mod apply;
+mod catalog;
 pub mod codec;
 mod command;
 mod error;
@@ -27,7 +28,10 @@ mod snapshot;
 mod store;
 mod txn;
 
-pub use command::{Command, LoadOutcome, PointIn, Response, SystemPointIn};
+pub use catalog::{MetricDoc, SyncRecord, MAX_LABEL_KEYS, MAX_LABEL_VALUES, MAX_TEXT};
+pub use command::{
+    Command, LoadOutcome, MetricDocIn, PointIn, Response, SyncOutcome, SyncSettings, SystemPointIn,
+};
 pub use error::{Error, Result};
 pub use load::EngineLoad;
 pub use meta::{MetaList, MetaObject, CID_PROPS};

@@ -45,10 +45,6 @@ impl Tombstone {
 }
 
 impl ApplyCtx<'_> {
-    fn get_decoded<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        self.txn.get(key)?.map(|v| codec::decode(&v)).transpose()
-    }
-
     fn engine(&self, cluster: &str, ip: &str) -> Result<EngineLoad> {
         Ok(self
             .get_decoded(&keys::load_engine(cluster, ip))?

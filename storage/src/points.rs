@@ -147,6 +147,8 @@ impl ApplyCtx<'_> {
         for (k, agg) in aggs {
             self.txn.put(k, codec::encode(&agg)?);
         }
+        let names = points.iter().map(|p| (p.metric.as_str(), p.time_ns));
+        self.catalog_note_points(tenant, names)?;
         Ok(Response::PointsWritten {
             count: points.len() as u32,
         })
