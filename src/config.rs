@@ -182,6 +182,61 @@ pub const KEYS: &[Key] = &[
         help: "open WebSocket streams per node (503 above)",
     },
     Key {
+        key: "sync.enabled",
+        default: "true",
+        help: "run metric metadata syncs on the leader (replicated settings win once PUT)",
+    },
+    Key {
+        key: "sync.strategy",
+        default: "hybrid",
+        help: "full, incremental (lookback) or hybrid (incremental plus periodic full)",
+    },
+    Key {
+        key: "sync.interval",
+        default: "15m",
+        help: "time between syncs of a tenant (ns or `15m`)",
+    },
+    Key {
+        key: "sync.full_sync_interval",
+        default: "24h",
+        help: "hybrid: a full sync when the last one is older than this",
+    },
+    Key {
+        key: "sync.batch_size",
+        default: "5000",
+        help: "metrics per replicated upsert command",
+    },
+    Key {
+        key: "sync.max_retries",
+        default: "3",
+        help: "retries of a failed source request (exponential backoff)",
+    },
+    Key {
+        key: "sync.retry_delay",
+        default: "1s",
+        help: "first retry delay (doubles each retry, at most 30s)",
+    },
+    Key {
+        key: "sync.lookback",
+        default: "24h",
+        help: "time range of the series a sync asks its source for",
+    },
+    Key {
+        key: "sync.timeout",
+        default: "30s",
+        help: "per-request timeout towards a source",
+    },
+    Key {
+        key: "sync.sources",
+        default: "",
+        help: "`TENANT=URL,...`; `[[sync.sources]] tenant, url, username, password, bearer_token, match` in TOML",
+    },
+    Key {
+        key: "search.index_dir",
+        default: "(data_dir/index)",
+        help: "directory of the tantivy search index (derived; deleting it forces a rebuild)",
+    },
+    Key {
         key: "pprof.enable",
         default: "false",
         help: "serve CPU profiles at /debug/pprof/profile on pprof.listen ([PProf] Enable)",
@@ -243,6 +298,10 @@ pub struct Config {
     pub pprof_listen: String,
     pub log_level: String,
     pub log_format: String,
+    /// Metric metadata sync (`sync.*`).
+    pub sync: crate::search::SyncConfig,
+    /// Search index directory (None: `data_dir/index`).
+    pub index_dir: Option<PathBuf>,
     /// Injected network faults (in-process tests only; never from a file).
     pub faults: Arc<Faults>,
 }
@@ -301,6 +360,8 @@ impl Default for Config {
             pprof_listen: String::new(),
             log_level: String::new(),
             log_format: String::new(),
+            sync: crate::search::SyncConfig::default(),
+            index_dir: None,
             faults: Arc::new(Faults::default()),
         };
         for k in KEYS {
@@ -402,6 +463,17 @@ impl Config {
             "pprof.listen" => self.pprof_listen = value.to_string(),
             "log.level" => self.log_level = value.to_lowercase(),
             "log.format" => self.log_format = value.to_lowercase(),
+            "search.index_dir" => self.index_dir = opt(value).map(PathBuf::from),
+            k if k.starts_with("sync.") => {
+                self.sync.set(k, value).map_err(|why| match why.as_str() {
+                    "unknown" => ConfigError::Unknown(key.into()),
+                    _ => ConfigError::Invalid {
+                        key: key.into(),
+                        value: value.into(),
+                        why,
+                    },
+                })?
+            }
             _ => return Err(ConfigError::Unknown(key.into())),
         }
         Ok(())
@@ -428,6 +500,10 @@ impl Config {
                     other => other.to_string(),
                 };
                 match (section.as_str(), k.as_str()) {
+                    ("sync", "sources") if v.is_array() => {
+                        let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
+                        self.sync.add_toml_sources(items).map_err(err)?
+                    }
                     ("HTTP", "Host") => host = Some(text),
                     ("HTTP", "Port") => port = Some(text),
                     ("Log", "Level") => self.set("log.level", &text)?,
@@ -483,6 +559,13 @@ impl Config {
         Ok(())
     }
 
+    /// The search index directory.
+    pub fn index_dir(&self) -> PathBuf {
+        self.index_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("index"))
+    }
+
     /// The API address other nodes and clients are told.
     pub fn api_addr(&self) -> &str {
         self.advertise_api.as_deref().unwrap_or(&self.listen)
@@ -517,6 +600,9 @@ impl Config {
                 self.log_format.clone(),
                 "must be text or json",
             ));
+        }
+        if let Err(why) = crate::search::settings::validate(&self.sync.defaults) {
+            return Err(invalid("sync", String::new(), &why));
         }
         if self.secret.is_empty() && !self.insecure && !is_loopback(&self.peer_listen) {
             return Err(invalid(

@@ -7,6 +7,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod logging;
 pub mod profiling;
+pub mod search;
 pub mod server;
 
 pub use config::Config;

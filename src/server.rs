@@ -28,6 +28,8 @@ pub enum StartError {
     },
     #[error("raft: {0}")]
     Raft(#[from] metacenter_raft::Error),
+    #[error(transparent)]
+    Search(#[from] crate::search::IndexError),
 }
 
 /// Shared state of the HTTP handlers.
@@ -40,6 +42,10 @@ pub struct AppState {
     pub waiters: tokio::sync::Semaphore,
     /// Bounds the open WebSocket streams.
     pub websockets: Arc<tokio::sync::Semaphore>,
+    /// HTTP client for relaying requests to the leader's API.
+    pub http: reqwest::Client,
+    /// Metric metadata index, indexer and syncs.
+    pub search: crate::search::Search,
 }
 
 /// A running node.
@@ -95,7 +101,15 @@ impl Server {
         ncfg.faults = cfg.faults.clone();
         let node = RaftNode::start(ncfg).await?;
         let shutdown = CancellationToken::new();
+        let (search, search_tasks) = crate::search::Search::start(
+            node.clone(),
+            &cfg.index_dir(),
+            cfg.sync.clone(),
+            shutdown.clone(),
+        )?;
         let state = Arc::new(AppState {
+            search,
+            http: reqwest::Client::new(),
             node: node.clone(),
             waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
             websockets: Arc::new(tokio::sync::Semaphore::new(cfg.max_websockets)),
@@ -103,7 +117,7 @@ impl Server {
             started: Instant::now(),
             shutdown: shutdown.clone(),
         });
-        let mut tasks = Vec::new();
+        let mut tasks = search_tasks;
         tasks.push(serve(
             peer,
             metacenter_raft::peer::router(node.clone()),

@@ -75,7 +75,7 @@ impl From<metacenter_storage::Error> for PtError {
     }
 }
 
-fn internal(cause: impl std::fmt::Display) -> PtError {
+pub fn internal(cause: impl std::fmt::Display) -> PtError {
     tracing::error!(error = %cause, "internal error");
     PtError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
 }
