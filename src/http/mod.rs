@@ -20,6 +20,7 @@ pub mod mcenv;
 pub mod meta;
 pub mod metrics;
 pub mod points;
+pub mod promapi;
 pub mod search;
 pub mod services;
 pub mod watch;
@@ -48,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(metrics::router())
         .merge(points::router())
         .merge(search::router())
+        .merge(promapi::router())
         .merge(ws::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

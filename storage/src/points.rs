@@ -317,6 +317,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Every series of a tenant: (run, metric, aggregates), in key order.
+    pub fn tenant_series(&self, tenant: &str) -> Result<Vec<([u8; 16], String, SeriesAgg)>> {
+        let prefix = keys::tenant_prefix(keys::KS_SERIES, tenant);
+        let mut out = Vec::new();
+        for kv in self.sm().scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let rest = &k[prefix.len()..];
+            if rest.len() < 16 {
+                return Err(crate::Error::Codec("short series key".into()));
+            }
+            let run: [u8; 16] = rest[..16].try_into().expect("16 bytes");
+            let metric = String::from_utf8_lossy(&rest[16..]).into_owned();
+            out.push((run, metric, codec::decode(&v)?));
+        }
+        Ok(out)
+    }
+
     /// The running aggregates of a series.
     pub fn series_agg(
         &self,

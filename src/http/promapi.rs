@@ -1,0 +1,302 @@
+//! Prometheus-compatible discovery over metacenter's own points (**new**): each series
+//! is `{__name__=<metric>, run_id=<run>}` of the request's tenant. `/api/v1/series`
+//! (with `match[]` selectors and an optional `start`/`end` overlap filter),
+//! `/api/v1/labels`, `/api/v1/label/{name}/values`, and `/api/v1/metadata` from the
+//! tenant's metric metadata catalog. Answers and errors use Prometheus' envelope.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::points::tenant;
+use crate::server::AppState;
+
+type St = State<Arc<AppState>>;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/metadata", get(metadata))
+}
+
+fn bad_data(msg: impl Into<String>) -> Response {
+    let body = json!({"status": "error", "errorType": "bad_data", "error": msg.into()});
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "internal error");
+    let body = json!({"status": "error", "errorType": "internal", "error": "internal error"});
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
+fn success(data: Value) -> Response {
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// One label matcher of a selector.
+#[derive(Debug)]
+enum Matcher {
+    Eq(String, String),
+    Ne(String, String),
+    Re(String, regex::Regex, bool),
+}
+
+impl Matcher {
+    fn matches(&self, labels: &BTreeMap<&str, String>) -> bool {
+        let get = |k: &str| labels.get(k).map_or("", String::as_str);
+        match self {
+            Matcher::Eq(k, v) => get(k) == v,
+            Matcher::Ne(k, v) => get(k) != v,
+            Matcher::Re(k, re, want) => re.is_match(get(k)) == *want,
+        }
+    }
+}
+
+/// Parses `name`, `name{l="v",...}` or `{l=~"re",...}` (ops `=`, `!=`, `=~`, `!~`).
+fn parse_selector(sel: &str) -> Result<Vec<Matcher>, String> {
+    let sel = sel.trim();
+    let (name, rest) = match sel.find('{') {
+        Some(i) => (&sel[..i], &sel[i..]),
+        None => (sel, ""),
+    };
+    let mut out = Vec::new();
+    let name = name.trim();
+    if !name.is_empty() {
+        out.push(Matcher::Eq("__name__".into(), name.into()));
+    }
+    if !rest.is_empty() {
+        let inner = rest
+            .strip_prefix('{')
+            .and_then(|r| r.strip_suffix('}'))
+            .ok_or_else(|| format!("`{sel}`: unbalanced braces"))?;
+        let mut s = inner.trim();
+        while !s.is_empty() {
+            let (m, tail) = parse_matcher(s).map_err(|e| format!("`{sel}`: {e}"))?;
+            out.push(m);
+            s = tail.trim_start();
+            s = s.strip_prefix(',').unwrap_or(s).trim_start();
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "`{sel}`: a selector needs a metric name or a matcher"
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_matcher(s: &str) -> Result<(Matcher, &str), String> {
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .ok_or("expected an operator after the label name")?;
+    let (label, rest) = (s[..end].to_string(), s[end..].trim_start());
+    let (op, rest) = ["=~", "!~", "!=", "="]
+        .iter()
+        .find_map(|op| rest.strip_prefix(op).map(|r| (*op, r.trim_start())))
+        .ok_or_else(|| format!("expected =, !=, =~ or !~ after `{label}`"))?;
+    let rest = rest
+        .strip_prefix('"')
+        .ok_or("label values must be quoted")?;
+    let mut value = String::new();
+    let mut chars = rest.char_indices();
+    let close = loop {
+        match chars.next() {
+            Some((_, '\\')) => value.push(chars.next().ok_or("unterminated string")?.1),
+            Some((i, '"')) => break i,
+            Some((_, c)) => value.push(c),
+            None => return Err("unterminated string".into()),
+        }
+    };
+    let tail = &rest[close + 1..];
+    let m = match op {
+        "=" => Matcher::Eq(label, value),
+        "!=" => Matcher::Ne(label, value),
+        _ => {
+            let re = regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| e.to_string())?;
+            Matcher::Re(label, re, op == "=~")
+        }
+    };
+    Ok((m, tail))
+}
+
+/// The selectors and time range of a request's query string.
+struct Filter {
+    selectors: Vec<Vec<Matcher>>,
+    start_ns: i64,
+    end_ns: i64,
+}
+
+fn time_param(v: &str) -> Result<i64, String> {
+    if let Ok(secs) = v.parse::<f64>() {
+        return Ok((secs * 1e9) as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_nanos_opt().unwrap_or(i64::MAX))
+        .map_err(|_| format!("invalid time `{v}`"))
+}
+
+fn parse_filter(query: Option<&str>) -> Result<Filter, String> {
+    let mut f = Filter {
+        selectors: Vec::new(),
+        start_ns: i64::MIN,
+        end_ns: i64::MAX,
+    };
+    for (k, v) in form_pairs(query.unwrap_or("")) {
+        match k.as_str() {
+            "match[]" => f.selectors.push(parse_selector(&v)?),
+            "start" => f.start_ns = time_param(&v)?,
+            "end" => f.end_ns = time_param(&v)?,
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+fn form_pairs(q: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default()
+}
+
+/// The tenant's series as label sets, filtered.
+async fn matching(
+    s: &AppState,
+    tenant: String,
+    f: Filter,
+) -> Result<Vec<BTreeMap<&'static str, String>>, Response> {
+    let all = super::read_store(s, move |st| st.tenant_series(&tenant))
+        .await
+        .map_err(internal)?;
+    Ok(all
+        .into_iter()
+        .filter(|(_, _, agg)| agg.last_ns >= f.start_ns && agg.first_ns <= f.end_ns)
+        .map(|(run, metric, _)| {
+            BTreeMap::from([
+                ("__name__", metric),
+                ("run_id", uuid::Uuid::from_bytes(run).to_string()),
+            ])
+        })
+        .filter(|l| {
+            f.selectors.is_empty() || f.selectors.iter().any(|ms| ms.iter().all(|m| m.matches(l)))
+        })
+        .collect())
+}
+
+async fn series(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let t = match tenant(&headers) {
+        Ok(t) => t,
+        Err(e) => return bad_data(e.1),
+    };
+    let f = match parse_filter(q.as_deref()) {
+        Ok(f) if f.selectors.is_empty() => return bad_data("no match[] parameter provided"),
+        Ok(f) => f,
+        Err(e) => return bad_data(e),
+    };
+    match matching(&s, t, f).await {
+        Ok(series) => success(json!(series)),
+        Err(r) => r,
+    }
+}
+
+async fn labels(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (t, f) = match (tenant(&headers), parse_filter(q.as_deref())) {
+        (Ok(t), Ok(f)) => (t, f),
+        (Err(e), _) => return bad_data(e.1),
+        (_, Err(e)) => return bad_data(e),
+    };
+    match matching(&s, t, f).await {
+        Ok(series) => {
+            let names: BTreeSet<&str> = series.iter().flat_map(|l| l.keys().copied()).collect();
+            success(json!(names))
+        }
+        Err(r) => r,
+    }
+}
+
+async fn label_values(
+    State(s): St,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (t, f) = match (tenant(&headers), parse_filter(q.as_deref())) {
+        (Ok(t), Ok(f)) => (t, f),
+        (Err(e), _) => return bad_data(e.1),
+        (_, Err(e)) => return bad_data(e),
+    };
+    match matching(&s, t, f).await {
+        Ok(series) => {
+            let values: BTreeSet<&String> =
+                series.iter().filter_map(|l| l.get(name.as_str())).collect();
+            success(json!(values))
+        }
+        Err(r) => r,
+    }
+}
+
+async fn metadata(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let t = match tenant(&headers) {
+        Ok(t) => t,
+        Err(e) => return bad_data(e.1),
+    };
+    let pairs = form_pairs(q.as_deref().unwrap_or(""));
+    let metric = pairs
+        .iter()
+        .find(|(k, _)| k == "metric")
+        .map(|(_, v)| v.clone());
+    let limit = match pairs.iter().find(|(k, _)| k == "limit") {
+        Some((_, v)) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => n as usize,
+            Ok(_) => usize::MAX,
+            Err(_) => return bad_data(format!("invalid limit `{v}`")),
+        },
+        None => usize::MAX,
+    };
+    let docs = match super::read_store(&s, move |st| st.catalog_docs(&t)).await {
+        Ok(d) => d,
+        Err(e) => return internal(e),
+    };
+    let mut out = serde_json::Map::new();
+    for d in docs
+        .into_iter()
+        .filter(|d| metric.as_ref().is_none_or(|m| *m == d.name))
+    {
+        if out.len() >= limit {
+            break;
+        }
+        let entry = json!([{ "type": d.kind, "help": d.help, "unit": d.unit }]);
+        out.insert(d.name, entry);
+    }
+    success(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(name: &str, run: &str) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([("__name__", name.to_string()), ("run_id", run.to_string())])
+    }
+
+    #[test]
+    fn selectors_match_like_prometheus() {
+        let l = labels("train_loss", "r1");
+        let ok = |sel: &str| parse_selector(sel).unwrap().iter().all(|m| m.matches(&l));
+        assert!(ok("train_loss"));
+        assert!(ok(r#"{__name__="train_loss"}"#));
+        assert!(ok(r#"train_loss{run_id="r1"}"#));
+        assert!(ok(r#"{__name__=~"train_.*", run_id!="r2"}"#));
+        assert!(!ok(r#"{__name__!~"train_.*"}"#));
+        assert!(!ok(r#"{__name__=~"loss"}"#), "regexes are anchored");
+        for bad in ["", "{}", r#"{a="x""#, r#"{a=x}"#, r#"{a=~"("}"#, "{a}"] {
+            assert!(parse_selector(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! HTTP tests of metric metadata search and sync (API.md section 6) on in-process
+//! nodes, against a real VictoriaMetrics (the Debian `victoria-metrics` binary, which
+//! `.ci/run` installs): sync, search (words, prefix, fuzzy, type and label filters,
+//! pagination), removal of deleted series by a full sync, a source that is down
+//! (retries, status `failed`, health 503) and then recovers, tenant isolation, metric
+//! names from points, an index rebuilt after its directory is deleted, settings
+//! validation, and the Prometheus discovery API over metacenter's own points.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::{client, free_port, until, Node};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A VictoriaMetrics process on a loopback port, killed on drop.
+struct Victoria {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Victoria {
+    async fn start(port: u16) -> Victoria {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.path().display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics must be installed (apt-get install victoria-metrics; .ci/run does)");
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("{url}/health");
+        until("VictoriaMetrics up", || async {
+            let r = client().get(&health).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        Victoria {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Imports one sample per series (JSON lines) and waits until all are listed.
+    async fn import(&self, series: &[Value]) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let lines: String = series
+            .iter()
+            .map(|m| {
+                json!({"metric": m, "values": [1.0], "timestamps": [now_ms]}).to_string() + "\n"
+            })
+            .collect();
+        let r = client()
+            .post(format!("{}/api/v1/import", self.url))
+            .body(lines)
+            .send()
+            .await
+            .expect("import");
+        assert!(r.status().is_success(), "import: {}", r.status());
+        self.wait_series(|n| n >= series.len()).await;
+    }
+
+    async fn series_count(&self) -> usize {
+        let r = client()
+            .get(format!("{}/api/v1/series", self.url))
+            .query(&[("match[]", r#"{__name__=~".+"}"#)])
+            .send()
+            .await
+            .expect("series");
+        let v: Value = r.json().await.expect("json");
+        v["data"].as_array().map_or(0, Vec::len)
+    }
+
+    async fn wait_series(&self, ok: impl Fn(usize) -> bool) {
+        let _ = client()
+            .get(format!("{}/internal/force_flush", self.url))
+            .send()
+            .await;
+        until("VictoriaMetrics lists the series", || async {
+            ok(self.series_count().await).then_some(())
+        })
+        .await;
+    }
+
+    async fn delete(&self, name: &str) {
+        let r = client()
+            .post(format!("{}/api/v1/admin/tsdb/delete_series", self.url))
+            .query(&[("match[]", name)])
+            .send()
+            .await
+            .expect("delete");
+        assert!(r.status().is_success(), "delete: {}", r.status());
+    }
+}
+
+impl Drop for Victoria {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|d| d["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+async fn search(n: &Node, tenant: Option<&str>, body: Value) -> Value {
+    let path = "/api/v1/metrics/search?consistency=linearizable";
+    let (st, v) = n.post(path, tenant, body).await;
+    assert_eq!(st, StatusCode::OK, "search: {v}");
+    v
+}
+
+fn sources(url: &str) -> String {
+    format!("default={url},other={url}")
+}
+
+/// Settings of a node whose scheduler stays off: the tests sync by hand.
+fn manual(src: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("sync.enabled", "false".into()),
+        ("sync.sources", src.to_string()),
+        ("sync.retry_delay", "10ms".into()),
+        ("sync.max_retries", "2".into()),
+        ("sync.timeout", "2s".into()),
+    ]
+}
+
+async fn node_with(settings: Vec<(&'static str, String)>) -> Node {
+    let s: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Node::single(&s).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_search_and_full_sync_removal_against_victoria_metrics() {
+    let vm = Victoria::start(free_port()).await;
+    vm.import(&[
+        json!({"__name__": "gpu_memory_used_bytes", "gpu": "0", "host": "a"}),
+        json!({"__name__": "gpu_memory_used_bytes", "gpu": "1", "host": "a"}),
+        json!({"__name__": "http_requests_total", "code": "200", "job": "api"}),
+        json!({"__name__": "node_cpu_seconds_total", "cpu": "0", "mode": "idle", "job": "node"}),
+    ])
+    .await;
+    let n = node_with(manual(&sources(&vm.url))).await;
+    let (st, v) = n.get("/api/v1/metrics/sync/default/status", None).await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("never_run"))
+    );
+
+    let (st, v) = n
+        .post(
+            "/api/v1/metrics/sync/default?forceFull=true",
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["message"], "Sync completed successfully");
+    assert_eq!(
+        (
+            v["result"]["metrics_processed"].as_u64(),
+            v["result"]["metrics_added"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
+
+    let gpu = search(&n, None, json!({"query": "gpu mem"})).await;
+    assert_eq!(names(&gpu), ["gpu_memory_used_bytes"]);
+    assert_eq!(gpu["results"][0]["labels"]["gpu"], json!(["0", "1"]));
+    assert_eq!(gpu["results"][0]["label_keys"], json!(["gpu", "host"]));
+    assert_eq!(gpu["results"][0]["tenant_id"], "default");
+    assert!(gpu["took"].is_number());
+    let fuzzy = search(&n, None, json!({"query": "reqests"})).await;
+    assert_eq!(names(&fuzzy), ["http_requests_total"]);
+    let by_label = search(&n, None, json!({"query": "", "labels": {"job": "node"}})).await;
+    assert_eq!(names(&by_label), ["node_cpu_seconds_total"]);
+    let counters = search(&n, None, json!({"types": ["counter"]})).await;
+    assert_eq!(
+        names(&counters),
+        ["http_requests_total", "node_cpu_seconds_total"]
+    );
+    let page1 = search(&n, None, json!({"limit": 2, "offset": 0})).await;
+    let page2 = search(&n, None, json!({"limit": 2, "offset": 2})).await;
+    assert_eq!(
+        (page1["total"].as_u64(), page2["total"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(
+        [names(&page1), names(&page2)].concat(),
+        [
+            "gpu_memory_used_bytes",
+            "http_requests_total",
+            "node_cpu_seconds_total"
+        ]
+    );
+
+    let (_, state) = n.get("/api/v1/metrics/sync/default/state", None).await;
+    assert_eq!(
+        (
+            state["metrics_in_index"].as_u64(),
+            state["successful_syncs"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
+    assert!(state["last_full_sync_time"].is_string());
+
+    vm.delete("node_cpu_seconds_total").await;
+    vm.wait_series(|c| c == 3).await;
+    let (st, v) = n
+        .post(
+            "/api/v1/metrics/sync",
+            None,
+            json!({"tenant_id": "default", "force_full_sync": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["result"]["metrics_removed"].as_u64(), Some(1));
+    assert!(names(&search(&n, None, json!({"query": "cpu"})).await).is_empty());
+    let (_, status) = n.get("/api/v1/metrics/sync/default/status", None).await;
+    assert_eq!(
+        (
+            status["status"].as_str(),
+            status["metrics_removed"].as_u64()
+        ),
+        (Some("completed"), Some(1))
+    );
+    // The other tenant has not synced: it sees nothing.
+    assert_eq!(
+        search(&n, Some("other"), json!({"query": "gpu"})).await["total"],
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_is_down_fails_with_its_error_then_recovers() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let n = node_with(manual(&sources(&url))).await;
+    let (st, v) = n
+        .post("/api/v1/metrics/sync/default", None, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
+    let (_, status) = n.get("/api/v1/metrics/sync/default/status", None).await;
+    assert_eq!(status["status"], "failed");
+    let err = status["last_error"]
+        .as_str()
+        .expect("last_error")
+        .to_string();
+    assert!(err.contains("after 3 attempts"), "retried: {err}");
+    let (_, state) = n.get("/api/v1/metrics/sync/default/state", None).await;
+    assert_eq!(
+        (state["failed_syncs"].as_u64(), state["last_error"].as_str()),
+        (Some(1), Some(err.as_str()))
+    );
+    let (st, health) = n.get("/api/v1/metrics/health", None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["is_healthy"], false);
+
+    let vm = Victoria::start(port).await;
+    vm.import(&[json!({"__name__": "up", "job": "x"})]).await;
+    let (st, v) = n
+        .post("/api/v1/metrics/sync/default", None, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, status) = n.get("/api/v1/metrics/sync/default/status", None).await;
+    assert_eq!(status["status"], "completed");
+    let (st, health) = n.get("/api/v1/metrics/health", None).await;
+    assert_eq!(
+        (st, health["total_metrics"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{health}"
+    );
+    let (st, _) = n.post("/api/v1/metrics/sync/nobody", None, json!({})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+fn point(metric: &str) -> Value {
+    json!({"run_id": "4f6d2a3e-8c1b-4d5e-9f00-1a2b3c4d5e6f", "metric_name": metric, "step": 1, "value": 0.5})
+}
+
+async fn write_points(n: &Node, tenant: &str, metrics: &[&str]) {
+    let items: Vec<Value> = metrics.iter().map(|m| point(m)).collect();
+    let (st, v) = n
+        .post(
+            "/api/v1/metrics/batch",
+            Some(tenant),
+            json!({"metrics": items}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_names_are_indexed_per_tenant_and_survive_losing_the_index() {
+    let mut n = Node::single(&[]).await;
+    write_points(&n, "team-a", &["train_loss", "train_accuracy"]).await;
+    write_points(&n, "team-b", &["val_loss"]).await;
+    let a = search(&n, Some("team-a"), json!({"query": "loss"})).await;
+    assert_eq!(names(&a), ["train_loss"]);
+    assert_eq!(a["results"][0]["source"], "points");
+    let b = search(
+        &n,
+        Some("team-a"),
+        json!({"query": "loss", "tenant_id": "team-b"}),
+    )
+    .await;
+    assert_eq!(names(&b), ["val_loss"], "the body's tenant_id wins");
+    assert!(names(&search(&n, Some("team-b"), json!({"query": "train"})).await).is_empty());
+
+    n.stop().await;
+    let index = n.data_dir().join("index");
+    std::fs::remove_dir_all(&index).expect("delete the index");
+    n.start().await;
+    assert!(index.exists(), "recreated");
+    let again = search(&n, Some("team-a"), json!({"query": "accuracy"})).await;
+    assert_eq!(names(&again), ["train_accuracy"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_searches_and_sync_settings_are_refused_with_the_reason() {
+    let n = Node::single(&[]).await;
+    for body in [
+        json!({"limit": 1001}),
+        json!({"offset": -1}),
+        json!({"types": "counter"}),
+        json!({"labels": {"job": 1}}),
+        json!({"query": 5}),
+        json!([1]),
+    ] {
+        let (st, v) = n.post("/api/v1/metrics/search", None, body.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {v}");
+        assert!(v["error"].is_string(), "{v}");
+    }
+    for (body, why) in [
+        (json!({"interval": 0}), "interval"),
+        (json!({"interval": "soon"}), "interval"),
+        (json!({"strategy": "sometimes"}), "strategy"),
+        (json!({"batch_size": 0}), "batch_size"),
+        (json!({"colour": "red"}), "colour"),
+    ] {
+        let (st, v) = n.put("/api/v1/metrics/sync/config", body.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(why)), "{v}");
+    }
+    let (st, v) = n.put("/api/v1/metrics/sync/config", json!({"interval": "15m", "retry_delay": "2000000000", "time_range_lookback": 3_600_000_000_000u64})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, cfg) = n.get("/api/v1/metrics/sync/config", None).await;
+    assert_eq!(
+        (
+            cfg["interval"].as_u64(),
+            cfg["retry_delay"].as_u64(),
+            cfg["time_range_lookback"].as_u64()
+        ),
+        (
+            Some(900_000_000_000),
+            Some(2_000_000_000),
+            Some(3_600_000_000_000)
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_discovery_over_own_points() {
+    let n = Node::single(&[]).await;
+    write_points(&n, "default", &["train_loss", "lr"]).await;
+    write_points(&n, "other", &["secret_metric"]).await;
+    let (st, v) = n.get("/api/v1/series?match[]=train_loss", None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["data"],
+        json!([{"__name__": "train_loss", "run_id": "4f6d2a3e-8c1b-4d5e-9f00-1a2b3c4d5e6f"}])
+    );
+    let (_, v) = n.get("/api/v1/label/__name__/values", None).await;
+    assert_eq!(v["data"], json!(["lr", "train_loss"]));
+    let (_, v) = n.get("/api/v1/labels", None).await;
+    assert_eq!(v["data"], json!(["__name__", "run_id"]));
+    let (_, v) = n.get("/api/v1/metadata?metric=lr", None).await;
+    assert_eq!(
+        v["data"],
+        json!({"lr": [{"type": "gauge", "help": "", "unit": ""}]})
+    );
+    let (st, v) = n.get("/api/v1/series", None).await;
+    assert_eq!(
+        (st, v["errorType"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_data"))
+    );
+    let (st, _) = n
+        .get("/api/v1/series?match[]=%7Ba%3D~%22(%22%7D", None)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (_, v) = n
+        .get(
+            "/api/v1/series?match[]=%7B__name__%3D~%22.%2B%22%7D&start=0&end=1",
+            None,
+        )
+        .await;
+    assert_eq!(v["data"], json!([]), "no series in that time range");
+}
