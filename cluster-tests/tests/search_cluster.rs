@@ -122,13 +122,10 @@ async fn syncs_relay_to_the_leader_and_their_status_is_replicated() {
     )
     .await;
     assert_eq!(st, 502, "the new leader runs syncs: {v}");
-    let (_, s) = call(
-        &c,
-        survivor,
-        Method::GET,
-        "/api/v1/metrics/sync/default/state",
-        None,
-    )
+    poll::until("the second failure replicated", SETTLE, || async {
+        let path = "/api/v1/metrics/sync/default/state";
+        let (_, s) = call(&c, survivor, Method::GET, path, None).await;
+        (s["failed_syncs"].as_u64() == Some(2)).then_some(())
+    })
     .await;
-    assert!(s["failed_syncs"].as_u64() >= Some(1), "{s}");
 }
