@@ -38,6 +38,7 @@ use serde_json::{json, Value};
 pub mod heartbeat;
 pub mod load;
 pub mod points;
+pub mod search;
 
 // ---------------------------------------------------------------------------------------
 // Run plan and timing loop

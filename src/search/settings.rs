@@ -146,7 +146,8 @@ impl SyncConfig {
     }
 }
 
-/// `tenant=url,tenant=url` (the env/flag form; the TOML form can carry credentials).
+/// `tenant=url,tenant=url#selector` (the env/flag form: an optional `match[]` selector
+/// after `#`; the TOML form can carry several selectors and credentials).
 fn parse_sources(value: &str) -> Result<Vec<SyncSource>, String> {
     value
         .split(',')
@@ -156,9 +157,14 @@ fn parse_sources(value: &str) -> Result<Vec<SyncSource>, String> {
             let (tenant, url) = pair
                 .split_once('=')
                 .ok_or_else(|| format!("`{pair}`: expected TENANT=URL"))?;
+            let (url, selector) = url.split_once('#').unwrap_or((url, ""));
             let s = SyncSource {
                 tenant: tenant.trim().into(),
                 url: url.trim().into(),
+                matchers: (!selector.is_empty())
+                    .then(|| selector.to_string())
+                    .into_iter()
+                    .collect(),
                 ..SyncSource::default()
             };
             check_source(&s)?;

@@ -45,6 +45,8 @@ enum Cmd {
     Kv(KvArgs),
     /// Discovery: registers --services services, then heartbeats (64 clients by default).
     Heartbeat(HeartbeatArgs),
+    /// Metric metadata: imports series into VictoriaMetrics, full-syncs, then searches.
+    Search(SearchArgs),
     /// Engine load statistics: add / first token / done updates, then reads of a cluster.
     Load(LoadArgs),
     /// Metric points: batch writes (8 writers by default), then history / latest / stats.
@@ -117,6 +119,23 @@ struct HeartbeatArgs {
     /// Service name prefix (names `{prefix}-000000`...).
     #[arg(long, default_value = "bench-svc")]
     prefix: String,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    common: Common,
+    /// VictoriaMetrics address the nodes sync from (host:port).
+    #[arg(long, default_value = "127.0.0.1:8428")]
+    vm: String,
+    /// Series imported, spread evenly over --tenants tenants (`t0000`...).
+    #[arg(long, default_value_t = 100_000)]
+    series: usize,
+    #[arg(long, default_value_t = 1)]
+    tenants: usize,
+    /// Skip the import (the series are already in VictoriaMetrics).
+    #[arg(long)]
+    no_import: bool,
 }
 
 #[derive(Args)]
@@ -249,6 +268,42 @@ async fn heartbeat(a: HeartbeatArgs) -> Result<()> {
     emit(&report("heartbeat", "metacenter", clients, &beats), c.json)
 }
 
+async fn search(a: SearchArgs) -> Result<()> {
+    use cluster_tests::loadgen::search::{import, run_search, sync_all, Search};
+    let c = &a.common;
+    let clients = c.clients.unwrap_or(8);
+    let targets = parse_targets(&c.targets)?;
+    if !a.no_import {
+        import(&a.vm, a.series, a.tenants).await?;
+    }
+    let (secs, processed) = sync_all(&targets[0], a.tenants).await?;
+    let sync = Report {
+        workload: format!("search-full-sync-{}t", a.tenants),
+        system: "metacenter".into(),
+        clients: 1,
+        conns: 1,
+        to: "leader".into(),
+        ops: processed,
+        seconds: secs,
+        ops_per_sec: processed as f64 / secs.max(1e-9),
+        p50_ms: secs * 1000.0 / a.tenants.max(1) as f64,
+        p99_ms: secs * 1000.0,
+        p999_ms: secs * 1000.0,
+        max_ms: secs * 1000.0,
+        errors: 0,
+        error_kinds: Default::default(),
+    };
+    eprintln!(
+        "full sync of {processed} metrics in {} tenants: {secs:.2} s",
+        a.tenants
+    );
+    emit(&sync, c.json)?;
+    let s = Search::new(targets, a.tenants, clients, c.timeout)?;
+    let stats = run_search(s, &run_config(c, clients)).await?;
+    let name = format!("search-{}t", a.tenants);
+    emit(&report(&name, "metacenter", clients, &stats), c.json)
+}
+
 async fn load(a: LoadArgs) -> Result<()> {
     let c = &a.common;
     let clients = c.clients.unwrap_or(64);
@@ -358,6 +413,7 @@ async fn main() {
     let res = match Cli::parse().cmd {
         Cmd::Kv(a) => kv(a).await,
         Cmd::Heartbeat(a) => heartbeat(a).await,
+        Cmd::Search(a) => search(a).await,
         Cmd::Load(a) => load(a).await,
         Cmd::Points(a) => points(a).await,
         Cmd::Wait(a) => wait(a).await,
