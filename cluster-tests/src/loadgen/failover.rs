@@ -19,7 +19,7 @@
 //!   `lost` keys are missing, `wrong` ones hold another value. Both must be 0.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -28,9 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{random_value, OpError, RunStats};
 
+mod readback;
 pub mod stores;
 mod table;
 
+pub use readback::ReadBack;
 pub use table::render_failover_table;
 
 /// Parameters of a failover run.
@@ -137,16 +139,6 @@ pub fn outage(acks: &[Ack], kill: Instant) -> Option<Outage> {
     })
 }
 
-/// Result of reading back every acknowledged key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReadBack {
-    pub checked: u64,
-    pub lost: u64,
-    pub wrong: u64,
-    /// A few keys that were lost or wrong.
-    pub examples: Vec<String>,
-}
-
 /// Everything a failover run measured.
 #[derive(Debug)]
 pub struct FailoverRun {
@@ -226,14 +218,19 @@ async fn write_loop<S: KvStore>(
     log
 }
 
-/// Warm-up, kill of the leader, wait for recovery, writing after it; returns the victim.
+/// Warm-up (extended until a first write is acknowledged), kill of the leader, wait for
+/// recovery, writing after it; returns the victim.
 async fn disrupt<F: Faults>(faults: &F, shared: &Shared, spec: &FailoverSpec) -> Result<usize> {
     tokio::time::sleep(spec.warmup).await;
-    if shared.acked.load(Ordering::Relaxed) == 0 {
-        bail!(
-            "no write was acknowledged during the {:?} warm-up",
-            spec.warmup
-        );
+    let first_ack_by = Instant::now() + spec.max_outage;
+    while shared.acked.load(Ordering::Relaxed) == 0 {
+        if Instant::now() > first_ack_by {
+            bail!(
+                "no write was acknowledged within {:?}",
+                spec.warmup + spec.max_outage
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let leader = faults.leader().await.context("finding the leader")?;
     faults.kill(leader)?;
@@ -292,102 +289,13 @@ pub async fn run_failover<S: KvStore, F: Faults>(
     let kill_at = *shared.kill_at.get().context("the leader was not killed")?;
     let outage = outage(&acks, kill_at).context("no write sent after the kill was acked")?;
     let survivors: Vec<usize> = (0..spec.nodes).filter(|&n| n != killed).collect();
-    let read_back = read_back(store, keys, &survivors, &filler, spec).await?;
+    let read_back = readback::read_back(store, keys, &survivors, &filler, spec).await?;
     Ok(FailoverRun {
         stats,
         killed,
         outage,
         read_back,
     })
-}
-
-/// How long the read-back keeps retrying one key on the survivors.
-const READ_RETRY_FOR: Duration = Duration::from_secs(30);
-
-/// Reads `key` from the survivors, retrying on errors for [`READ_RETRY_FOR`].
-async fn check_key<S: KvStore>(
-    store: &S,
-    reader: usize,
-    i: usize,
-    key: &str,
-    value: &str,
-    survivors: &[usize],
-    pause: Duration,
-) -> Result<Found> {
-    let deadline = Instant::now() + READ_RETRY_FOR;
-    let mut attempt = 0;
-    loop {
-        let node = survivors[(i + attempt) % survivors.len()];
-        match store.check(node, reader, key, value).await {
-            Ok(found) => return Ok(found),
-            Err(e) if Instant::now() >= deadline => {
-                bail!("reading back key {key}: {e} (node {node}, after {READ_RETRY_FOR:?})")
-            }
-            Err(_) => tokio::time::sleep(pause).await,
-        }
-        attempt += 1;
-    }
-}
-
-/// Reads back `keys` with `spec.readers` concurrent readers spread over `survivors`.
-async fn read_back<S: KvStore>(
-    store: Arc<S>,
-    keys: Vec<String>,
-    survivors: &[usize],
-    filler: &Arc<str>,
-    spec: &FailoverSpec,
-) -> Result<ReadBack> {
-    let keys = Arc::new(keys);
-    let next = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..spec.readers.max(1))
-        .map(|reader| {
-            let (store, keys, next) = (store.clone(), keys.clone(), next.clone());
-            let (survivors, filler, spec) = (survivors.to_vec(), filler.clone(), spec.clone());
-            tokio::spawn(async move {
-                let mut rb = ReadBack::default();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(key) = keys.get(i) else {
-                        return Ok::<_, anyhow::Error>(rb);
-                    };
-                    let value = value_of(key, &filler, spec.value_size);
-                    let found =
-                        check_key(&*store, reader, i, key, &value, &survivors, spec.pause).await?;
-                    rb.record(key, found);
-                }
-            })
-        })
-        .collect();
-    let mut total = ReadBack::default();
-    for t in tasks {
-        total.merge(t.await.context("reader task panicked")??);
-    }
-    Ok(total)
-}
-
-impl ReadBack {
-    const EXAMPLES: usize = 5;
-
-    fn record(&mut self, key: &str, found: Found) {
-        self.checked += 1;
-        let bad = match found {
-            Found::Same => return,
-            Found::Missing => &mut self.lost,
-            Found::Different => &mut self.wrong,
-        };
-        *bad += 1;
-        if self.examples.len() < Self::EXAMPLES {
-            self.examples.push(format!("{key} ({found:?})"));
-        }
-    }
-
-    fn merge(&mut self, other: ReadBack) {
-        self.checked += other.checked;
-        self.lost += other.lost;
-        self.wrong += other.wrong;
-        let room = Self::EXAMPLES.saturating_sub(self.examples.len());
-        self.examples.extend(other.examples.into_iter().take(room));
-    }
 }
 
 /// The failover figures of a report (flattened into its JSON object).
