@@ -4,8 +4,9 @@
 //!
 //! - [`Workload`]: one kind of operation a client repeats (a replicated key-value put here;
 //!   discovery heartbeats in [`heartbeat`], engine load statistics in [`load`], metric
-//!   points in [`points`]). A workload only knows how to perform one operation and whether
-//!   it was acknowledged; [`GetAck`] is the shared read (a `GET` that must answer 2xx).
+//!   points in [`points`]; leader failover, which drives its own writers, in [`failover`]).
+//!   A workload only knows how to perform one operation and whether it was acknowledged;
+//!   [`GetAck`] is the shared read (a `GET` that must answer 2xx).
 //! - [`drive`]: the timing loop. `clients` tasks each run operations back to back (closed
 //!   loop) for a duration or until a total number of operations; latencies of acknowledged
 //!   operations go into a per-client HDR histogram (microseconds), merged at the end.
