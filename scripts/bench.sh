@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — benchmarks of metacenter against its peers, same machine, same run.
 #
-#   scripts/bench.sh [kv|heartbeat|load|points|all] [--quick]
+#   scripts/bench.sh [kv|heartbeat|load|points|failover|search|all] [--quick]
 #
 # Builds the release binaries, starts a three-node metacenter cluster on loopback (data in a
 # temporary directory under target/), runs the chosen workloads against it, stops it, runs
@@ -16,14 +16,26 @@
 #   points     `loadgen points`: 8 writers, batches of 1,000 points, then history of
 #              10,000 points, latest and stats (1 and 8 clients); peer: a single VictoriaMetrics
 #              (`/api/v1/import`, same writers and batches).
+#   failover   `loadgen failover` on a fresh three-node cluster: 64 writers put unique keys
+#              over all nodes (a failed put is retried on the next node); after the warm-up
+#              the leader gets kill -9; writing goes on for BENCH_DURATION after the first
+#              write acknowledged after the kill; then every acknowledged key is read back
+#              from the survivors (linearizable). Reports the time from the kill to that
+#              first acknowledgement, the longest gap without any, and lost writes;
+#              BENCH_FAILOVER_ROUNDS rounds (5; 1 with --quick), each on fresh clusters,
+#              and their medians. Peer: the same against a fresh three-member etcd.
+#   search     not built yet (prints so and does nothing).
 #   all        all of the above.
 # Peers are installed with apt-get when missing. Everything it started is stopped on exit.
-# `--quick` runs ~2 s per row (CI smoke mode); no timing is ever asserted.
+# `--quick` runs ~2 s per row (CI smoke mode); no timing is ever asserted, but the script
+# fails when a workload fails, and (after printing the table) when a failover run lost or
+# changed an acknowledged write.
 #
 # Environment: BENCH_PORT_BASE (default 18400), BENCH_REDIS_PORT (6390), BENCH_VM_PORT
 # (8428), BENCH_DURATION, BENCH_WARMUP, BENCH_CLIENTS ("1 64 256", kv), BENCH_SERVICES
-# (10000), BENCH_KEEP=1 keeps the data directory and logs, BENCH_BIN=DIR uses prebuilt
-# `metacenter` and `loadgen` from DIR instead of building.
+# (10000), BENCH_FAILOVER_ROUNDS, BENCH_MC_SET ("key=value ..." passed to every metacenter
+# node as --set key=value), BENCH_KEEP=1 keeps the data directory and logs, BENCH_BIN=DIR
+# uses prebuilt `metacenter` and `loadgen` from DIR instead of building.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,19 +43,21 @@ WORKLOAD=kv
 QUICK=0
 for arg in "$@"; do
   case "$arg" in
-    kv | heartbeat | load | points | all) WORKLOAD=$arg ;;
+    kv | heartbeat | load | points | failover | search | all) WORKLOAD=$arg ;;
     --quick) QUICK=1 ;;
     -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|all] [--quick])" >&2; exit 2 ;;
+    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|failover|search|all] [--quick])" >&2; exit 2 ;;
   esac
 done
 
 if [[ $QUICK == 1 ]]; then
   DURATION=${BENCH_DURATION:-2s}; WARMUP=${BENCH_WARMUP:-500ms}
   SERVICES=${BENCH_SERVICES:-1000}; REDIS_N=20000; HISTORY=1000
+  ROUNDS=${BENCH_FAILOVER_ROUNDS:-1}
 else
   DURATION=${BENCH_DURATION:-10s}; WARMUP=${BENCH_WARMUP:-2s}
   SERVICES=${BENCH_SERVICES:-10000}; REDIS_N=200000; HISTORY=10000
+  ROUNDS=${BENCH_FAILOVER_ROUNDS:-5}
 fi
 REDIS_PORT=${BENCH_REDIS_PORT:-6390}
 VM_PORT=${BENCH_VM_PORT:-8428}
@@ -60,6 +74,8 @@ WORK=$(mktemp -d "$TARGET_DIR/bench.XXXXXX")
 RESULTS=$WORK/results.jsonl
 PIDS=()
 CHILD=""
+GEN=0      # clusters started so far: each gets fresh data directories
+LOST=()    # systems whose failover run lost or changed acknowledged writes
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -117,6 +133,8 @@ apt_install() {
 
 # Whether workload $1 is selected.
 wants() { [[ $WORKLOAD == all || $WORKLOAD == "$1" ]]; }
+# Whether any of the workloads that share one metacenter cluster is selected.
+wants_shared() { wants kv || wants heartbeat || wants load || wants points; }
 
 # gRPC etcd client when protoc is (or can be made) available, else etcd's JSON gateway.
 ETCD_SYSTEM=etcd
@@ -128,7 +146,7 @@ ensure_tools() {
     fi
   fi
   if wants points; then command -v victoria-metrics >/dev/null || apt_install victoria-metrics; fi
-  if ! wants kv; then FEATURES=(); return; fi
+  if ! wants kv && ! wants failover; then FEATURES=(); return; fi
   command -v etcd >/dev/null || apt_install etcd-server etcd-client
   if ! command -v protoc >/dev/null && ! apt_install protobuf-compiler; then
     log "protoc unavailable: driving etcd through its HTTP/JSON gateway"
@@ -144,14 +162,16 @@ build() {
 }
 
 start_metacenter() {
-  local i args
+  local i args kv
+  GEN=$((GEN + 1))
   check_ports $((MC_API + 1)) $((MC_API + 2)) $((MC_API + 3)) \
     $((MC_PEER + 1)) $((MC_PEER + 2)) $((MC_PEER + 3))
   for i in 1 2 3; do
     args=(run --id "$i" --listen "127.0.0.1:$((MC_API + i))"
-      --peer-listen "127.0.0.1:$((MC_PEER + i))" --data-dir "$WORK/mc$i" --set log.level=warn)
+      --peer-listen "127.0.0.1:$((MC_PEER + i))" --data-dir "$WORK/mc$i.$GEN" --set log.level=warn)
     if [[ $i == 1 ]]; then args+=(--bootstrap); else args+=(--join "127.0.0.1:$((MC_API + 1))"); fi
-    "$BIN/metacenter" "${args[@]}" >"$WORK/mc$i.log" 2>&1 &
+    for kv in ${BENCH_MC_SET:-}; do args+=(--set "$kv"); done
+    "$BIN/metacenter" "${args[@]}" >"$WORK/mc$i.$GEN.log" 2>&1 &
     PIDS+=($!)
   done
   run "$BIN/loadgen" wait --system metacenter --targets "$MC_TARGETS" --voters 3 --timeout 90s
@@ -159,17 +179,18 @@ start_metacenter() {
 
 start_etcd() {
   local i cluster=""
+  GEN=$((GEN + 1))
   check_ports $((ETCD_CLIENT + 1)) $((ETCD_CLIENT + 2)) $((ETCD_CLIENT + 3)) \
     $((ETCD_PEER + 1)) $((ETCD_PEER + 2)) $((ETCD_PEER + 3))
   for i in 1 2 3; do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((ETCD_PEER + i))"; done
   for i in 1 2 3; do
-    etcd --name "m$i" --data-dir "$WORK/m$i.etcd" \
+    etcd --name "m$i" --data-dir "$WORK/m$i.$GEN.etcd" \
       --listen-client-urls "http://127.0.0.1:$((ETCD_CLIENT + i))" \
       --advertise-client-urls "http://127.0.0.1:$((ETCD_CLIENT + i))" \
       --listen-peer-urls "http://127.0.0.1:$((ETCD_PEER + i))" \
       --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PEER + i))" \
       --initial-cluster "$cluster" --initial-cluster-token bench --initial-cluster-state new \
-      --logger=zap --log-level=warn >"$WORK/m$i.log" 2>&1 &
+      --logger=zap --log-level=warn >"$WORK/m$i.$GEN.log" 2>&1 &
     PIDS+=($!)
   done
   run "$BIN/loadgen" wait --system "$ETCD_SYSTEM" --targets "$ETCD_TARGETS" --timeout 90s
@@ -210,6 +231,24 @@ run_points() {
   # shellcheck disable=SC2046
   run "$BIN/loadgen" points --sink metacenter --targets "$MC_TARGETS" --clients 8 \
     --batch 1000 --history "$HISTORY" --read-clients 1,8 $(timing) >>"$RESULTS"
+}
+
+# Kills the leader of the running cluster of $1 (addresses $2) under 64 writers, then
+# stops the cluster. Status 3 from loadgen (acknowledged writes lost) is remembered and
+# reported after the table; any other failure ends the run.
+run_failover() {
+  local system=$1 targets=$2 rc=0
+  # No "Killed" job notice from bash for the leader; stop_pids still stops the rest.
+  disown "${PIDS[@]}" 2>/dev/null || true
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" failover --system "$system" --targets "$targets" --clients 64 \
+    --pids "$(IFS=,; echo "${PIDS[*]}")" $(timing) >>"$RESULTS" || rc=$?
+  if ((rc == 3)); then
+    LOST+=("$system")
+  elif ((rc != 0)); then
+    exit "$rc"
+  fi
+  stop_all
 }
 
 # Waits until `curl URL` succeeds (30 s).
@@ -264,29 +303,57 @@ run_victoria() {
 }
 
 main() {
+  if wants search; then log "search: not built yet"; fi
+  if [[ $WORKLOAD == search ]]; then return; fi
   ensure_tools
   build
   log "work dir $WORK ($(df -T "$WORK" | awk 'NR==2 {print $2}'))"
-  log "metacenter: 3 nodes on $MC_TARGETS"
-  start_metacenter
-  if wants kv; then run_kv metacenter "$MC_TARGETS"; fi
-  if wants heartbeat; then run_heartbeat; fi
-  if wants load; then run_load; fi
-  if wants points; then run_points; fi
-  stop_all
-  if wants kv; then
+  if wants_shared; then
+    log "metacenter: 3 nodes on $MC_TARGETS"
+    start_metacenter
+    if wants kv; then run_kv metacenter "$MC_TARGETS"; fi
+    if wants heartbeat; then run_heartbeat; fi
+    if wants load; then run_load; fi
+    if wants points; then run_points; fi
+    stop_all
+  fi
+  if wants failover; then
+    for ((round = 1; round <= ROUNDS; round++)); do
+      log "failover $round/$ROUNDS: metacenter, a fresh cluster on $MC_TARGETS"
+      start_metacenter
+      run_failover metacenter "$MC_TARGETS"
+    done
+  fi
+  if wants kv || wants failover; then
     log "etcd $(etcd --version | awk 'NR==1 {print $3}'): 3 members on $ETCD_TARGETS"
+  fi
+  if wants kv; then
     start_etcd
     run_kv "$ETCD_SYSTEM" "$ETCD_TARGETS"
     stop_all
+  fi
+  if wants failover; then
+    for ((round = 1; round <= ROUNDS; round++)); do
+      log "failover $round/$ROUNDS: etcd, a fresh cluster on $ETCD_TARGETS"
+      start_etcd
+      run_failover "$ETCD_SYSTEM" "$ETCD_TARGETS"
+    done
   fi
   if wants load; then run_redis; fi
   if wants points; then run_victoria; fi
   echo
   echo "workload $WORKLOAD, $DURATION per row after $WARMUP warm-up; $(nproc) cores;" \
     "load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
+  if wants failover; then
+    echo "failover: $ROUNDS round(s) per system, each on fresh clusters; writes for $WARMUP" \
+      "before the kill and $DURATION after the first write acknowledged after it"
+  fi
   "$BIN/loadgen" table "$RESULTS"
   cp "$RESULTS" "$TARGET_DIR/bench-results.jsonl"
+  if ((${#LOST[@]})); then
+    log "!!! FAILOVER LOST OR CHANGED ACKNOWLEDGED WRITES: ${LOST[*]} (see the table) !!!"
+    exit 1
+  fi
 }
 
 main

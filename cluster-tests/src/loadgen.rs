@@ -4,8 +4,9 @@
 //!
 //! - [`Workload`]: one kind of operation a client repeats (a replicated key-value put here;
 //!   discovery heartbeats in [`heartbeat`], engine load statistics in [`load`], metric
-//!   points in [`points`]). A workload only knows how to perform one operation and whether
-//!   it was acknowledged; [`GetAck`] is the shared read (a `GET` that must answer 2xx).
+//!   points in [`points`]; leader failover, which drives its own writers, in [`failover`]).
+//!   A workload only knows how to perform one operation and whether it was acknowledged;
+//!   [`GetAck`] is the shared read (a `GET` that must answer 2xx).
 //! - [`drive`]: the timing loop. `clients` tasks each run operations back to back (closed
 //!   loop) for a duration or until a total number of operations; latencies of acknowledged
 //!   operations go into a per-client HDR histogram (microseconds), merged at the end.
@@ -35,6 +36,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+pub mod failover;
 pub mod heartbeat;
 pub mod load;
 pub mod points;
@@ -277,6 +279,9 @@ pub struct Report {
     /// Failed operations in the measured window.
     pub errors: u64,
     pub error_kinds: BTreeMap<String, u64>,
+    /// Failover runs only: unavailability and read-back (flattened into the object).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<failover::FailoverFigures>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -302,6 +307,7 @@ impl Report {
             max_ms: ms(h.max()),
             errors: stats.failed(),
             error_kinds: stats.errors.clone(),
+            failover: None,
         }
     }
 }
@@ -322,6 +328,13 @@ impl fmt::Display for Report {
         )?;
         for (kind, n) in &self.error_kinds {
             write!(f, " [{kind}: {n}]")?;
+        }
+        if let Some(x) = &self.failover {
+            write!(
+                f,
+                " killed={} unavailable={:.0}ms longest_gap={:.0}ms read_back={} lost={} wrong={}",
+                x.killed, x.unavailable_ms, x.max_gap_ms, x.checked, x.lost, x.wrong
+            )?;
         }
         Ok(())
     }
@@ -348,8 +361,8 @@ pub fn parse_reports(text: &str) -> Result<Vec<Report>> {
 }
 
 /// The peer report matching `r` (another system, same workload, clients and targeting).
-fn peer<'a>(reports: &'a [Report], r: &Report) -> Option<&'a Report> {
-    reports.iter().find(|o| {
+fn peer<'a>(reports: &[&'a Report], r: &Report) -> Option<&'a Report> {
+    reports.iter().copied().find(|o| {
         o.system != "metacenter"
             && (o.workload.as_str(), o.clients, o.to.as_str())
                 == (r.workload.as_str(), r.clients, r.to.as_str())
@@ -357,9 +370,27 @@ fn peer<'a>(reports: &'a [Report], r: &Report) -> Option<&'a Report> {
 }
 
 /// A Markdown table of `reports`, grouped by (workload, targeting, clients), with the
-/// throughput ratio metacenter / peer on metacenter rows.
+/// throughput ratio metacenter / peer on metacenter rows; failover reports go into a
+/// second table ([`failover::render_failover_table`]).
 pub fn render_table(reports: &[Report]) -> String {
-    let mut rows: Vec<&Report> = reports.iter().collect();
+    let (failovers, others): (Vec<&Report>, Vec<&Report>) =
+        reports.iter().partition(|r| r.failover.is_some());
+    let mut out = String::new();
+    if !others.is_empty() {
+        out.push_str(&render_throughput_table(&others));
+    }
+    if !failovers.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&failover::render_failover_table(&failovers));
+    }
+    out
+}
+
+/// The throughput table: ops/s, latency, errors and the ratio metacenter / peer.
+fn render_throughput_table(reports: &[&Report]) -> String {
+    let mut rows: Vec<&Report> = reports.to_vec();
     rows.sort_by_key(|r| {
         let system_rank = (r.system != "metacenter", r.system.clone());
         let to_rank = (r.to != "leader", r.to.clone());
@@ -740,7 +771,7 @@ pub mod etcd_grpc {
         value: Vec<u8>,
     }
 
-    async fn connect(target: &str, timeout: Duration) -> Result<Client> {
+    pub(crate) async fn connect(target: &str, timeout: Duration) -> Result<Client> {
         let opts = ConnectOptions::new()
             .with_timeout(timeout)
             .with_connect_timeout(Duration::from_secs(3));
@@ -767,18 +798,25 @@ pub mod etcd_grpc {
     impl Workload for EtcdGrpcKv {
         async fn op(&self, client: usize, _seq: u64) -> Result<(), OpError> {
             let mut kv = self.conns[client % self.conns.len()].clone();
-            match kv.put(self.keys.next(), self.value.clone(), None).await {
-                Ok(_) => Ok(()),
-                Err(etcd_client::Error::GRpcStatus(s)) => {
-                    let code = format!("{:?}", s.code());
-                    if code == "DeadlineExceeded" {
-                        Err(OpError::Timeout)
-                    } else {
-                        Err(OpError::Status(code))
-                    }
+            kv.put(self.keys.next(), self.value.clone(), None)
+                .await
+                .map(|_| ())
+                .map_err(op_error)
+        }
+    }
+
+    /// Classifies a failed etcd call: gRPC code name, timeout, or transport.
+    pub(crate) fn op_error(e: etcd_client::Error) -> OpError {
+        match e {
+            etcd_client::Error::GRpcStatus(s) => {
+                let code = format!("{:?}", s.code());
+                if code == "DeadlineExceeded" {
+                    OpError::Timeout
+                } else {
+                    OpError::Status(code)
                 }
-                Err(_) => Err(OpError::Transport("grpc".into())),
             }
+            _ => OpError::Transport("grpc".into()),
         }
     }
 
@@ -978,6 +1016,7 @@ mod tests {
             max_ms: 4.0,
             errors: 0,
             error_kinds: BTreeMap::new(),
+            failover: None,
         }
     }
 

@@ -6,21 +6,30 @@
 //! loadgen heartbeat --targets ... --services 10000 --clients 64 --duration 10s
 //! loadgen load --targets ... --clients 64 --engines 100 --clusters 4 --read-engines 1000
 //! loadgen points --sink metacenter|victoria-metrics --targets ... --clients 8 --batch 1000
+//! loadgen failover --system metacenter|etcd --targets A,B,C --pids PA,PB,PC --clients 64 \
+//!     --warmup 2s --duration 10s
 //! loadgen wait --system etcd --targets ... --voters 3 --timeout 60s
 //! loadgen table results.jsonl
 //! ```
 //!
-//! `heartbeat`, `load` and `points` print several reports (one per phase).
+//! `heartbeat`, `load` and `points` print several reports (one per phase). `failover`
+//! kills the leader's process (one pid per target) and exits with status 3 when an
+//! acknowledged write was lost or read back wrong.
 //!
 //! Each run prints one line (or one JSON object with `--json`, the line then goes to
 //! stderr). The machinery lives in [`cluster_tests::loadgen`]; a new workload is a new
 //! subcommand here plus a `Workload` implementation there.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use cluster_tests::loadgen::failover::stores::{EtcdHttpStore, MetaStore, PidFaults};
+use cluster_tests::loadgen::failover::{
+    run_failover, DataLoss, FailoverFigures, FailoverRun, FailoverSpec, KvStore,
+};
 use cluster_tests::loadgen::heartbeat::{run_heartbeat, HeartbeatSpec};
 use cluster_tests::loadgen::load::{run_reads, run_updates, LoadSpec};
 use cluster_tests::loadgen::points::{run_read, run_writes, PointRead, PointsSpec, Sink};
@@ -51,6 +60,8 @@ enum Cmd {
     Load(LoadArgs),
     /// Metric points: batch writes (8 writers by default), then history / latest / stats.
     Points(PointsArgs),
+    /// Kills the leader under 64 writers; time until writes succeed again, lost writes.
+    Failover(FailoverArgs),
     /// Waits until a cluster has its voters and a leader and accepts writes on every target.
     Wait(WaitArgs),
     /// Prints the comparison table of JSON reports (files of one report per line).
@@ -174,6 +185,30 @@ struct PointsArgs {
     /// Clients of the read phase; one run per entry (`1,8`).
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     read_clients: Vec<usize>,
+}
+
+#[derive(Args)]
+struct FailoverArgs {
+    /// --warmup: writing before the kill; --duration: writing after the first write
+    /// acknowledged after the kill.
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, value_enum, default_value = "metacenter")]
+    system: System,
+    /// Pids of the servers, one per target, in the same order; the leader's gets SIGKILL.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pids: Vec<i32>,
+    /// gRPC connections for --system etcd (default: clients/4, spread over the members).
+    #[arg(long)]
+    conns: Option<usize>,
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Concurrent readers of the read-back.
+    #[arg(long, default_value_t = 64)]
+    readers: usize,
+    /// Fail when no write is acknowledged this long after the kill.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    max_outage: Duration,
 }
 
 #[derive(Args)]
@@ -368,6 +403,78 @@ async fn points(a: PointsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Drives a failover run against `store` (one of the [`KvStore`]s).
+async fn failover_on<S: KvStore>(
+    store: S,
+    faults: &PidFaults,
+    spec: &FailoverSpec,
+) -> Result<FailoverRun> {
+    run_failover(Arc::new(store), faults, spec).await
+}
+
+async fn failover(a: FailoverArgs) -> Result<()> {
+    let c = &a.common;
+    if c.ops.is_some() {
+        bail!("failover runs for a time: --ops does not apply");
+    }
+    let targets = parse_targets(&c.targets)?;
+    let writers = c.clients.unwrap_or(64);
+    let conns = match a.system {
+        System::Etcd => a.conns.unwrap_or(writers / 4).clamp(1, 100),
+        _ => writers,
+    };
+    let spec = FailoverSpec {
+        nodes: targets.len(),
+        writers,
+        readers: a.readers,
+        value_size: a.value_size,
+        warmup: c.warmup,
+        after: c.duration,
+        max_outage: a.max_outage,
+        pause: Duration::from_millis(10),
+    };
+    let faults = PidFaults::new(a.system, &targets, a.pids.clone())?;
+    let pool = writers.max(a.readers);
+    let run = match a.system {
+        System::Metacenter => {
+            let store = MetaStore::new(&targets, pool, c.timeout)?;
+            failover_on(store, &faults, &spec).await?
+        }
+        System::EtcdHttp => {
+            let store = EtcdHttpStore::new(&targets, pool, c.timeout)?;
+            failover_on(store, &faults, &spec).await?
+        }
+        #[cfg(feature = "etcd-client")]
+        System::Etcd => {
+            use cluster_tests::loadgen::failover::stores::EtcdGrpcStore;
+            let store = EtcdGrpcStore::new(&targets, conns, c.timeout).await?;
+            failover_on(store, &faults, &spec).await?
+        }
+        #[cfg(not(feature = "etcd-client"))]
+        System::Etcd => return Err(cluster_tests::loadgen::etcd_grpc::unavailable()),
+    };
+    let info = RunInfo {
+        workload: "failover".into(),
+        system: a.system.name().into(),
+        clients: writers,
+        conns,
+        to: "all".into(),
+    };
+    let mut r = Report::new(info, &run.stats);
+    r.failover = Some(FailoverFigures::new(&run, targets[run.killed].clone()));
+    emit(&r, c.json)?;
+    let rb = run.read_back;
+    if rb.lost + rb.wrong > 0 {
+        let system = a.system.name().into();
+        return Err(DataLoss {
+            system,
+            read_back: rb,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Prints a report; fails when nothing at all was acknowledged.
 fn emit(r: &Report, json: bool) -> Result<()> {
     if json {
@@ -416,11 +523,13 @@ async fn main() {
         Cmd::Search(a) => search(a).await,
         Cmd::Load(a) => load(a).await,
         Cmd::Points(a) => points(a).await,
+        Cmd::Failover(a) => failover(a).await,
         Cmd::Wait(a) => wait(a).await,
         Cmd::Table { files } => table(&files),
     };
     if let Err(e) = res {
         eprintln!("loadgen: {e:#}");
-        std::process::exit(1);
+        // 3: the system lost acknowledged writes (bench.sh reports it after the table).
+        std::process::exit(if e.is::<DataLoss>() { 3 } else { 1 });
     }
 }
