@@ -24,7 +24,10 @@
 #              first acknowledgement, the longest gap without any, and lost writes;
 #              BENCH_FAILOVER_ROUNDS rounds (5; 1 with --quick), each on fresh clusters,
 #              and their medians. Peer: the same against a fresh three-member etcd.
-#   search     not built yet (prints so and does nothing).
+#   search     metric metadata search: VictoriaMetrics (the sync source) holds 100,000
+#              series of one tenant, then 1,000 tenants of 100; each tenant is full-synced
+#              through the 3-node cluster (time reported), then 8 clients search
+#              (two-word queries, random tenants); the nodes' RSS is logged.
 #   all        all of the above.
 # Peers are installed with apt-get when missing. Everything it started is stopped on exit.
 # `--quick` runs ~2 s per row (CI smoke mode); no timing is ever asserted, but the script
@@ -145,7 +148,7 @@ ensure_tools() {
       apt_install redis-server
     fi
   fi
-  if wants points; then command -v victoria-metrics >/dev/null || apt_install victoria-metrics; fi
+  if wants points || wants search; then command -v victoria-metrics >/dev/null || apt_install victoria-metrics; fi
   if ! wants kv && ! wants failover; then FEATURES=(); return; fi
   command -v etcd >/dev/null || apt_install etcd-server etcd-client
   if ! command -v protoc >/dev/null && ! apt_install protobuf-compiler; then
@@ -302,9 +305,42 @@ run_victoria() {
   stop_all
 }
 
+# Metric metadata search: VictoriaMetrics as the sync source of a 3-node metacenter.
+# Round 1: SEARCH_SERIES series in one tenant; round 2: SEARCH_TENANTS tenants of 100.
+search_round() {
+  local series=$1 tenants=$2 sources="" i t pid
+  check_ports "$VM_PORT"
+  victoria-metrics -storageDataPath "$WORK/vm-search.$GEN" -httpListenAddr "127.0.0.1:$VM_PORT" \
+    -loggerLevel ERROR >"$WORK/vm-search.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$VM_PORT/health"
+  for ((i = 0; i < tenants; i++)); do
+    printf -v t "t%04d" "$i"
+    sources+="${sources:+,}$t=http://127.0.0.1:$VM_PORT#{tenant=\"$t\"}"
+  done
+  METACENTER_SYNC_SOURCES=$sources METACENTER_SYNC_ENABLED=false start_metacenter
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" search --targets "$MC_TARGETS" --vm "127.0.0.1:$VM_PORT" \
+    --series "$series" --tenants "$tenants" --clients 8 $(timing) --timeout 600s >>"$RESULTS"
+  for pid in "${PIDS[@]}"; do
+    if grep -q metacenter "/proc/$pid/cmdline" 2>/dev/null; then
+      log "search ($tenants tenants): metacenter pid $pid RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
+    fi
+  done
+  stop_all
+}
+
+run_search() {
+  if ((QUICK)); then
+    search_round 2000 1
+    search_round 2000 20
+  else
+    search_round "${SEARCH_SERIES:-100000}" 1
+    search_round $((${SEARCH_TENANTS:-1000} * 100)) "${SEARCH_TENANTS:-1000}"
+  fi
+}
+
 main() {
-  if wants search; then log "search: not built yet"; fi
-  if [[ $WORKLOAD == search ]]; then return; fi
   ensure_tools
   build
   log "work dir $WORK ($(df -T "$WORK" | awk 'NR==2 {print $2}'))"
@@ -317,6 +353,7 @@ main() {
     if wants points; then run_points; fi
     stop_all
   fi
+  if wants search; then run_search; fi
   if wants failover; then
     for ((round = 1; round <= ROUNDS; round++)); do
       log "failover $round/$ROUNDS: metacenter, a fresh cluster on $MC_TARGETS"

@@ -327,6 +327,7 @@ async fn search(a: SearchArgs) -> Result<()> {
         max_ms: secs * 1000.0,
         errors: 0,
         error_kinds: Default::default(),
+        failover: None,
     };
     eprintln!(
         "full sync of {processed} metrics in {} tenants: {secs:.2} s",
