@@ -26,7 +26,7 @@
 #              and their medians. Peer: the same against a fresh three-member etcd.
 #   search     metric metadata search: VictoriaMetrics (the sync source) holds 100,000
 #              series of one tenant, then 1,000 tenants of 100; each tenant is full-synced
-#              through the 3-node cluster (time reported), then 8 clients search
+#              through the 3-node cluster (time reported), then 1 and 8 clients search
 #              (two-word queries, random tenants); the nodes' RSS is logged.
 #   all        all of the above.
 # Peers are installed with apt-get when missing. Everything it started is stopped on exit.
@@ -310,8 +310,9 @@ run_victoria() {
 search_round() {
   local series=$1 tenants=$2 sources="" i t pid
   check_ports "$VM_PORT"
+  # /api/v1/series refuses more than 30,000 series by default (-search.maxSeries).
   victoria-metrics -storageDataPath "$WORK/vm-search.$GEN" -httpListenAddr "127.0.0.1:$VM_PORT" \
-    -loggerLevel ERROR >"$WORK/vm-search.log" 2>&1 &
+    -search.maxSeries=10000000 -loggerLevel ERROR >"$WORK/vm-search.log" 2>&1 &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$VM_PORT/health"
   for ((i = 0; i < tenants; i++)); do
@@ -321,7 +322,7 @@ search_round() {
   METACENTER_SYNC_SOURCES=$sources METACENTER_SYNC_ENABLED=false start_metacenter
   # shellcheck disable=SC2046
   run "$BIN/loadgen" search --targets "$MC_TARGETS" --vm "127.0.0.1:$VM_PORT" \
-    --series "$series" --tenants "$tenants" --clients 8 $(timing) --timeout 600s >>"$RESULTS"
+    --series "$series" --tenants "$tenants" --search-clients 1,8 $(timing) --timeout 600s >>"$RESULTS"
   for pid in "${PIDS[@]}"; do
     if grep -q metacenter "/proc/$pid/cmdline" 2>/dev/null; then
       log "search ($tenants tenants): metacenter pid $pid RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"

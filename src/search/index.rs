@@ -227,9 +227,19 @@ impl SearchIndex {
 
     /// Runs a search: the names of the page of matches, best first (by name when
     /// there are no words), and the total number of matches.
+    /// Exact and prefix matches are tried first; only a query that matches nothing
+    /// that way is retried with fuzzy matching (its automata are the costly part).
     pub fn search(&self, q: &SearchQuery) -> Result<(Vec<String>, usize), IndexError> {
+        let found = self.run_search(q, false)?;
+        if found.1 > 0 || words(&q.text).is_empty() {
+            return Ok(found);
+        }
+        self.run_search(q, true)
+    }
+
+    fn run_search(&self, q: &SearchQuery, fuzzy: bool) -> Result<(Vec<String>, usize), IndexError> {
         let searcher = self.reader.searcher();
-        let (query, has_words) = self.build_query(q);
+        let (query, has_words) = self.build_query(q, fuzzy);
         let limit = q.limit.max(1);
         let top = TopDocs::with_limit(limit).and_offset(q.offset);
         let (total, addrs): (usize, Vec<_>) = if has_words {
@@ -258,13 +268,13 @@ impl SearchIndex {
         Ok(out)
     }
 
-    fn build_query(&self, q: &SearchQuery) -> (Box<dyn Query>, bool) {
+    fn build_query(&self, q: &SearchQuery, fuzzy: bool) -> (Box<dyn Query>, bool) {
         let f = &self.f;
         let mut must: Vec<(Occur, Box<dyn Query>)> =
             vec![(Occur::Must, term_query(f.tenant, &q.tenant))];
         let words = words(&q.text);
         for w in &words {
-            must.push((Occur::Must, self.word_query(w)));
+            must.push((Occur::Must, self.word_query(w, fuzzy)));
         }
         if !q.types.is_empty() {
             let any: Vec<(Occur, Box<dyn Query>)> = q
@@ -283,8 +293,8 @@ impl SearchIndex {
         (Box::new(BooleanQuery::new(must)), !words.is_empty())
     }
 
-    /// One word matches a field exactly (best), as a prefix, or within one edit.
-    fn word_query(&self, w: &str) -> Box<dyn Query> {
+    /// One word matches a field exactly (best), as a prefix, or (`fuzzy`) within one edit.
+    fn word_query(&self, w: &str, fuzzy: bool) -> Box<dyn Query> {
         let f = &self.f;
         let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (field, weight) in [(f.name, 3.0), (f.help, 1.5), (f.labels, 1.0)] {
@@ -295,7 +305,7 @@ impl SearchIndex {
             ));
             let prefix = FuzzyTermQuery::new_prefix(term.clone(), 0, true);
             any.push((Occur::Should, boost(Box::new(prefix), weight)));
-            if w.chars().count() >= 4 {
+            if fuzzy && w.chars().count() >= 4 {
                 let fuzzy = FuzzyTermQuery::new(term, 1, true);
                 any.push((Occur::Should, boost(Box::new(fuzzy), 0.5 * weight)));
             }

@@ -147,6 +147,9 @@ struct SearchArgs {
     /// Skip the import (the series are already in VictoriaMetrics).
     #[arg(long)]
     no_import: bool,
+    /// Clients of the search phase; one run per entry (`1,8`).
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    search_clients: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -306,7 +309,6 @@ async fn heartbeat(a: HeartbeatArgs) -> Result<()> {
 async fn search(a: SearchArgs) -> Result<()> {
     use cluster_tests::loadgen::search::{import, run_search, sync_all, Search};
     let c = &a.common;
-    let clients = c.clients.unwrap_or(8);
     let targets = parse_targets(&c.targets)?;
     if !a.no_import {
         import(&a.vm, a.series, a.tenants).await?;
@@ -334,10 +336,13 @@ async fn search(a: SearchArgs) -> Result<()> {
         a.tenants
     );
     emit(&sync, c.json)?;
-    let s = Search::new(targets, a.tenants, clients, c.timeout)?;
-    let stats = run_search(s, &run_config(c, clients)).await?;
-    let name = format!("search-{}t", a.tenants);
-    emit(&report(&name, "metacenter", clients, &stats), c.json)
+    for &n in &a.search_clients {
+        let s = Search::new(targets.clone(), a.tenants, n, c.timeout)?;
+        let stats = run_search(s, &run_config(c, n)).await?;
+        let name = format!("search-{}t", a.tenants);
+        emit(&report(&name, "metacenter", n, &stats), c.json)?;
+    }
+    Ok(())
 }
 
 async fn load(a: LoadArgs) -> Result<()> {
