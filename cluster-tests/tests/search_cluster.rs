@@ -129,3 +129,37 @@ async fn syncs_relay_to_the_leader_and_their_status_is_replicated() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_installs_a_snapshot_rebuilds_its_index() {
+    let _serial = serial().await;
+    init_tracing();
+    let settings = [("raft.snapshot_every", "20"), ("raft.keep_logs", "0")];
+    let mut c = Cluster::start(3, &settings).await.expect("cluster");
+    let leader = c.leader_id().await;
+    for i in 0..60 {
+        let batch = json!({"metrics": [{"run_id": "4f6d2a3e-8c1b-4d5e-9f00-1a2b3c4d5e6f",
+            "metric_name": format!("snapmetric_{i}"), "value": 1.0}]});
+        let (st, v) = call(
+            &c,
+            leader,
+            Method::POST,
+            "/api/v1/metrics/batch",
+            Some(batch),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    poll::until("the leader to snapshot and purge", SETTLE, || async {
+        let m = c.node(leader).ok()?.metrics();
+        m.purged.map(|p| p.index).filter(|i| *i > 0)
+    })
+    .await;
+    let id = c.spawn_node().await.expect("new node");
+    c.join(id).await.expect("add the 4th node");
+    let path = "/api/v1/metrics/search?consistency=linearizable";
+    let body = json!({"query": "snapmetric", "limit": 1000});
+    let (st, v) = call(&c, id, Method::POST, path, Some(body)).await;
+    assert_eq!((st, v["total"].as_u64()), (200, Some(60)), "node {id}: {v}");
+    c.shutdown().await;
+}
