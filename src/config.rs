@@ -78,13 +78,13 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         key: "raft.election_min_ms",
-        default: "1000",
+        default: "500",
         help: "election timeout, lower bound",
     },
     Key {
         key: "raft.election_max_ms",
-        default: "2000",
-        help: "election timeout, upper bound",
+        default: "1000",
+        help: "election timeout, upper bound (also the leader lease)",
     },
     Key {
         key: "raft.snapshot_every",

@@ -20,6 +20,7 @@ pub mod peer;
 mod snapshot_files;
 pub mod state_machine;
 pub mod types;
+pub mod watchdog;
 
 pub use error::{Error, Result};
 pub use network::Faults;

@@ -95,6 +95,8 @@ pub struct RaftNode {
     batcher: Batcher,
     peers: PeerClient,
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
+    /// When a leader's append request last arrived (fast failover).
+    pub(crate) contact: Arc<crate::watchdog::Contact>,
 }
 
 impl RaftNode {
@@ -129,7 +131,19 @@ impl RaftNode {
         let batcher = Batcher::spawn(raft.clone(), cfg.batch);
         let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tokio::spawn(count_leader_changes(raft.metrics(), leader_changes.clone()));
+        let contact = Arc::new(crate::watchdog::Contact::default());
+        let timing = crate::watchdog::Timing {
+            heartbeat: Duration::from_millis(cfg.heartbeat_ms),
+            lease: Duration::from_millis(cfg.election_max_ms),
+        };
+        tokio::spawn(crate::watchdog::run(
+            raft.clone(),
+            cfg.id,
+            contact.clone(),
+            timing,
+        ));
         Ok(Arc::new(RaftNode {
+            contact,
             cfg,
             raft,
             store,

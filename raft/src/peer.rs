@@ -70,7 +70,10 @@ fn encode<T: Serialize>(v: &T) -> Response {
 
 async fn append(State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(req) => encode(&node.raft.append_entries(req).await),
+        Ok(req) => {
+            node.contact.touch();
+            encode(&node.raft.append_entries(req).await)
+        }
         Err(r) => r,
     }
 }
