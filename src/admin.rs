@@ -21,9 +21,11 @@ pub enum AdminError {
     },
 }
 
-/// Sends `method path` with an optional JSON body to the node at `node` (host:port).
+/// Sends `method path` with an optional JSON body to the node at `node` (host:port),
+/// with `Authorization: Bearer TOKEN` when a token is given.
 pub async fn call(
     node: &str,
+    token: Option<&str>,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
@@ -35,6 +37,9 @@ pub async fn call(
     let mut req = client.request(method, format!("http://{node}{path}"));
     if let Some(b) = body {
         req = req.json(&b);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
     }
     let connect = |source| AdminError::Connect {
         node: node.to_string(),

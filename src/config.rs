@@ -72,6 +72,11 @@ pub const KEYS: &[Key] = &[
         help: "allow a non-loopback peer listener without a secret",
     },
     Key {
+        key: "auth.tokens",
+        default: "",
+        help: "client API bearer tokens `TOKEN:ROLE[:tenant1|tenant2],...`; `[[auth.tokens]] token, role, tenants` in TOML (none: no authentication)",
+    },
+    Key {
         key: "raft.heartbeat_ms",
         default: "100",
         help: "leader heartbeat interval",
@@ -271,6 +276,8 @@ pub struct Config {
     pub join: Option<String>,
     pub secret: String,
     pub insecure: bool,
+    /// Client API tokens; empty: authentication off.
+    pub auth_tokens: Vec<crate::auth::Token>,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
@@ -334,6 +341,7 @@ impl Default for Config {
             join: None,
             secret: String::new(),
             insecure: false,
+            auth_tokens: Vec::new(),
             heartbeat_ms: 0,
             election_min_ms: 0,
             election_max_ms: 0,
@@ -433,6 +441,14 @@ impl Config {
             "node.join" => self.join = opt(value),
             "cluster.secret" => self.secret = value.to_string(),
             "cluster.insecure" => self.insecure = parse(key, value)?,
+            "auth.tokens" => {
+                self.auth_tokens =
+                    crate::auth::parse_text(value).map_err(|why| ConfigError::Invalid {
+                        key: key.into(),
+                        value: "<redacted>".into(),
+                        why,
+                    })?
+            }
             "raft.heartbeat_ms" => self.heartbeat_ms = parse(key, value)?,
             "raft.election_min_ms" => self.election_min_ms = parse(key, value)?,
             "raft.election_max_ms" => self.election_max_ms = parse(key, value)?,
@@ -503,6 +519,10 @@ impl Config {
                     ("sync", "sources") if v.is_array() => {
                         let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
                         self.sync.add_toml_sources(items).map_err(err)?
+                    }
+                    ("auth", "tokens") if v.is_array() => {
+                        let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
+                        self.auth_tokens = crate::auth::parse_toml(items).map_err(err)?
                     }
                     ("HTTP", "Host") => host = Some(text),
                     ("HTTP", "Port") => port = Some(text),
@@ -663,10 +683,54 @@ mod tests {
     }
 
     #[test]
+    fn auth_tokens_from_toml_and_text() {
+        use crate::auth::Role;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let toml = "[[auth.tokens]]\ntoken = \"r-tok\"\nrole = \"read\"\ntenants = [\"a\", \"b\"]\n\n[[auth.tokens]]\ntoken = \"adm\"\nrole = \"admin\"\n";
+        std::fs::write(&f, toml).unwrap();
+        let mut c = Config::default();
+        assert!(c.auth_tokens.is_empty(), "no tokens by default");
+        c.apply_file(&f).unwrap();
+        let got: Vec<_> = c
+            .auth_tokens
+            .iter()
+            .map(|t| (t.token.as_str(), t.role, t.tenants.len()))
+            .collect();
+        assert_eq!(got, [("r-tok", Role::Read, 2), ("adm", Role::Admin, 0)]);
+        // The text form (env, --set) replaces the file's list.
+        c.apply_env(|k| (k == "METACENTER_AUTH_TOKENS").then(|| "w:write:x|y".to_string()))
+            .unwrap();
+        assert_eq!(c.auth_tokens.len(), 1);
+        assert_eq!(
+            (c.auth_tokens[0].role, &c.auth_tokens[0].tenants[..]),
+            (Role::Write, &["x".to_string(), "y".to_string()][..])
+        );
+
+        let e = c
+            .set("auth.tokens", "good:read,secret-tok:root")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.tokens") && e.contains("root"), "{e}");
+        assert!(
+            !e.contains("secret-tok"),
+            "a token never appears in an error: {e}"
+        );
+        std::fs::write(&f, "[[auth.tokens]]\ntoken = \"t\"\nrole = \"boss\"\n").unwrap();
+        let e = Config::default().apply_file(&f).unwrap_err().to_string();
+        assert!(e.contains("auth.tokens") && e.contains("boss"), "{e}");
+        assert!(!format!("{c:?}").contains("\"w\""), "Debug redacts tokens");
+    }
+
+    #[test]
     fn non_loopback_needs_secret() {
         let mut c = Config::default();
         c.set("node.peer_listen", "0.0.0.0:8090").unwrap();
-        assert!(c.validate().is_err());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("cluster.secret"), "{e}");
+        c.set("cluster.insecure", "true").unwrap();
+        assert!(c.validate().is_ok(), "--insecure allows it");
+        c.set("cluster.insecure", "false").unwrap();
         c.set("cluster.secret", "s3cret").unwrap();
         assert!(c.validate().is_ok());
         assert!(is_loopback("127.0.0.1:1") && is_loopback("localhost:1") && is_loopback("[::1]:1"));

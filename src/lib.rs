@@ -2,6 +2,7 @@
 //! (configuration, server, HTTP API); `main.rs` is only the command line.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod housekeeping;
 pub mod http;

@@ -32,6 +32,9 @@ enum Cmd {
     Run(NodeFlags),
     /// Cluster administration against a running node.
     Cluster {
+        /// Bearer token (an admin token when the node has `auth.tokens`).
+        #[arg(long, env = "METACENTER_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
         #[command(subcommand)]
         command: ClusterCmd,
     },
@@ -177,7 +180,8 @@ async fn shutdown_signal() {
     }
 }
 
-async fn cluster(cmd: ClusterCmd) -> Result<()> {
+async fn cluster(cmd: ClusterCmd, token: Option<String>) -> Result<()> {
+    let token = token.as_deref();
     let out = match cmd {
         ClusterCmd::Init { node, members } => {
             let members = members
@@ -186,7 +190,7 @@ async fn cluster(cmd: ClusterCmd) -> Result<()> {
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let body = serde_json::json!({ "members": members.unwrap_or_default() });
-            admin::call(&node, Method::POST, "/cluster/init", Some(body)).await?
+            admin::call(&node, token, Method::POST, "/cluster/init", Some(body)).await?
         }
         ClusterCmd::Add {
             node,
@@ -195,11 +199,12 @@ async fn cluster(cmd: ClusterCmd) -> Result<()> {
             api,
         } => {
             let body = serde_json::json!({ "id": id, "peer": peer, "api": api });
-            admin::call(&node, Method::POST, "/cluster/add", Some(body)).await?
+            admin::call(&node, token, Method::POST, "/cluster/add", Some(body)).await?
         }
         ClusterCmd::Remove { node, id } => {
             admin::call(
                 &node,
+                token,
                 Method::POST,
                 "/cluster/remove",
                 Some(serde_json::json!({ "id": id })),
@@ -207,9 +212,11 @@ async fn cluster(cmd: ClusterCmd) -> Result<()> {
             .await?
         }
         ClusterCmd::Members { node } => {
-            admin::call(&node, Method::GET, "/cluster/members", None).await?
+            admin::call(&node, token, Method::GET, "/cluster/members", None).await?
         }
-        ClusterCmd::Status { node } => admin::call(&node, Method::GET, "/status", None).await?,
+        ClusterCmd::Status { node } => {
+            admin::call(&node, token, Method::GET, "/status", None).await?
+        }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
@@ -221,8 +228,8 @@ async fn main() -> Result<()> {
     match cli.command {
         Cmd::Dev(f) => run_node(build_config(&f, true)?).await,
         Cmd::Run(f) => run_node(build_config(&f, false)?).await,
-        Cmd::Cluster { command } => cluster(command).await,
-        Cmd::Health { node } => match admin::call(&node, Method::GET, "/ready", None).await {
+        Cmd::Cluster { command, token } => cluster(command, token).await,
+        Cmd::Health { node } => match admin::call(&node, None, Method::GET, "/ready", None).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 eprintln!("not ready: {e}");

@@ -203,6 +203,13 @@ fn serve(listener: TcpListener, router: axum::Router, stop: CancellationToken) -
 async fn join_cluster(state: Arc<AppState>, join: String, addr: NodeAddr) {
     let client = reqwest::Client::new();
     let body = serde_json::json!({ "id": state.cfg.id, "peer": addr.peer, "api": addr.api });
+    // With client authentication on, /cluster/add needs an admin token: this node's own.
+    let token = state
+        .cfg
+        .auth_tokens
+        .iter()
+        .find(|t| t.role == crate::auth::Role::Admin)
+        .map(|t| t.token.clone());
     let mut backoff = Duration::from_millis(100);
     loop {
         let m = state.node.metrics();
@@ -211,13 +218,11 @@ async fn join_cluster(state: Arc<AppState>, join: String, addr: NodeAddr) {
             return;
         }
         let url = format!("http://{join}/cluster/add");
-        match client
-            .post(&url)
-            .json(&body)
-            .timeout(Duration::from_secs(120))
-            .send()
-            .await
-        {
+        let mut req = client.post(&url).json(&body);
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        match req.timeout(Duration::from_secs(120)).send().await {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(%join, "joined the cluster");
                 return;

@@ -67,6 +67,9 @@ pub enum TransportError {
     Unreachable(String),
     #[error("network: {0}")]
     Network(String),
+    /// The peer refused the request unread: a missing or wrong cluster secret.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// Sends peer requests. Cheap to clone.
@@ -132,6 +135,12 @@ impl PeerClient {
             .bytes()
             .await
             .map_err(|e| TransportError::Network(e.to_string()))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            let text = String::from_utf8_lossy(&body);
+            return Err(TransportError::Refused(format!(
+                "peer {to} at {addr}: {text}"
+            )));
+        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
             return Err(TransportError::Network(format!(
@@ -184,7 +193,9 @@ impl PeerConnection {
             .call(self.target, &self.addr, path, req, option.hard_ttl())
             .await
             .map_err(|e| match e {
-                TransportError::Unreachable(m) => {
+                // Unreachable makes openraft back off instead of retrying at once:
+                // a peer with another secret refuses every request alike.
+                TransportError::Unreachable(m) | TransportError::Refused(m) => {
                     RPCError::Unreachable(Unreachable::new(&std::io::Error::other(m)))
                 }
                 TransportError::Network(m) => {

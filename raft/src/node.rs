@@ -25,6 +25,10 @@ use crate::network::{Faults, NetworkFactory, PeerClient, TransportError};
 use crate::state_machine::{Applied, StateMachine};
 use crate::types::{NodeAddr, NodeId, Raft, RaftMetrics};
 
+/// How long adding a member waits for the new learner to catch up before it is
+/// promoted to voter; past it the add fails and the node stays a learner.
+pub const LEARNER_CATCH_UP: Duration = Duration::from_secs(60);
+
 /// Everything a node needs to start its raft side.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -312,6 +316,9 @@ impl RaftNode {
             Err(TransportError::Network(m)) => Err(Error::Unavailable(format!(
                 "leader {to} did not answer: {m}; outcome unknown"
             ))),
+            Err(TransportError::Refused(m)) => Err(Error::Unavailable(format!(
+                "leader refused the request (cluster secret?): {m}"
+            ))),
         }
     }
 
@@ -358,16 +365,43 @@ impl RaftNode {
                 "node {id} is already a voter with other addresses"
             )));
         }
-        self.raft
-            .add_learner(id, addr, true)
+        let added = self
+            .raft
+            .add_learner(id, addr, false)
             .await
             .map_err(map_write_error)?;
+        // openraft's blocking add_learner gives up waiting after 500 ms and returns Ok;
+        // promoting a learner that cannot be replicated to (unreachable, another
+        // cluster secret) would make it a voter no quorum can include.
+        self.wait_caught_up(id, added.log_id.index).await?;
         let voters = BTreeSet::from([id]);
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(voters), false)
             .await
             .map_err(map_write_error)?;
         Ok(PeerReply::Done)
+    }
+
+    /// Waits until the leader has replicated up to `index` to `id`.
+    async fn wait_caught_up(&self, id: NodeId, index: u64) -> Result<()> {
+        let limit = LEARNER_CATCH_UP;
+        let caught_up = |m: &RaftMetrics| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .is_some_and(|matched| matched.index >= index)
+        };
+        self.raft
+            .wait(Some(limit))
+            .metrics(caught_up, "learner caught up")
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "node {id} did not catch up within {limit:?} (unreachable, or another \
+                     cluster secret?); it stays a learner until a retried add finds it caught up"
+                ))
+            })
     }
 
     async fn remove_local(&self, id: NodeId) -> Result<PeerReply> {

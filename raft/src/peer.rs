@@ -33,15 +33,12 @@ pub fn router(node: Arc<RaftNode>) -> Router {
 }
 
 /// Constant-time comparison, so the secret cannot be guessed byte by byte by timing.
+/// The time depends only on `expected`'s length: a wrong length is not answered early.
 pub fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
-    if given.len() != expected.len() {
-        return false;
-    }
-    given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    let diff = expected.iter().enumerate().fold(0u8, |acc, (i, b)| {
+        acc | (given.get(i).copied().unwrap_or(!b) ^ b)
+    });
+    diff == 0 && given.len() == expected.len()
 }
 
 async fn require_secret(State(node): State<Arc<RaftNode>>, req: Request, next: Next) -> Response {
@@ -96,5 +93,20 @@ async fn forward(State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
     match decode::<PeerOp>(&body) {
         Ok(op) => encode(&node.handle_local(&op).await),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_matches;
+
+    #[test]
+    fn secret_comparison() {
+        assert!(secret_matches(b"s3cret", b"s3cret"));
+        assert!(secret_matches(b"", b""));
+        for wrong in [&b""[..], b"s3cre", b"s3cret!", b"S3cret", b"s3cres"] {
+            assert!(!secret_matches(wrong, b"s3cret"), "{wrong:?}");
+        }
+        assert!(!secret_matches(b"x", b""));
     }
 }

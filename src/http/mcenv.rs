@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 /// Error codes; the HTTP status is `code / 100000`.
 pub mod code {
     pub const INVALID_INPUT: u64 = 40001400;
+    pub const UNAUTHORIZED: u64 = 40101401;
+    pub const FORBIDDEN: u64 = 40301403;
     pub const NOT_FOUND: u64 = 40401404;
     pub const METHOD_NOT_ALLOWED: u64 = 40501405;
     pub const TOO_LARGE: u64 = 41301413;

@@ -1,5 +1,6 @@
 //! The client HTTP API: one router per area, merged, with the cross-cutting layers:
-//! `X-Trace-ID` on every response, `X-Applied-Index` on every response, the body limit.
+//! `X-Trace-ID` on every response, `X-Applied-Index` on every response, the body limit,
+//! bearer-token authentication ([`auth`]).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::Router;
 
 use crate::server::AppState;
 
+pub mod auth;
 pub mod body;
 pub mod cluster;
 pub mod coreerr;
@@ -54,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn_with_state(state.clone(), stamp))
         .with_state(state)
@@ -101,6 +104,8 @@ async fn method_not_allowed(req: Request) -> Response {
     )
 }
 
+/// An error in the envelope of the area `req`'s path belongs to: Metadata Center's for
+/// `/v1/*` and `/log/level`, `{"error":...}` for `/api/*` and `/ws/*`, else meta-core's.
 fn area_error(req: &Request, status: StatusCode, code: u64, title: &str, msg: String) -> Response {
     use axum::response::IntoResponse;
     let path = req.uri().path();
@@ -117,7 +122,7 @@ fn area_error(req: &Request, status: StatusCode, code: u64, title: &str, msg: St
         }
         .into_response();
     }
-    if path.starts_with("/api/") {
+    if path.starts_with("/api/") || path.starts_with("/ws/") {
         return points::PtError(status, msg).into_response();
     }
     coreerr::CoreError::new(status, msg).into_response()

@@ -49,7 +49,7 @@ fn bad(msg: impl Into<String>) -> PtError {
     PtError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn json_object(body: Body) -> Result<Map<String, Value>, PtError> {
+pub(super) fn json_object(body: Body) -> Result<Map<String, Value>, PtError> {
     let bytes = body.map_err(|e| PtError(e.status(), e.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -80,7 +80,7 @@ fn opt_usize(m: &Map<String, Value>, k: &str, max: usize) -> Result<Option<usize
 }
 
 /// The tenant of a search or sync: the body's `tenant_id`, else `X-Tenant-ID`.
-fn body_tenant(m: &Map<String, Value>, headers: &HeaderMap) -> Result<String, PtError> {
+pub(super) fn body_tenant(m: &Map<String, Value>, headers: &HeaderMap) -> Result<String, PtError> {
     match opt_str(m, "tenant_id")? {
         Some(t) if !t.is_empty() && t.len() <= 128 && !t.contains('\0') => Ok(t.to_string()),
         Some(_) => Err(bad("`tenant_id` must be 1 to 128 bytes")),

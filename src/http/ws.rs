@@ -55,6 +55,17 @@ impl Filter {
     }
 }
 
+/// The tenant of a stream: `?tenant=` (browsers cannot set headers), else
+/// `X-Tenant-ID`. The auth middleware checks the same tenant.
+pub fn stream_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<String, PtError> {
+    let from_header = tenant(headers)?;
+    let from_query = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("tenant="));
+    Ok(from_query.map_or(from_header, super::load::percent_decode))
+}
+
 async fn upgrade(
     State(s): State<Arc<AppState>>,
     Path(run_id): Path<String>,
@@ -62,18 +73,10 @@ async fn upgrade(
     RawQuery(q): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let mut tenant_name = match tenant(&headers) {
+    let tenant_name = match stream_tenant(&headers, q.as_deref()) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    if let Some(t) = q
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("tenant="))
-    {
-        tenant_name = super::load::percent_decode(t);
-    }
     let run = match parse_run(&run_id) {
         Ok(r) => r,
         Err(e) => return e.into_response(),

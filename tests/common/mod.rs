@@ -72,6 +72,16 @@ impl Node {
         }
     }
 
+    /// The bound peer (raft) address.
+    pub fn peer_addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("running").peer_addr()
+    }
+
+    /// A request to this node, to add headers to before [`answer`].
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        client().request(method, format!("{}{path}", self.base))
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
@@ -109,6 +119,17 @@ impl Node {
     pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PUT, path, None, Some(body)).await
     }
+}
+
+/// Sends `req`; its status and body (JSON, else the text as a JSON string).
+pub async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.expect("HTTP answer");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub fn client() -> reqwest::Client {
