@@ -317,13 +317,7 @@ fn status_str(r: &SyncRecord) -> &str {
 
 async fn state(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, PtError> {
     let r = s.node.store().sync_record(&tenant)?;
-    let count = s
-        .node
-        .store()
-        .catalog_counts()?
-        .get(&tenant)
-        .copied()
-        .unwrap_or(0);
+    let count = s.node.store().catalog_count(&tenant)?;
     Ok(Json(json!({
         "tenant_id": tenant,
         "last_sync_time": time_opt(r.last_sync_ns),
@@ -400,16 +394,21 @@ async fn put_config(State(s): St, body: Body) -> Result<Json<Value>, PtError> {
 }
 
 async fn health(State(s): St) -> Result<Response, PtError> {
-    let store = s.node.store();
-    let counts = store.catalog_counts()?;
-    let records = store.sync_records()?;
+    // Scans over every tenant: on a blocking thread.
+    let (counts, records, changed) = super::read_store(&s, |st| {
+        Ok((
+            st.catalog_counts()?,
+            st.sync_records()?,
+            st.catalog_changed_at()?,
+        ))
+    })
+    .await?;
     let failed: Vec<String> = records
         .iter()
         .filter(|(_, r)| r.status == "failed")
         .map(|(t, r)| format!("{t}: {}", r.last_error.clone().unwrap_or_default()))
         .collect();
     let last_sync = records.values().filter_map(|r| r.last_sync_ns).max();
-    let changed = store.catalog_changed_at()?;
     let indexed = s.search.indexed.current();
     let healthy = failed.is_empty();
     let body = json!({

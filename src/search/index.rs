@@ -175,7 +175,8 @@ impl SearchIndex {
         let mut known = self.known.lock().expect("known lock");
         for tenant in tenants {
             w.delete_term(Term::from_field_text(self.f.tenant, tenant));
-            known.retain(|k| !k.starts_with(&format!("{tenant}\u{0}")));
+            let prefix = doc_key(tenant, "");
+            known.retain(|k| !k.starts_with(&prefix));
             for doc in store.catalog_docs(tenant)? {
                 known.insert(doc_key(tenant, &doc.name));
                 w.add_document(self.document(tenant, &doc))?;

@@ -452,6 +452,12 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of catalog documents of one tenant.
+    pub fn catalog_count(&self, tenant: &str) -> Result<u64> {
+        let key = keys::tenant_key(keys::KS_CATALOG_COUNT, tenant);
+        Ok(self.get_sm(&key)?.unwrap_or(0))
+    }
+
     /// Raft index of the last change to the catalog (0: never changed).
     pub fn catalog_changed_at(&self) -> Result<u64> {
         Ok(self.get_sm(&keys::sys_catalog_changed())?.unwrap_or(0))
