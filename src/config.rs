@@ -122,6 +122,36 @@ pub const KEYS: &[Key] = &[
         help: "largest request body (413 above)",
     },
     Key {
+        key: "limits.header_read_timeout_ms",
+        default: "10000",
+        help: "a request head must arrive within this (the connection is closed otherwise)",
+    },
+    Key {
+        key: "limits.body_read_timeout_ms",
+        default: "30000",
+        help: "a request body must arrive within this (408 otherwise)",
+    },
+    Key {
+        key: "limits.max_key_bytes",
+        default: "512",
+        help: "longest hash id, property name, set member, service name (at most 512)",
+    },
+    Key {
+        key: "limits.max_value_bytes",
+        default: "65536",
+        help: "longest property value or service record (at most 65536; 413 / 400 above)",
+    },
+    Key {
+        key: "limits.max_properties",
+        default: "4096",
+        help: "most properties in one metadata object (at most 4096)",
+    },
+    Key {
+        key: "limits.max_point_metadata_bytes",
+        default: "16384",
+        help: "largest `metadata` object of one metric point, as JSON",
+    },
+    Key {
         key: "limits.meta_list_max",
         default: "10000",
         help: "largest page of GET /meta",
@@ -287,6 +317,9 @@ pub struct Config {
     pub batch_max_commands: usize,
     pub batch_max_in_flight: usize,
     pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub limits: EdgeLimits,
     pub meta_list_max: usize,
     pub max_waiters: usize,
     pub points_max_batch: usize,
@@ -351,6 +384,9 @@ impl Default for Config {
             batch_max_commands: 0,
             batch_max_in_flight: 0,
             max_body_bytes: 0,
+            header_read_timeout: Duration::ZERO,
+            body_read_timeout: Duration::ZERO,
+            limits: EdgeLimits::default(),
             meta_list_max: 0,
             max_waiters: 0,
             points_max_batch: 0,
@@ -460,6 +496,12 @@ impl Config {
             "raft.batch_max_commands" => self.batch_max_commands = parse(key, value)?,
             "raft.batch_max_in_flight" => self.batch_max_in_flight = parse(key, value)?,
             "limits.max_body_bytes" => self.max_body_bytes = parse(key, value)?,
+            "limits.header_read_timeout_ms" => self.header_read_timeout = ms(key, value)?,
+            "limits.body_read_timeout_ms" => self.body_read_timeout = ms(key, value)?,
+            "limits.max_key_bytes" => self.limits.key = parse(key, value)?,
+            "limits.max_value_bytes" => self.limits.value = parse(key, value)?,
+            "limits.max_properties" => self.limits.properties = parse(key, value)?,
+            "limits.max_point_metadata_bytes" => self.limits.point_metadata = parse(key, value)?,
             "limits.meta_list_max" => self.meta_list_max = parse(key, value)?,
             "limits.max_waiters" => self.max_waiters = parse(key, value)?,
             "points.max_batch" => self.points_max_batch = parse(key, value)?,
@@ -614,6 +656,35 @@ impl Config {
                 "need heartbeat < election_min < election_max",
             ));
         }
+        for (key, d) in [
+            ("limits.header_read_timeout_ms", self.header_read_timeout),
+            ("limits.body_read_timeout_ms", self.body_read_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "0".into(), "must be > 0"));
+            }
+        }
+        use metacenter_storage::Limits;
+        for (key, v, ceiling) in [
+            ("limits.max_key_bytes", self.limits.key, Limits::MAX_KEY),
+            (
+                "limits.max_value_bytes",
+                self.limits.value,
+                Limits::MAX_VALUE,
+            ),
+            (
+                "limits.max_properties",
+                self.limits.properties,
+                Limits::MAX_PROPS,
+            ),
+        ] {
+            // The ceilings are checked again by apply on every node: a node may be
+            // stricter at its edge, never looser.
+            if v == 0 || v > ceiling {
+                let why = format!("must be 1 to {ceiling}");
+                return Err(invalid(key, v.to_string(), &why));
+            }
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid(
                 "log.format",
@@ -734,5 +805,33 @@ mod tests {
         c.set("cluster.secret", "s3cret").unwrap();
         assert!(c.validate().is_ok());
         assert!(is_loopback("127.0.0.1:1") && is_loopback("localhost:1") && is_loopback("[::1]:1"));
+    }
+}
+
+/// Sizes a request is checked against at the edge, before a command is proposed.
+/// `key`, `value` and `properties` may only be lower than the storage ceilings
+/// (`metacenter_storage::Limits`), which apply enforces the same on every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// Longest hash id, property name, set member, service name (bytes).
+    pub key: usize,
+    /// Longest property value or service record (bytes).
+    pub value: usize,
+    /// Most properties one metadata object may hold.
+    pub properties: usize,
+    /// Largest `metadata` object of one metric point, as JSON (bytes).
+    pub point_metadata: usize,
+}
+
+impl Default for EdgeLimits {
+    /// The storage ceilings, and 16 KiB of point metadata.
+    fn default() -> Self {
+        use metacenter_storage::Limits;
+        EdgeLimits {
+            key: Limits::MAX_KEY,
+            value: Limits::MAX_VALUE,
+            properties: Limits::MAX_PROPS,
+            point_metadata: 16 * 1024,
+        }
     }
 }

@@ -4,8 +4,11 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod housekeeping;
 pub mod http;
+pub mod listen;
 pub mod logging;
 pub mod profiling;
 pub mod search;

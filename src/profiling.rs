@@ -20,6 +20,7 @@ static BUSY: AtomicBool = AtomicBool::new(false);
 /// Longest profile a client may ask for.
 pub const MAX_SECONDS: u64 = 120;
 
+#[allow(clippy::disallowed_methods)] // its own listener, not the client API of /openapi.json
 pub fn router() -> Router {
     Router::new().route("/debug/pprof/profile", get(profile))
 }

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use metacenter_raft::batcher::BatchLimits;
 use metacenter_raft::{NodeAddr, NodeConfig, RaftNode};
 use tokio::net::TcpListener;
@@ -15,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
+use crate::listen;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -118,15 +118,18 @@ impl Server {
             shutdown: shutdown.clone(),
         });
         let mut tasks = search_tasks;
-        tasks.push(serve(
+        let header_timeout = state.cfg.header_read_timeout;
+        tasks.push(listen::spawn(
             peer,
             metacenter_raft::peer::router(node.clone()),
             shutdown.clone(),
+            header_timeout,
         ));
-        tasks.push(serve(
+        tasks.push(listen::spawn(
             api,
             crate::http::router(state.clone()),
             shutdown.clone(),
+            header_timeout,
         ));
         if state.cfg.bootstrap && !node.is_initialized().await {
             tracing::info!(id = state.cfg.id, "bootstrapping a new one-node cluster");
@@ -136,7 +139,8 @@ impl Server {
         if state.cfg.pprof_enable {
             let l = bind(&state.cfg.pprof_listen).await?;
             tracing::info!(addr = %state.cfg.pprof_listen, "CPU profiles at /debug/pprof/profile");
-            tasks.push(serve(l, crate::profiling::router(), shutdown.clone()));
+            let router = crate::profiling::router();
+            tasks.push(listen::spawn(l, router, shutdown.clone(), header_timeout));
         }
         tasks.push(tokio::spawn(crate::housekeeping::run(state.clone())));
         if let Some(join) = state.cfg.join.clone() {
@@ -180,21 +184,6 @@ fn local(l: &TcpListener) -> Result<SocketAddr, StartError> {
     l.local_addr().map_err(|source| StartError::Bind {
         addr: "?".into(),
         source,
-    })
-}
-
-fn serve(listener: TcpListener, router: axum::Router, stop: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        // No Nagle: answers are small and latency-bound (raft RPCs, forwarded writes).
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let r = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "listener failed");
-        }
     })
 }
 

@@ -71,6 +71,12 @@ fn writes() -> Vec<(Method, &'static str, Value)> {
 }
 
 /// Asserts a 401/403 is in the envelope of `path`'s area.
+fn is_prometheus(path: &str) -> bool {
+    let route = path.split('?').next().unwrap_or(path);
+    ["/api/v1/series", "/api/v1/labels", "/api/v1/metadata"].contains(&route)
+        || route.starts_with("/api/v1/label/")
+}
+
 fn assert_envelope(path: &str, status: StatusCode, body: &Value) {
     // Metadata Center's codes: 40101401, 40301403.
     let code = u64::from(status.as_u16()) * 100_000 + 1_000 + u64::from(status.as_u16());
@@ -78,6 +84,12 @@ fn assert_envelope(path: &str, status: StatusCode, body: &Value) {
         assert_eq!(body["status"], "ERROR", "{path}: {body}");
         assert_eq!(body["error"]["code"], code, "{path}: {body}");
         assert!(body["trace_id"].as_str().is_some_and(|t| !t.is_empty()));
+    } else if is_prometheus(path) {
+        // Prometheus's shape, so Prometheus clients read the error.
+        assert_eq!(body["status"], "error", "{path}: {body}");
+        let kind = status.canonical_reason().unwrap().to_ascii_lowercase();
+        assert_eq!(body["errorType"], kind, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
     } else if path.starts_with("/api/") || path.starts_with("/ws/") {
         assert!(body["error"].is_string(), "{path}: {body}");
         assert!(body.get("message").is_none(), "{path}: {body}");
@@ -183,6 +195,8 @@ async fn missing_or_unknown_token_is_401_and_probes_stay_open() {
         "/v1/load/stats?cluster=c1",
         &run_history,
         &ws,
+        "/api/v1/series?match[]=up",
+        "/api/v1/label/job/values",
     ] {
         for (auth, challenge) in [
             (None, r#"Bearer realm="metacenter""#),

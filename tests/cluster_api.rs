@@ -1,7 +1,7 @@
 //! Cluster and node endpoints (API.md section 1) over real HTTP against one in-process
 //! node: `/health`, `/ready`, `/status`, `/leader`, `/role`, `/cluster/members`, and
 //! the admin calls `/cluster/init|add|remove` with the answers they give to a node
-//! that is already initialised and to bad bodies.
+//! that is already initialised and to bad or oversized bodies.
 //!
 //! Every test starts its own node on ephemeral ports in a temporary directory and
 //! shuts it down at the end.
@@ -353,6 +353,13 @@ async fn admin_calls_with_bad_input_are_400_and_change_nothing() {
     n.post("/cluster/remove", "{\"id\": 9}")
         .await
         .assert_error(StatusCode::BAD_REQUEST, "not a member");
+    // Regression: a body over limits.max_body_bytes was axum's plain-text 413.
+    let huge = " ".repeat(1_048_577);
+    for path in ["/cluster/init", "/cluster/add", "/cluster/remove"] {
+        n.post(path, &huge)
+            .await
+            .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "larger than");
+    }
 
     let after = n.wait_ready().await["appliedIndex"].as_u64().unwrap();
     assert_eq!(after, before, "no refused admin call reached the log");

@@ -2,7 +2,8 @@
 //! in-process nodes: a point written through one node of a three-node cluster is
 //! pushed to a stream opened on another node; `subscribe` is acknowledged; the
 //! stream carries only the subscribed metric names of its own run and tenant; the
-//! connection limit refuses the upgrade with 503; shutdown closes open streams.
+//! connection limit refuses the upgrade with 503; a request that is no upgrade gets a
+//! JSON 400; shutdown closes open streams.
 //!
 //! Absence is checked without timing: after the writes that must not arrive, a marker
 //! point that must arrive is written, and streams deliver applied batches in order, so
@@ -353,6 +354,23 @@ async fn streams_carry_only_subscribed_names_of_their_run_and_tenant() {
     for mut ws in [only_loss, everything, tenant_b] {
         ws.close(None).await.expect("close");
     }
+    n.stop().await;
+}
+
+/// Regression (found by scripts/schemathesis.sh): a plain GET of the stream route was
+/// answered by axum's text/plain rejection instead of the area's JSON envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_is_no_upgrade_gets_a_json_400() {
+    let mut n = Node::single(&[]).await;
+    let resp = http()
+        .get(format!("http://{}/ws/metrics/{RUN}", n.addr))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.expect("a JSON body");
+    let msg = body["error"].as_str().expect("{\"error\": ...}");
+    assert!(msg.contains("upgrade"), "{msg}");
     n.stop().await;
 }
 

@@ -148,6 +148,6 @@ pub(crate) fn map_write_error(
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
             Error::Invalid(c.to_string())
         }
-        RaftError::Fatal(f) => Error::Fatal(f.to_string()),
+        RaftError::Fatal(f) => Error::from(f),
     }
 }

@@ -24,6 +24,19 @@ pub enum Error {
     Storage(String),
 }
 
+impl From<openraft::error::Fatal<NodeId>> for Error {
+    /// A storage failure stops raft for good (openraft never writes past a failed
+    /// write); say so, with the cause, rather than "stopped".
+    fn from(f: openraft::error::Fatal<NodeId>) -> Self {
+        match f {
+            openraft::error::Fatal::StorageError(e) => Error::Storage(format!(
+                "{e}; raft stopped on this node, restart it once the cause is fixed"
+            )),
+            other => Error::Fatal(other.to_string()),
+        }
+    }
+}
+
 impl From<metacenter_storage::Error> for Error {
     fn from(e: metacenter_storage::Error) -> Self {
         Error::Storage(e.to_string())

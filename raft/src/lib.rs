@@ -21,6 +21,7 @@ mod snapshot_files;
 pub mod state_machine;
 pub mod types;
 pub mod watchdog;
+pub mod watermark;
 
 pub use error::{Error, Result};
 pub use network::Faults;

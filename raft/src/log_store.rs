@@ -2,10 +2,15 @@
 //!
 //! Durability: `append` inserts the entries and hands its `LogFlushed` callback to a
 //! flusher thread, which makes the store durable once for every callback queued
-//! meanwhile (group fsync) and completes them in order; `save_vote` and `purge` make
-//! it durable before returning. The flusher is one long-lived thread calling the
+//! meanwhile (group fsync) and completes them in order; `save_vote` and `purge` queue
+//! a waiter of their own on the same flusher and return once it is durable. The flusher is one long-lived thread calling the
 //! synchronous flush: sled's `flush_async` wakes its whole I/O thread pool per call,
 //! which cost more CPU than the fsync itself under load.
+//!
+//! A flush that does not finish within [`FLUSH_STALL`] fails: sled 0.34 can block a
+//! flush forever after a write error (a full disk), and a log that never reports
+//! would hang every client write instead of failing it. A failed log write stops raft
+//! on this node (openraft's contract), so the node answers 503 until restarted.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -20,11 +25,33 @@ const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
+/// How long a flush may take before the disk counts as failed.
+pub const FLUSH_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The raft log of one node. Clones share the store and the flusher.
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
-    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    flusher: std::sync::mpsc::Sender<Waiter>,
+}
+
+/// Who waits for the next durable flush.
+enum Waiter {
+    /// An `append`'s callback into openraft.
+    Append(LogFlushed<TypeConfig>),
+    /// `save_vote` or `purge`, awaiting the answer.
+    Direct(tokio::sync::oneshot::Sender<std::io::Result<()>>),
+}
+
+impl Waiter {
+    fn complete(self, r: std::io::Result<()>) {
+        match self {
+            Waiter::Append(cb) => cb.log_io_completed(r),
+            Waiter::Direct(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
 }
 
 pub(crate) fn io_err(
@@ -68,26 +95,83 @@ impl LogStore {
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush_durable())
-            .await
-            .map_err(|e| write_err(std::io::Error::other(e.to_string())))?
-            .map_err(write_err)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stopped = || write_err(std::io::Error::other("log flusher stopped"));
+        self.flusher
+            .send(Waiter::Direct(tx))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?.map_err(write_err)
+    }
+}
+
+fn stalled() -> std::io::Error {
+    std::io::Error::other(format!(
+        "a flush of the database did not finish within {FLUSH_STALL:?} (disk full or failing)"
+    ))
+}
+
+/// Runs flushes on their own thread so the flusher can give up on one that stalls.
+struct Fsync {
+    req: std::sync::mpsc::Sender<()>,
+    done: std::sync::mpsc::Receiver<Result<(), String>>,
+    stalled: bool,
+}
+
+impl Fsync {
+    fn spawn(store: Store) -> Fsync {
+        let (req, req_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("raft-log-fsync".into())
+            .spawn(move || {
+                while req_rx.recv().is_ok() {
+                    let r = store.flush_durable().map_err(|e| e.to_string());
+                    if done_tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn the log fsync thread");
+        Fsync {
+            req,
+            done,
+            stalled: false,
+        }
+    }
+
+    /// Flushes, or fails once a flush has taken longer than [`FLUSH_STALL`] (and
+    /// every flush after it: the stuck one still holds the thread).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.stalled {
+            return Err(stalled());
+        }
+        self.req
+            .send(())
+            .map_err(|_| std::io::Error::other("the fsync thread stopped"))?;
+        match self.done.recv_timeout(FLUSH_STALL) {
+            Ok(r) => r.map_err(std::io::Error::other),
+            Err(_) => {
+                self.stalled = true;
+                tracing::error!("{}", stalled());
+                Err(stalled())
+            }
+        }
     }
 }
 
 /// Runs until every sender is gone: one durable flush per group of callbacks.
-fn flusher(store: Store, rx: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flusher(store: Store, rx: std::sync::mpsc::Receiver<Waiter>) {
+    let mut fsync = Fsync::spawn(store);
     while let Ok(first) = rx.recv() {
         let mut pending = vec![first];
         pending.extend(rx.try_iter());
-        let res = store.flush_durable();
-        for cb in pending {
+        let res = fsync.flush();
+        for waiter in pending {
             let r = res
                 .as_ref()
                 .map(|_| ())
                 .map_err(|e| std::io::Error::other(e.to_string()));
-            cb.log_io_completed(r);
+            waiter.complete(r);
         }
     }
 }
@@ -165,7 +249,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.store.log_append(batch).map_err(write_err)?;
         self.flusher
-            .send(callback)
+            .send(Waiter::Append(callback))
             .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))
     }
 

@@ -24,6 +24,7 @@ use crate::log_store::LogStore;
 use crate::network::{Faults, NetworkFactory, PeerClient, TransportError};
 use crate::state_machine::{Applied, StateMachine};
 use crate::types::{NodeAddr, NodeId, Raft, RaftMetrics};
+use crate::watermark::Watermark;
 
 /// How long adding a member waits for the new learner to catch up before it is
 /// promoted to voter; past it the add fails and the node stays a learner.
@@ -75,7 +76,7 @@ impl NodeConfig {
 
 /// Operations a node asks of the leader over the peer network.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum PeerOp {
+pub enum PeerOp {
     Write(Vec<Command>),
     ReadIndex,
     AddMember { id: NodeId, addr: NodeAddr },
@@ -84,7 +85,7 @@ pub(crate) enum PeerOp {
 
 /// Answers to [`PeerOp`].
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum PeerReply {
+pub enum PeerReply {
     Written(Vec<Response>),
     ReadIndex(u64),
     Done,
@@ -93,6 +94,7 @@ pub(crate) enum PeerReply {
 /// One running cluster member.
 pub struct RaftNode {
     pub(crate) cfg: NodeConfig,
+    watermark: Arc<Watermark>,
     pub(crate) raft: Raft,
     store: Store,
     sm: StateMachine,
@@ -103,15 +105,84 @@ pub struct RaftNode {
     pub(crate) contact: Arc<crate::watchdog::Contact>,
 }
 
+/// Opens the database and the snapshot directory under `dir`, with errors that name
+/// the path and what to do about it.
+async fn open_data_dir(
+    dir: &std::path::Path,
+) -> Result<(Store, LogStore, StateMachine, Arc<Watermark>)> {
+    let fail = |what: String, e: &dyn std::fmt::Display| {
+        Error::Storage(format!("data dir {}: {what}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create it".into(), &e))?;
+    let db = dir.join("db");
+    let store = Store::open(&db).map_err(|e| {
+        let what = format!(
+            "cannot open the database {} (if it is corrupted, move the data dir away \
+             and let the node rejoin its cluster, which sends it a snapshot)",
+            db.display()
+        );
+        fail(what, &e)
+    })?;
+    let snapshots = dir.join("snapshots");
+    let sm = StateMachine::new(store.clone(), snapshots.clone())
+        .map_err(|e| fail(format!("cannot use {}", snapshots.display()), &e))?;
+    let watermark = Watermark::open(dir)?;
+    let mut log = LogStore::new(store.clone());
+    let log_state = openraft::storage::RaftLogStorage::get_log_state(&mut log)
+        .await
+        .map_err(|e| fail("cannot read the raft log".into(), &e))?;
+    let logged = log_state.last_log_id.map_or(0, |l| l.index);
+    watermark.check(logged.max(store.applied_index()))?;
+    Ok((store, log, sm, Arc::new(watermark)))
+}
+
+/// Runs blocking `f` on a thread of its own and waits at most `within` for it.
+/// Not `spawn_blocking`: a stuck blocking task would also hold up the runtime's (and
+/// so the process's) exit, while a detached thread dies with the process.
+async fn bounded<F>(within: Duration, f: F) -> std::result::Result<(), String>
+where
+    F: FnOnce() -> std::result::Result<(), String> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("final-flush".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(within, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err("the flush thread panicked".into()),
+        Err(_) => Err(format!(
+            "not finished within {within:?} (disk full or failing?)"
+        )),
+    }
+}
+
+/// Follows the applied index with the watermark until raft stops.
+async fn follow_watermark(store: Store, watermark: Arc<Watermark>, raft: Raft) {
+    let mut metrics = raft.metrics();
+    drop(raft);
+    loop {
+        // Ends as soon as raft does, so the store (and sled's lock) is let go.
+        let stopped = async { while metrics.changed().await.is_ok() {} };
+        tokio::select! {
+            _ = stopped => return,
+            _ = tokio::time::sleep(crate::watermark::EVERY) => {}
+        }
+        let (s, w) = (store.clone(), watermark.clone());
+        let r = tokio::task::spawn_blocking(move || w.record(s.applied_index())).await;
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "cannot record the durable watermark");
+        }
+    }
+}
+
 impl RaftNode {
     /// Opens the store in `cfg.data_dir` and starts raft (not initialised: see
     /// [`RaftNode::initialize`]).
     pub async fn start(cfg: NodeConfig) -> Result<Arc<RaftNode>> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Storage(e.to_string()))?;
-        let store = Store::open(&cfg.data_dir.join("db"))?;
-        let log = LogStore::new(store.clone());
-        let sm = StateMachine::new(store.clone(), cfg.data_dir.join("snapshots"))
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        let (store, log, sm, watermark) = open_data_dir(&cfg.data_dir).await?;
         let config = openraft::Config {
             cluster_name: "metacenter".into(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -133,6 +204,11 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Fatal(e.to_string()))?;
         let batcher = Batcher::spawn(raft.clone(), cfg.batch);
+        tokio::spawn(follow_watermark(
+            store.clone(),
+            watermark.clone(),
+            raft.clone(),
+        ));
         let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tokio::spawn(count_leader_changes(raft.metrics(), leader_changes.clone()));
         let contact = Arc::new(crate::watchdog::Contact::default());
@@ -155,6 +231,7 @@ impl RaftNode {
             batcher,
             peers,
             leader_changes,
+            watermark,
         }))
     }
 
@@ -239,7 +316,7 @@ impl RaftNode {
                 Err(Error::Invalid("cluster is already initialized".into()))
             }
             Err(RaftError::APIError(e)) => Err(Error::Invalid(e.to_string())),
-            Err(RaftError::Fatal(f)) => Err(Error::Fatal(f.to_string())),
+            Err(RaftError::Fatal(f)) => Err(Error::from(f)),
         }
     }
 
@@ -265,8 +342,17 @@ impl RaftNode {
     /// Stops raft. The store is flushed.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
-        let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.flush_durable()).await;
+        let (store, watermark) = (self.store.clone(), self.watermark.clone());
+        let flush = move || {
+            store.flush_durable().map_err(|e| e.to_string())?;
+            watermark
+                .record(store.applied_index())
+                .map_err(|e| e.to_string())
+        };
+        // Bounded: after a disk failure sled may never finish it.
+        if let Err(e) = bounded(Duration::from_secs(10), flush).await {
+            tracing::error!(error = %e, "final flush failed; stopping anyway");
+        }
     }
 
     /// Runs `op` on the leader: locally if this node leads, else over the peer network,
@@ -347,7 +433,7 @@ impl RaftNode {
                         })
                     }
                     Err(RaftError::APIError(e)) => Err(Error::Unavailable(e.to_string())),
-                    Err(RaftError::Fatal(f)) => Err(Error::Fatal(f.to_string())),
+                    Err(RaftError::Fatal(f)) => Err(Error::from(f)),
                 }
             }
             PeerOp::AddMember { id, addr } => self.add_local(*id, addr.clone()).await,

@@ -21,6 +21,7 @@ use crate::node::{PeerOp, RaftNode};
 pub const MAX_PEER_BODY: usize = 256 << 20;
 
 /// The peer listener's routes for `node`.
+#[allow(clippy::disallowed_methods)] // not the client API: nothing to put in /openapi.json
 pub fn router(node: Arc<RaftNode>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
@@ -53,7 +54,8 @@ async fn require_secret(State(node): State<Arc<RaftNode>>, req: Request, next: N
     next.run(req).await
 }
 
-fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+/// Decodes a peer request body (every route's); a failure is the 400 answered.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     codec::decode(body)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad peer request: {e}")).into_response())
 }

@@ -214,6 +214,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .import_snapshot(&mut std::io::BufReader::new(&mut file))
                 .map_err(snap_err)?;
             store.apply(&[], &applied).map_err(snap_err)?;
+            // Durable before it counts as applied: the watermark may record it next.
+            store.flush_durable().map_err(snap_err)?;
             store.set_applied_index(meta_c.last_log_id.map_or(0, |l| l.index));
             crate::snapshot_files::publish(&dir, &meta_c, file).map_err(snap_err)
         })

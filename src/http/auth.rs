@@ -1,5 +1,5 @@
 //! Client authentication: with at least one `auth.tokens` entry configured, every
-//! request but `GET /health`, `/ready` and `/metrics` needs `Authorization: Bearer
+//! request but `GET /health`, `/ready`, `/metrics` and `/openapi.json` needs `Authorization: Bearer
 //! TOKEN` (on the WebSocket route also `?token=`, since browsers cannot set headers).
 //!
 //! - Role: GET/HEAD and the read-only POSTs (search, Prometheus series/labels,
@@ -28,8 +28,9 @@ use super::points::PtError;
 use crate::auth::{Role, Token};
 use crate::server::AppState;
 
-/// Paths open to everyone: probes of load balancers and Prometheus scrapes.
-const OPEN: [&str; 3] = ["/health", "/ready", "/metrics"];
+/// Paths open to everyone: probes of load balancers, Prometheus scrapes, the API's
+/// description.
+pub const OPEN: [&str; 4] = ["/health", "/ready", "/metrics", "/openapi.json"];
 /// Paths that need `admin` whatever the method.
 const ADMIN: [&str; 4] = [
     "/cluster/init",
@@ -210,6 +211,7 @@ mod tests {
         let r = |m: Method, p: &str| required_role(&m, p);
         assert_eq!(r(Method::GET, "/health"), None);
         assert_eq!(r(Method::GET, "/metrics"), None);
+        assert_eq!(r(Method::GET, "/openapi.json"), None);
         assert_eq!(r(Method::GET, "/status"), Some(Role::Read));
         assert_eq!(r(Method::POST, "/cluster/add"), Some(Role::Admin));
         assert_eq!(r(Method::GET, "/cluster/members"), Some(Role::Read));

@@ -10,6 +10,9 @@ pub fn rejection(r: BytesRejection, limit: usize) -> (StatusCode, String) {
     let status = r.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         (status, format!("request body larger than {limit} bytes"))
+    } else if timed_out(&r) {
+        let msg = "request body not received within limits.body_read_timeout_ms";
+        (StatusCode::REQUEST_TIMEOUT, msg.into())
     } else {
         (status, format!("could not read request body: {r}"))
     }
@@ -21,4 +24,17 @@ pub fn read(
     limit: usize,
 ) -> Result<Bytes, (StatusCode, String)> {
     body.map_err(|r| rejection(r, limit))
+}
+
+/// Whether the body read failed because the client was too slow
+/// ([`tower_http::timeout::RequestBodyDeadlineLayer`]).
+fn timed_out(r: &BytesRejection) -> bool {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(err) = e {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        e = err.source();
+    }
+    false
 }

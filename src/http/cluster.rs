@@ -7,30 +7,34 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use metacenter_raft::types::RaftMetrics;
 use metacenter_raft::{NodeAddr, NodeId};
 use openraft::ServerState;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::coreerr::CoreError;
+use super::openapi::core as doc;
+use super::openapi::CoreError as Err;
 use crate::server::AppState;
 
 type St = State<Arc<AppState>>;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/status", get(status))
-        .route("/leader", get(leader))
-        .route("/role", get(role))
-        .route("/cluster/members", get(members))
-        .route("/cluster/init", post(init))
-        .route("/cluster/add", post(add))
-        .route("/cluster/remove", post(remove))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(status))
+        .routes(routes!(leader))
+        .routes(routes!(role))
+        .routes(routes!(members))
+        .routes(routes!(init))
+        .routes(routes!(add))
+        .routes(routes!(remove))
 }
 
 fn role_name(m: &RaftMetrics) -> &'static str {
@@ -69,6 +73,9 @@ fn leader_json(s: &AppState) -> Option<Value> {
     }))
 }
 
+/// Health: ok, or degraded without a leader or when far behind
+#[utoipa::path(get, path = "/health", tag = "cluster",
+    responses((status = 200, description = "Always 200; see `status`", body = doc::Health)))]
 async fn health(State(s): St) -> Json<Value> {
     let m = s.node.metrics();
     let leader = leader_json(&s);
@@ -85,6 +92,10 @@ async fn health(State(s): St) -> Json<Value> {
     }))
 }
 
+/// Readiness for load balancers
+#[utoipa::path(get, path = "/ready", tag = "cluster", responses(
+    (status = 200, description = "A leader is known and the node applied what it knows committed", body = doc::Ready),
+    (status = 503, description = "Not ready", body = doc::Ready)))]
 async fn ready(State(s): St) -> Response {
     let known = s.node.leader().is_some();
     let (applied, committed) = (s.node.applied_index(), s.node.committed_index());
@@ -111,6 +122,9 @@ fn members_json(m: &RaftMetrics) -> Value {
     })
 }
 
+/// Node and raft status, membership, replication lag
+#[utoipa::path(get, path = "/status", tag = "cluster",
+    responses((status = 200, description = "Status", body = doc::NodeStatus)))]
 async fn status(State(s): St) -> Json<Value> {
     let m = s.node.metrics();
     let last_log = m.last_log_index.unwrap_or(0);
@@ -146,6 +160,10 @@ async fn status(State(s): St) -> Json<Value> {
     }))
 }
 
+/// The current leader
+#[utoipa::path(get, path = "/leader", tag = "cluster", responses(
+    (status = 200, description = "The leader", body = doc::Leader),
+    (status = 503, description = "No leader available", body = Err)))]
 async fn leader(State(s): St) -> Response {
     match leader_json(&s) {
         Some(l) => Json(l).into_response(),
@@ -155,25 +173,40 @@ async fn leader(State(s): St) -> Response {
     }
 }
 
+/// This node's raft role
+#[utoipa::path(get, path = "/role", tag = "cluster",
+    responses((status = 200, description = "Role", body = doc::Role)))]
 async fn role(State(s): St) -> Json<Value> {
     Json(json!({ "role": role_name(&s.node.metrics()) }))
 }
 
+/// Voters and learners with their addresses
+#[utoipa::path(get, path = "/cluster/members", tag = "cluster",
+    responses((status = 200, description = "Members", body = doc::Members)))]
 async fn members(State(s): St) -> Json<Value> {
     Json(members_json(&s.node.metrics()))
 }
 
-#[derive(Deserialize)]
+/// A node to add.
+#[derive(Deserialize, ToSchema)]
 struct Member {
+    /// > 0
     id: NodeId,
     peer: String,
     api: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct InitBody {
     #[serde(default)]
     members: Vec<Member>,
+}
+
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
+/// The body's bytes; a body over the limit is a 413 in meta-core's envelope.
+fn bytes(s: &AppState, body: Body) -> Result<axum::body::Bytes, CoreError> {
+    super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| CoreError::new(st, m))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
@@ -181,7 +214,16 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
         .map_err(|e| CoreError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-async fn init(State(s): St, body: axum::body::Bytes) -> Result<Json<Value>, CoreError> {
+/// Initialize a new cluster (default: this node alone); admin
+#[utoipa::path(post, path = "/cluster/init", tag = "cluster",
+    request_body(content = Option<InitBody>, description = "Initial voters; empty body: this node alone"),
+    responses(
+        (status = 200, description = "Initialized", body = doc::Success),
+        (status = 400, description = "Bad body, id 0, or already initialized", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "The node is stopping", body = Err)))]
+async fn init(State(s): St, body: Body) -> Result<Json<Value>, CoreError> {
+    let body = bytes(&s, body)?;
     let req: InitBody = if body.is_empty() {
         InitBody::default()
     } else {
@@ -210,7 +252,15 @@ async fn init(State(s): St, body: axum::body::Bytes) -> Result<Json<Value>, Core
     Ok(Json(json!({ "success": true })))
 }
 
-async fn add(State(s): St, body: axum::body::Bytes) -> Result<Json<Value>, CoreError> {
+/// Add a node: a learner until caught up, then a voter; admin
+#[utoipa::path(post, path = "/cluster/add", tag = "cluster", request_body = Member,
+    responses(
+        (status = 200, description = "Added", body = doc::MemberChanged),
+        (status = 400, description = "Bad body or refused change", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader available or node stopping", body = Err)))]
+async fn add(State(s): St, body: Body) -> Result<Json<Value>, CoreError> {
+    let body = bytes(&s, body)?;
     let m: Member = parse(&body)?;
     if m.id == 0 || m.peer.is_empty() || m.api.is_empty() {
         return Err(CoreError::bad_request(
@@ -229,12 +279,20 @@ async fn add(State(s): St, body: axum::body::Bytes) -> Result<Json<Value>, CoreE
     Ok(Json(json!({ "success": true, "id": m.id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RemoveBody {
     id: NodeId,
 }
 
-async fn remove(State(s): St, body: axum::body::Bytes) -> Result<Json<Value>, CoreError> {
+/// Remove a node (voter or learner); admin
+#[utoipa::path(post, path = "/cluster/remove", tag = "cluster", request_body = RemoveBody,
+    responses(
+        (status = 200, description = "Removed", body = doc::MemberChanged),
+        (status = 400, description = "Bad body or refused change", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader available or node stopping", body = Err)))]
+async fn remove(State(s): St, body: Body) -> Result<Json<Value>, CoreError> {
+    let body = bytes(&s, body)?;
     let r: RemoveBody = parse(&body)?;
     s.node.remove_member(r.id).await?;
     Ok(Json(json!({ "success": true, "id": r.id })))

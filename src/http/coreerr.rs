@@ -28,6 +28,16 @@ impl CoreError {
         CoreError::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// The node's storage failed (disk full, I/O error, damaged data): 503, since the
+    /// node cannot serve until an operator acts; other nodes of the cluster can.
+    pub fn storage(cause: impl std::fmt::Display) -> CoreError {
+        tracing::error!(error = %cause, "storage failure");
+        CoreError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage failure: {cause}"),
+        )
+    }
+
     /// An internal failure: logged in full, answered generically.
     pub fn internal(cause: impl std::fmt::Display) -> CoreError {
         tracing::error!(error = %cause, "internal error");
@@ -52,17 +62,14 @@ impl From<metacenter_raft::Error> for CoreError {
                 CoreError::new(StatusCode::SERVICE_UNAVAILABLE, "no leader available")
             }
             E::Invalid(m) => CoreError::bad_request(m),
-            E::Fatal(m) => CoreError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("node is stopping: {m}"),
-            ),
-            E::Storage(m) => CoreError::internal(m),
+            E::Fatal(m) => CoreError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            E::Storage(m) => CoreError::storage(m),
         }
     }
 }
 
 impl From<metacenter_storage::Error> for CoreError {
     fn from(e: metacenter_storage::Error) -> Self {
-        CoreError::internal(e)
+        CoreError::storage(e)
     }
 }

@@ -16,16 +16,20 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, head, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::coreerr::CoreError;
 use super::meta::check_key;
+use super::openapi::core as doc;
+use super::openapi::CoreError as Err;
 use crate::server::AppState;
 
 type St = State<Arc<AppState>>;
@@ -35,12 +39,12 @@ const RAW_CODEC: u64 = 0x55;
 /// multihash code of sha2-256.
 const SHA2_256: u64 = 0x12;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/data/{hash}/path", get(data_path))
-        .route("/data/{hash}", head(data_head))
-        .route("/file/cid", post(file_cid))
-        .route("/file/{cid}", get(file_by_cid))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(data_path))
+        .routes(routes!(data_head))
+        .routes(routes!(file_cid))
+        .routes(routes!(file_by_cid))
 }
 
 /// Why a path was refused.
@@ -67,7 +71,15 @@ pub fn confine(root: &Path, path: &str) -> Result<PathBuf, Confine> {
     if !joined.starts_with(&root) {
         return Err(Confine::Outside);
     }
-    let real = joined.canonicalize().map_err(|_| Confine::Missing)?;
+    let Ok(real) = joined.canonicalize() else {
+        // Missing only when what exists of the path is inside the root: through a link
+        // that leads out, "missing" versus "outside" would tell what exists beyond it.
+        let existing = joined.ancestors().find_map(|a| a.canonicalize().ok());
+        return Err(match existing {
+            Some(e) if e.starts_with(&root) => Confine::Missing,
+            _ => Confine::Outside,
+        });
+    };
     if !real.starts_with(&root) {
         return Err(Confine::Outside); // a symlink leads out
     }
@@ -79,7 +91,7 @@ fn outside() -> CoreError {
 }
 
 fn file_path_of(s: &AppState, hash: &str) -> Result<String, CoreError> {
-    check_key("hash id", hash)?;
+    check_key(&s.cfg.limits, "hash id", hash)?;
     let obj = s
         .node
         .store()
@@ -91,6 +103,13 @@ fn file_path_of(s: &AppState, hash: &str) -> Result<String, CoreError> {
         .ok_or_else(|| CoreError::not_found("filePath not found"))
 }
 
+/// Where an object's file is: `files.root` joined with its `filePath`
+#[utoipa::path(get, path = "/data/{hash}/path", tag = "files",
+    params(("hash" = String, Path, description = "Object id")),
+    responses(
+        (status = 200, description = "The path and whether the file exists", body = doc::DataPath),
+        (status = 400, description = "Bad hash id, or a path outside the files root", body = Err),
+        (status = 404, description = "metadata not found, or no `filePath`", body = Err)))]
 async fn data_path(State(s): St, UrlPath(hash): UrlPath<String>) -> Result<Response, CoreError> {
     let rel = file_path_of(&s, &hash)?;
     let exists = match confine(&s.cfg.files_root, &rel) {
@@ -106,6 +125,12 @@ async fn data_path(State(s): St, UrlPath(hash): UrlPath<String>) -> Result<Respo
     )
 }
 
+/// Whether an object's file exists
+#[utoipa::path(head, path = "/data/{hash}", tag = "files",
+    params(("hash" = String, Path, description = "Object id")),
+    responses(
+        (status = 200, description = "The file exists"),
+        (status = 404, description = "No object, no `filePath`, or no file")))]
 async fn data_head(State(s): St, UrlPath(hash): UrlPath<String>) -> StatusCode {
     let found = file_path_of(&s, &hash)
         .ok()
@@ -118,12 +143,26 @@ async fn data_head(State(s): St, UrlPath(hash): UrlPath<String>) -> StatusCode {
     }
 }
 
+/// The file whose `poster` or `backdrop` is this CID, with Range and conditional requests
+#[utoipa::path(get, path = "/file/{cid}", tag = "files",
+    params(("cid" = String, Path, description = "CIDv1 of the file"),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-99`"),
+        ("If-None-Match" = Option<String>, Header, description = "304 when the ETag matches"),
+        ("If-Modified-Since" = Option<String>, Header, description = "304 when not modified since")),
+    responses(
+        (status = 200, description = "The file; content type from its extension", body = doc::FileBytes, content_type = "*/*"),
+        (status = 206, description = "The requested range", body = doc::FileBytes, content_type = "*/*"),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "Bad CID, or a path outside the files root", body = Err),
+        (status = 404, description = "file not found for CID, or file does not exist on disk", body = Err),
+        (status = 412, description = "A precondition header failed"),
+        (status = 416, description = "The range is not satisfiable")))]
 async fn file_by_cid(
     State(s): St,
     UrlPath(cid): UrlPath<String>,
     req: Request,
 ) -> Result<Response, CoreError> {
-    check_key("cid", &cid)?;
+    check_key(&s.cfg.limits, "cid", &cid)?;
     let not_found = || CoreError::not_found("file not found for CID");
     let (hash, prop) = s.node.store().meta_by_cid(&cid)?.ok_or_else(not_found)?;
     let obj = s.node.store().meta_get(&hash)?.ok_or_else(not_found)?;
@@ -145,11 +184,19 @@ async fn file_by_cid(
     Ok(resp.map(Body::new))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CidRequest {
+    /// Relative to `files.root`, or absolute inside it.
     path: String,
 }
 
+/// The CID (v1, raw, sha2-256, base32) of a file under `files.root`
+#[utoipa::path(post, path = "/file/cid", tag = "files", request_body = CidRequest,
+    responses(
+        (status = 200, description = "The CID", body = doc::CidOf),
+        (status = 400, description = "Bad body, or a path outside the files root", body = Err),
+        (status = 404, description = "file does not exist on disk", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err)))]
 async fn file_cid(
     State(s): St,
     body: Result<Bytes, BytesRejection>,
@@ -226,6 +273,7 @@ mod tests {
             Err(Confine::Outside)
         );
         assert_eq!(confine(&root, "link"), Err(Confine::Outside));
+        assert_eq!(confine(&root, "link/nope"), Err(Confine::Outside));
         assert_eq!(confine(&root, "a/nope"), Err(Confine::Missing));
         assert_eq!(confine(&root, ""), Err(Confine::Outside));
     }

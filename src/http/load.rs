@@ -11,25 +11,29 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
 use metacenter_storage::{Command, LoadOutcome, Response as R};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::mcenv::{code, Envelope, McError};
+use super::openapi::load as doc;
+use super::openapi::load::McErrorEnvelope as Err;
 use super::TraceId;
 use crate::server::AppState;
 
 type St = State<Arc<AppState>>;
 type Body = Result<Bytes, BytesRejection>;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/load/stats", get(stats).post(add).delete(done))
-        .route("/v1/load/prompt", axum::routing::delete(prompt_done))
-        .route("/v1/load/batch", post(batch))
-        .route("/log/level", post(log_level))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(stats, add, done))
+        .routes(routes!(prompt_done))
+        .routes(routes!(batch))
+        .routes(routes!(log_level))
 }
 
 /// Unix nanoseconds now.
@@ -55,17 +59,32 @@ fn read_json<T: serde::de::DeserializeOwned>(s: &AppState, body: Body) -> Result
         };
         McError::new(c, "Invalid input parameters", m)
     })?;
-    serde_json::from_slice(&bytes).map_err(McError::from_json)
+    parse_json(&bytes)
 }
 
-/// One load operation as clients send it (`op` only in batches).
-#[derive(Debug, Deserialize)]
-struct LoadReq {
+/// Parses a JSON request body; a failure is Metadata Center's invalid-input error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, McError> {
+    serde_json::from_slice(bytes).map_err(McError::from_json)
+}
+
+/// One load operation as clients send it (`op` only in batches). `request_id` is
+/// always required; `cluster` and `ip` (IPv4) for adds.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoadReq {
+    /// Batches only: `add`, `prompt_done` or `done`.
+    #[schema(pattern = "^(add|prompt_done|done)$")]
     op: Option<String>,
+    #[schema(min_length = 1, max_length = 512)]
     cluster: Option<String>,
+    #[schema(min_length = 1, max_length = 512)]
     request_id: Option<String>,
+    /// Tokens.
+    #[schema(minimum = 0)]
     prompt_length: Option<i64>,
+    #[schema(format = Ipv4)]
     ip: Option<String>,
+    /// Unix ns; informative.
+    #[schema(minimum = 0)]
     timestamp: Option<i64>,
 }
 
@@ -90,7 +109,7 @@ fn check_timestamp(r: &LoadReq) -> Result<(), McError> {
     }
 }
 
-fn add_command(r: &LoadReq, now: u64) -> Result<Command, McError> {
+pub fn add_command(r: &LoadReq, now: u64) -> Result<Command, McError> {
     let cluster = required("cluster", &r.cluster)?;
     let request_id = required("request_id", &r.request_id)?;
     let ip = required("ip", &r.ip)?;
@@ -111,7 +130,7 @@ fn add_command(r: &LoadReq, now: u64) -> Result<Command, McError> {
     })
 }
 
-fn finish_command(r: &LoadReq, now: u64, prompt_only: bool) -> Result<Command, McError> {
+pub fn finish_command(r: &LoadReq, now: u64, prompt_only: bool) -> Result<Command, McError> {
     let request_id = required("request_id", &r.request_id)?.to_string();
     check_timestamp(r)?;
     Ok(if prompt_only {
@@ -149,10 +168,24 @@ async fn one(
     Ok(Value::Null)
 }
 
+/// A request queued on an engine: `queued_req_num += 1`, `prompt_length += n`
+///
+/// A duplicate `request_id` is ignored (still 200).
+#[utoipa::path(post, path = "/v1/load/stats", tag = "load", request_body = doc::LoadAdd,
+    responses((status = 200, description = "Recorded", body = doc::McAck),
+        (status = 400, description = "Invalid input parameters (code 40001400)", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes` (code 41301413)", body = Err),
+        (status = 503, description = "No leader available (code 50301503)", body = Err)))]
 async fn add(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
     envelope(t, one(&s, body, add_command).await)
 }
 
+/// A request's first token: its prompt length is subtracted once
+#[utoipa::path(delete, path = "/v1/load/prompt", tag = "load", request_body = doc::LoadFinish,
+    responses((status = 200, description = "Recorded", body = doc::McAck),
+        (status = 400, description = "Invalid input parameters (code 40001400)", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes` (code 41301413)", body = Err),
+        (status = 503, description = "No leader available (code 50301503)", body = Err)))]
 async fn prompt_done(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
     envelope(
         t,
@@ -160,6 +193,12 @@ async fn prompt_done(State(s): St, Extension(t): Extension<TraceId>, body: Body)
     )
 }
 
+/// A request done: removed, `queued_req_num -= 1`
+#[utoipa::path(delete, path = "/v1/load/stats", tag = "load", request_body = doc::LoadFinish,
+    responses((status = 200, description = "Recorded", body = doc::McAck),
+        (status = 400, description = "Invalid input parameters (code 40001400)", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes` (code 41301413)", body = Err),
+        (status = 503, description = "No leader available (code 50301503)", body = Err)))]
 async fn done(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
     envelope(
         t,
@@ -167,6 +206,14 @@ async fn done(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Env
     )
 }
 
+/// The engines of a cluster with their counters
+#[utoipa::path(get, path = "/v1/load/stats", tag = "load",
+    params(("cluster" = String, Query, min_length = 1, description = "Cluster (model) name"),
+        super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses(
+        (status = 200, description = "The engines; `data` null for an unknown cluster", body = doc::LoadStatsEnvelope),
+        (status = 400, description = "cluster is required (code 40001400)", body = Err),
+        (status = 503, description = "No leader for a linearizable read (code 50301503)", body = Err)))]
 async fn stats(
     State(s): St,
     Extension(t): Extension<TraceId>,
@@ -200,7 +247,12 @@ async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Resul
 
 /// Decodes a percent-encoded query value (`+` is a space).
 pub fn percent_decode(s: &str) -> String {
-    let bytes = s.replace('+', " ").into_bytes();
+    String::from_utf8_lossy(&percent_bytes(&s.replace('+', " "))).into_owned()
+}
+
+/// The bytes percent-encoded text stands for (a `%` without two hex digits is kept).
+pub fn percent_bytes(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -220,38 +272,32 @@ pub fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
-#[derive(Deserialize)]
-struct BatchReq {
+#[derive(Deserialize, ToSchema)]
+pub struct BatchReq {
+    /// Each with its `op`.
+    #[schema(min_items = 1, max_items = 10000)]
     operations: Vec<LoadReq>,
 }
 
 /// Largest number of operations in one batch request.
 pub const MAX_BATCH_OPS: usize = 10_000;
 
+/// Many load operations in one request (one raft entry)
+#[utoipa::path(post, path = "/v1/load/batch", tag = "load", request_body = BatchReq,
+    responses((status = 200, description = "One result per operation, in order", body = doc::LoadBatchEnvelope),
+        (status = 400, description = "Invalid input parameters (code 40001400)", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes` (code 41301413)", body = Err),
+        (status = 503, description = "No leader available (code 50301503)", body = Err)))]
 async fn batch(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
     envelope(t, run_batch(&s, body).await)
 }
 
 async fn run_batch(s: &AppState, body: Body) -> Result<Value, McError> {
     let req: BatchReq = read_json(s, body)?;
-    if req.operations.is_empty() || req.operations.len() > MAX_BATCH_OPS {
-        return Err(McError::invalid(format!(
-            "operations must hold 1 to {MAX_BATCH_OPS} items"
-        )));
-    }
-    let now = now_ns();
-    let parsed: Vec<Result<Command, McError>> = req
-        .operations
-        .iter()
-        .enumerate()
-        .map(|(i, op)| {
-            batch_command(op, now)
-                .map_err(|e| McError::invalid(format!("operations[{i}]: {}", e.reason)))
-        })
-        .collect();
+    let parsed = batch_commands(&req, now_ns())?;
     let commands: Vec<Command> = parsed
         .iter()
         .filter_map(|r| r.as_ref().ok().cloned())
@@ -278,6 +324,25 @@ async fn run_batch(s: &AppState, body: Body) -> Result<Value, McError> {
     Ok(Value::Array(results))
 }
 
+/// Checks a batch's size and parses each operation into its command, or the reason
+/// that operation is refused (the others still run).
+pub fn batch_commands(req: &BatchReq, now: u64) -> Result<Vec<Result<Command, McError>>, McError> {
+    if req.operations.is_empty() || req.operations.len() > MAX_BATCH_OPS {
+        return Err(McError::invalid(format!(
+            "operations must hold 1 to {MAX_BATCH_OPS} items"
+        )));
+    }
+    Ok(req
+        .operations
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            batch_command(op, now)
+                .map_err(|e| McError::invalid(format!("operations[{i}]: {}", e.reason)))
+        })
+        .collect())
+}
+
 fn batch_command(op: &LoadReq, now: u64) -> Result<Command, McError> {
     match op.op.as_deref() {
         Some("add") => add_command(op, now),
@@ -290,12 +355,22 @@ fn batch_command(op: &LoadReq, now: u64) -> Result<Command, McError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LevelReq {
+    /// TRACE, DEBUG, INFO, WARN, ERROR or FATAL, in any case (PANIC = FATAL = ERROR).
     #[serde(rename = "LevelParam")]
+    #[schema(
+        pattern = "^([Tt][Rr][Aa][Cc][Ee]|[Dd][Ee][Bb][Uu][Gg]|[Ii][Nn][Ff][Oo]|[Ww][Aa][Rr][Nn]|[Ee][Rr][Rr][Oo][Rr]|[Ff][Aa][Tt][Aa][Ll]|[Pp][Aa][Nn][Ii][Cc])$"
+    )]
     level: String,
 }
 
+/// Change the log level at run time; admin
+#[utoipa::path(post, path = "/log/level", tag = "cluster", request_body = LevelReq,
+    responses(
+        (status = 200, description = "Changed", body = doc::LogLevelEnvelope),
+        (status = 400, description = "Unknown level (code 40001400)", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes` (code 41301413)", body = Err)))]
 async fn log_level(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
     let result = read_json::<LevelReq>(&s, body).and_then(|r| {
         crate::logging::set_level(&r.level).map_err(McError::invalid)?;

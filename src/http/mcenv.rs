@@ -54,6 +54,13 @@ impl McError {
         }
     }
 
+    /// The node's storage failed: 503 (see [`super::coreerr::CoreError::storage`]).
+    pub fn storage(cause: impl std::fmt::Display) -> McError {
+        tracing::error!(error = %cause, "storage failure");
+        let msg = format!("storage failure: {cause}");
+        McError::new(code::UNAVAILABLE, "Service unavailable", msg)
+    }
+
     pub fn internal(cause: impl std::fmt::Display) -> McError {
         tracing::error!(error = %cause, "internal error");
         McError::new(code::INTERNAL, "Internal server error", "")
@@ -82,14 +89,14 @@ impl From<metacenter_raft::Error> for McError {
             ),
             E::Fatal(m) => McError::new(code::UNAVAILABLE, "Service unavailable", m),
             E::Invalid(m) => McError::invalid(m),
-            E::Storage(m) => McError::internal(m),
+            E::Storage(m) => McError::storage(m),
         }
     }
 }
 
 impl From<metacenter_storage::Error> for McError {
     fn from(e: metacenter_storage::Error) -> Self {
-        McError::internal(e)
+        McError::storage(e)
     }
 }
 

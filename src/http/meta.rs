@@ -10,46 +10,39 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use metacenter_storage::{Command, Limits, Response as R};
+use axum::Json;
+use metacenter_storage::{Command, Response as R};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::coreerr::CoreError;
+use super::openapi::core as doc;
+use super::openapi::CoreError as Err;
+use crate::config::EdgeLimits;
 use crate::server::AppState;
 
 type St = State<Arc<AppState>>;
 type Body = Result<Bytes, BytesRejection>;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/meta", get(list))
-        .route(
-            "/meta/{hash}",
-            get(get_object)
-                .put(put_object)
-                .patch(patch_object)
-                .delete(delete_object),
-        )
-        .route(
-            "/meta/{hash}/{*key}",
-            get(get_prop)
-                .put(put_prop)
-                .delete(delete_prop)
-                .post(add_member),
-        )
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_object, put_object, patch_object, delete_object))
+        .routes(routes!(get_prop, put_prop, delete_prop, add_member))
 }
 
 /// Checks a hash id, property name or set member against the storage limits.
-pub fn check_key(what: &str, s: &str) -> Result<(), CoreError> {
+pub fn check_key(lim: &EdgeLimits, what: &str, s: &str) -> Result<(), CoreError> {
     if s.is_empty() {
         return Err(CoreError::bad_request(format!("{what} must not be empty")));
     }
-    if s.len() > Limits::MAX_KEY {
+    if s.len() > lim.key {
         return Err(CoreError::bad_request(format!(
             "{what} longer than {} bytes",
-            Limits::MAX_KEY
+            lim.key
         )));
     }
     if s.contains('\0') {
@@ -60,11 +53,11 @@ pub fn check_key(what: &str, s: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-fn check_value(s: &str) -> Result<(), CoreError> {
-    if s.len() > Limits::MAX_VALUE {
+fn check_value(lim: &EdgeLimits, s: &str) -> Result<(), CoreError> {
+    if s.len() > lim.value {
         return Err(CoreError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("value longer than {} bytes", Limits::MAX_VALUE),
+            format!("value longer than {} bytes", lim.value),
         ));
     }
     Ok(())
@@ -87,7 +80,7 @@ fn scalar(field: &str, v: Value) -> Result<String, CoreError> {
 }
 
 /// Parses a merge body: a JSON object of scalars.
-fn fields(bytes: &[u8]) -> Result<BTreeMap<String, String>, CoreError> {
+pub fn fields(lim: &EdgeLimits, bytes: &[u8]) -> Result<BTreeMap<String, String>, CoreError> {
     let v: Value =
         serde_json::from_slice(bytes).map_err(|_| CoreError::bad_request("invalid JSON body"))?;
     let Value::Object(map) = v else {
@@ -95,39 +88,39 @@ fn fields(bytes: &[u8]) -> Result<BTreeMap<String, String>, CoreError> {
             "invalid JSON body: expected an object",
         ));
     };
-    if map.len() > Limits::MAX_PROPS {
+    if map.len() > lim.properties {
         return Err(CoreError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("more than {} fields", Limits::MAX_PROPS),
+            format!("more than {} fields", lim.properties),
         ));
     }
     let mut out = BTreeMap::new();
     for (k, v) in map {
-        check_key("property name", &k)?;
+        check_key(lim, "property name", &k)?;
         let v = scalar(&k, v)?;
-        check_value(&v)?;
+        check_value(lim, &v)?;
         out.insert(k, v);
     }
     Ok(out)
 }
 
 /// A property value: `{"value": ...}` or the raw text of the body.
-fn single_value(bytes: &[u8]) -> Result<String, CoreError> {
+pub fn single_value(lim: &EdgeLimits, bytes: &[u8]) -> Result<String, CoreError> {
     if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(bytes) {
         if let Some(v) = m.remove("value") {
             let v = scalar("value", v)?;
-            check_value(&v)?;
+            check_value(lim, &v)?;
             return Ok(v);
         }
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| CoreError::bad_request("value must be UTF-8 text"))?;
-    check_value(text)?;
+    check_value(lim, text)?;
     Ok(text.to_string())
 }
 
 /// The `If-Match` version, if any. Accepts `"12"`, `12` and `W/"12"`; `*` means none.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, CoreError> {
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, CoreError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -177,12 +170,22 @@ async fn propose(s: &AppState, cmd: Command, missing: &str) -> Result<R, CoreErr
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Page size: default 1000, clamped to 1..=`limits.meta_list_max`.
     limit: Option<usize>,
+    /// List hash ids after this one (the `next` of the previous page).
     after: Option<String>,
 }
 
+/// Hash ids of all objects, in order, paged
+#[utoipa::path(get, path = "/meta", tag = "meta",
+    params(ListParams, doc::ConsistencyQuery, doc::ConsistencyHeader),
+    responses(
+        (status = 200, description = "A page of hash ids", body = doc::HashList),
+        (status = 400, description = "Bad query", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn list(
     State(s): St,
     headers: HeaderMap,
@@ -201,13 +204,24 @@ async fn list(
     Ok(Json(body).into_response())
 }
 
+/// One object's properties; `ETag` carries its version
+#[utoipa::path(get, path = "/meta/{hash}", tag = "meta",
+    params(("hash" = String, Path, description = "Object id (hash id), 1 to 512 bytes"),
+        doc::WatchQuery, doc::ConsistencyQuery, doc::ConsistencyHeader),
+    responses(
+        (status = 200, description = "The object", body = doc::MetaObject,
+            headers(("ETag" = String, description = "The object's version"))),
+        (status = 400, description = "Bad hash id or watch parameters", body = Err),
+        (status = 404, description = "metadata not found", body = Err),
+        (status = 429, description = "Too many blocking queries", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn get_object(
     State(s): St,
     Path(hash): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, CoreError> {
-    check_key("hash id", &hash)?;
+    check_key(&s.cfg.limits, "hash id", &hash)?;
     barrier(&s, &headers, &q).await?;
     if let Some(w) = super::watch::parse(q.as_deref()).map_err(CoreError::bad_request)? {
         super::watch::block(&s, w, || s.node.store().meta_watch_index(&hash)).await?;
@@ -227,9 +241,9 @@ async fn merge(
     b: Body,
     report_updated: bool,
 ) -> Result<Response, CoreError> {
-    check_key("hash id", &hash)?;
+    check_key(&s.cfg.limits, "hash id", &hash)?;
     let expect_version = if_match(headers)?;
-    let fields = fields(&body(s, b)?)?;
+    let fields = fields(&s.cfg.limits, &body(s, b)?)?;
     let cmd = Command::MetaMerge {
         hash: hash.clone(),
         fields,
@@ -247,6 +261,17 @@ async fn merge(
     Ok(resp)
 }
 
+/// Merge properties into an object (created if missing)
+#[utoipa::path(put, path = "/meta/{hash}", tag = "meta",
+    params(("hash" = String, Path, description = "Object id (hash id), 1 to 512 bytes"),
+        doc::IfMatch), request_body = doc::MetaFields,
+    responses(
+        (status = 200, description = "Merged", body = doc::MetaWritten,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 400, description = "Bad hash id, body or If-Match", body = Err),
+        (status = 412, description = "If-Match version mismatch", body = Err),
+        (status = 413, description = "Body, value or field count over the limits", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn put_object(
     State(s): St,
     Path(hash): Path<String>,
@@ -256,6 +281,17 @@ async fn put_object(
     merge(&s, hash, &headers, b, false).await
 }
 
+/// Merge properties into an object; reports how many changed
+#[utoipa::path(patch, path = "/meta/{hash}", tag = "meta",
+    params(("hash" = String, Path, description = "Object id (hash id), 1 to 512 bytes"),
+        doc::IfMatch), request_body = doc::MetaFields,
+    responses(
+        (status = 200, description = "Merged", body = doc::MetaWritten,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 400, description = "Bad hash id, body or If-Match", body = Err),
+        (status = 412, description = "If-Match version mismatch", body = Err),
+        (status = 413, description = "Body, value or field count over the limits", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn patch_object(
     State(s): St,
     Path(hash): Path<String>,
@@ -265,12 +301,21 @@ async fn patch_object(
     merge(&s, hash, &headers, b, true).await
 }
 
+/// Delete an object (deleted = 0 when there was none)
+#[utoipa::path(delete, path = "/meta/{hash}", tag = "meta",
+    params(("hash" = String, Path, description = "Object id (hash id), 1 to 512 bytes"),
+        doc::IfMatch),
+    responses(
+        (status = 200, description = "Deleted", body = doc::MetaDeleted),
+        (status = 400, description = "Bad hash id or If-Match", body = Err),
+        (status = 412, description = "If-Match version mismatch", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn delete_object(
     State(s): St,
     Path(hash): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, CoreError> {
-    check_key("hash id", &hash)?;
+    check_key(&s.cfg.limits, "hash id", &hash)?;
     let cmd = Command::MetaDelete {
         hash: hash.clone(),
         expect_version: if_match(&headers)?,
@@ -293,14 +338,25 @@ async fn delete_object(
     Ok(Json(json!({ "success": true, "hashId": hash, "deleted": deleted })).into_response())
 }
 
+/// One property's value, as text
+#[utoipa::path(get, path = "/meta/{hash}/{*key}", tag = "meta",
+    params(("hash" = String, Path, description = "Object id (hash id), 1 to 512 bytes"),
+        ("key" = String, Path, description = "Property name; may contain `/`"),
+        doc::ConsistencyQuery, doc::ConsistencyHeader),
+    responses(
+        (status = 200, description = "The value", body = String, content_type = "text/plain; charset=utf-8",
+            headers(("ETag" = String, description = "The object's version"))),
+        (status = 400, description = "Bad hash id or key", body = Err),
+        (status = 404, description = "property not found", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn get_prop(
     State(s): St,
     Path((hash, key)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, CoreError> {
-    check_key("hash id", &hash)?;
-    check_key("property name", &key)?;
+    check_key(&s.cfg.limits, "hash id", &hash)?;
+    check_key(&s.cfg.limits, "property name", &key)?;
     barrier(&s, &headers, &q).await?;
     let Some((version, value)) = s.node.store().meta_get_prop(&hash, &key)? else {
         return Err(CoreError::not_found("property not found"));
@@ -310,16 +366,30 @@ async fn get_prop(
     Ok(resp)
 }
 
+/// Set one property: `{"value": ...}` or the raw text of the body
+#[utoipa::path(put, path = "/meta/{hash}/{*key}", tag = "meta",
+    params(("hash" = String, Path, description = "Object id (hash id), 1 to 512 bytes"),
+        ("key" = String, Path, description = "Property name; may contain `/`"),
+        doc::IfMatch),
+    request_body(content((doc::PropValue = "application/json"), (String = "text/plain"))),
+    responses(
+        (status = 200, description = "Set", body = doc::PropWritten,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 404, description = "If-Match given and no such object", body = Err),
+        (status = 400, description = "Bad hash id, body or If-Match", body = Err),
+        (status = 412, description = "If-Match version mismatch", body = Err),
+        (status = 413, description = "Body, value or field count over the limits", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn put_prop(
     State(s): St,
     Path((hash, key)): Path<(String, String)>,
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, CoreError> {
-    check_key("hash id", &hash)?;
-    check_key("property name", &key)?;
+    check_key(&s.cfg.limits, "hash id", &hash)?;
+    check_key(&s.cfg.limits, "property name", &key)?;
     let expect_version = if_match(&headers)?;
-    let value = single_value(&body(&s, b)?)?;
+    let value = single_value(&s.cfg.limits, &body(&s, b)?)?;
     let cmd = Command::MetaMerge {
         hash: hash.clone(),
         fields: BTreeMap::from([(key.clone(), value)]),
@@ -334,13 +404,24 @@ async fn put_prop(
     Ok(resp)
 }
 
+/// Delete one property
+#[utoipa::path(delete, path = "/meta/{hash}/{*key}", tag = "meta",
+    params(("hash" = String, Path, description = "Object id (hash id), 1 to 512 bytes"),
+        ("key" = String, Path, description = "Property name; may contain `/`"),
+        doc::IfMatch),
+    responses(
+        (status = 200, description = "Deleted", body = doc::PropDeleted),
+        (status = 400, description = "Bad hash id, key or If-Match", body = Err),
+        (status = 404, description = "property not found", body = Err),
+        (status = 412, description = "If-Match version mismatch", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn delete_prop(
     State(s): St,
     Path((hash, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, CoreError> {
-    check_key("hash id", &hash)?;
-    check_key("property name", &key)?;
+    check_key(&s.cfg.limits, "hash id", &hash)?;
+    check_key(&s.cfg.limits, "property name", &key)?;
     let cmd = Command::MetaDeleteProp {
         hash: hash.clone(),
         prop: key.clone(),
@@ -350,7 +431,22 @@ async fn delete_prop(
     Ok(Json(json!({ "success": true, "hashId": hash, "key": key, "deleted": 1 })).into_response())
 }
 
-/// `POST /meta/{hash}/_add/{key}`: adds the body to a `|`-delimited set.
+/// `POST /meta/{hash}/_add/{prop}`: add the body to the `|`-delimited set in `prop`
+///
+/// Only keys of the form `_add/{prop}` take POST; others answer 405.
+#[utoipa::path(post, path = "/meta/{hash}/{*key}", tag = "meta",
+    params(("hash" = String, Path, description = "Object id (hash id), 1 to 512 bytes"),
+        ("key" = String, Path, description = "`_add/` then the set property's name"), doc::IfMatch),
+    request_body(content((doc::PropValue = "application/json"), (String = "text/plain"))),
+    responses(
+        (status = 200, description = "Added (or already present)", body = doc::MemberAdded,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 404, description = "If-Match given and no such object", body = Err),
+        (status = 405, description = "The key does not start with `_add/`", body = Err),
+        (status = 400, description = "Bad hash id, body or If-Match", body = Err),
+        (status = 412, description = "If-Match version mismatch", body = Err),
+        (status = 413, description = "Body, value or field count over the limits", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn add_member(
     State(s): St,
     Path((hash, key)): Path<(String, String)>,
@@ -363,11 +459,11 @@ async fn add_member(
             "POST is only defined for /meta/{hash}/_add/{key}",
         ));
     };
-    check_key("hash id", &hash)?;
-    check_key("property name", prop)?;
-    let member = single_value(&body(&s, b)?)?;
+    check_key(&s.cfg.limits, "hash id", &hash)?;
+    check_key(&s.cfg.limits, "property name", prop)?;
+    let member = single_value(&s.cfg.limits, &body(&s, b)?)?;
     let member = member.trim().to_string();
-    check_key("set member", &member)?;
+    check_key(&s.cfg.limits, "set member", &member)?;
     if member.contains('|') {
         return Err(CoreError::bad_request("set member must not contain '|'"));
     }

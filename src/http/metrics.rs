@@ -15,9 +15,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::server::AppState;
 
@@ -76,8 +76,8 @@ fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/metrics", get(render))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(render))
 }
 
 /// Counts every request as `http_requests_total{method,route,status}` and times it.
@@ -243,6 +243,9 @@ fn load_series(s: &AppState, out: &mut String) {
     );
 }
 
+/// Prometheus metrics of the process and this node
+#[utoipa::path(get, path = "/metrics", tag = "cluster", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
 async fn render(State(s): State<Arc<AppState>>) -> Response {
     let mut out = String::new();
     if let Some(h) = handle() {

@@ -1,6 +1,9 @@
 //! The client HTTP API: one router per area, merged, with the cross-cutting layers:
-//! `X-Trace-ID` on every response, `X-Applied-Index` on every response, the body limit,
-//! bearer-token authentication ([`auth`]).
+//! `X-Trace-ID` on every response, `X-Applied-Index` on every response, the body limit
+//! and body read deadline (408 for a body still arriving after
+//! `limits.body_read_timeout_ms`), bearer-token authentication ([`auth`]). The routers
+//! are `utoipa_axum` routers, so the same registration routes a handler and documents
+//! it in `/openapi.json` ([`openapi`]).
 
 use std::sync::Arc;
 
@@ -9,6 +12,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use tower_http::timeout::RequestBodyDeadlineLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::server::AppState;
 
@@ -21,6 +26,7 @@ pub mod load;
 pub mod mcenv;
 pub mod meta;
 pub mod metrics;
+pub mod openapi;
 pub mod points;
 pub mod promapi;
 pub mod search;
@@ -39,10 +45,9 @@ pub const TRACE_HEADER: &str = "x-trace-id";
 #[derive(Clone, Debug)]
 pub struct TraceId(pub String);
 
-/// The whole client API.
-pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.cfg.max_body_bytes;
-    Router::new()
+/// Every area's routes, each with its documentation.
+fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
         .merge(cluster::router())
         .merge(meta::router())
         .merge(services::router())
@@ -53,9 +58,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(search::router())
         .merge(promapi::router())
         .merge(ws::router())
-        .fallback(not_found)
+        .merge(openapi::router())
+}
+
+/// The OpenAPI document of the whole client API, as `GET /openapi.json` serves it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes().into_openapi())
+}
+
+/// The whole client API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.cfg.max_body_bytes;
+    let (api, _) = routes().split_for_parts();
+    api.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(utf8_path))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(RequestBodyDeadlineLayer::new(state.cfg.body_read_timeout))
         .layer(middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn_with_state(state.clone(), stamp))
@@ -77,6 +96,19 @@ async fn stamp(State(state): State<Arc<AppState>>, mut req: Request, next: Next)
         state.node.applied_index().into(),
     );
     resp
+}
+
+/// A path whose percent-escapes decode to invalid UTF-8: 400 in the area's envelope
+/// (axum's path extractor would answer it in plain text).
+async fn utf8_path(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.contains('%') && std::str::from_utf8(&load::percent_bytes(path)).is_err() {
+        let msg = format!("the path {path} is not UTF-8 once percent-decoded");
+        let code = mcenv::code::INVALID_INPUT;
+        let title = "Invalid input parameters";
+        return area_error(&req, StatusCode::BAD_REQUEST, code, title, msg);
+    }
+    next.run(req).await
 }
 
 /// Unknown routes: 404 in the envelope of the area the path belongs to.
@@ -105,10 +137,14 @@ async fn method_not_allowed(req: Request) -> Response {
 }
 
 /// An error in the envelope of the area `req`'s path belongs to: Metadata Center's for
-/// `/v1/*` and `/log/level`, `{"error":...}` for `/api/*` and `/ws/*`, else meta-core's.
+/// `/v1/*` and `/log/level`, Prometheus' for its discovery paths, `{"error":...}` for
+/// the other `/api/*` and `/ws/*`, else meta-core's.
 fn area_error(req: &Request, status: StatusCode, code: u64, title: &str, msg: String) -> Response {
     use axum::response::IntoResponse;
     let path = req.uri().path();
+    if promapi::owns(path) {
+        return promapi::error(status, msg);
+    }
     if path.starts_with("/v1/") || path == "/log/level" {
         let trace = req
             .extensions()

@@ -10,13 +10,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use metacenter_storage::{
     Command, Cursor, Point, PointIn, PointQuery, Response as R, SystemPointIn,
 };
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::metric as doc;
+use super::openapi::ApiError as Err;
+use crate::config::EdgeLimits;
 use crate::server::AppState;
 
 type St = State<Arc<AppState>>;
@@ -26,24 +30,15 @@ type Body = Result<Bytes, BytesRejection>;
 pub const MAX_LIMIT: usize = 10_000;
 const DEFAULT_LIMIT: usize = 1000;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/metrics/batch", post(write_batch))
-        .route("/api/v1/metrics/system/batch", post(write_system))
-        .route("/api/v1/runs/{run_id}/metrics", get(history))
-        .route(
-            "/api/v1/runs/{run_id}/metrics/{metric_name}",
-            get(series_history),
-        )
-        .route(
-            "/api/v1/runs/{run_id}/metrics/{metric_name}/latest",
-            get(latest),
-        )
-        .route(
-            "/api/v1/runs/{run_id}/metrics/{metric_name}/stats",
-            get(stats),
-        )
-        .route("/api/v1/runs/{run_id}/system-metrics", get(system_history))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(write_batch))
+        .routes(routes!(write_system))
+        .routes(routes!(history))
+        .routes(routes!(series_history))
+        .routes(routes!(latest))
+        .routes(routes!(stats))
+        .routes(routes!(system_history))
 }
 
 /// An error in the Metric Service's shape.
@@ -63,7 +58,7 @@ impl From<metacenter_raft::Error> for PtError {
     fn from(e: metacenter_raft::Error) -> Self {
         match e {
             metacenter_raft::Error::Invalid(m) => bad(m),
-            metacenter_raft::Error::Storage(m) => internal(m),
+            metacenter_raft::Error::Storage(m) => storage(m),
             other => PtError(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
         }
     }
@@ -71,8 +66,15 @@ impl From<metacenter_raft::Error> for PtError {
 
 impl From<metacenter_storage::Error> for PtError {
     fn from(e: metacenter_storage::Error) -> Self {
-        internal(e)
+        storage(e)
     }
+}
+
+/// The node's storage failed: 503 (see [`super::coreerr::CoreError::storage`]).
+pub fn storage(cause: impl std::fmt::Display) -> PtError {
+    tracing::error!(error = %cause, "storage failure");
+    let msg = format!("storage failure: {cause}");
+    PtError(StatusCode::SERVICE_UNAVAILABLE, msg)
 }
 
 pub fn internal(cause: impl std::fmt::Display) -> PtError {
@@ -110,21 +112,31 @@ fn parse_time(field: &str, s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{field}: `{s}` is out of range"))
 }
 
-fn metadata_json(v: Option<&Value>) -> Result<Option<String>, String> {
+fn metadata_json(v: Option<&Value>, max: usize) -> Result<Option<String>, String> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(serde_json::to_string(m).map_err(|e| e.to_string())?)),
+        Some(Value::Object(m)) => {
+            let text = serde_json::to_string(m).map_err(|e| e.to_string())?;
+            if text.len() > max {
+                return Err(format!("metadata: larger than {max} bytes as JSON"));
+            }
+            Ok(Some(text))
+        }
         Some(_) => Err("metadata: must be an object".into()),
     }
 }
 
 fn items(s: &AppState, body: Body) -> Result<Vec<Value>, PtError> {
     let bytes = super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| PtError(st, m))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    batch_items(&bytes, s.cfg.points_max_batch)
+}
+
+/// The items of a batch body `{"metrics": [...]}`: 1 to `max` of them.
+pub fn batch_items(bytes: &[u8], max: usize) -> Result<Vec<Value>, PtError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let Some(Value::Array(items)) = v.get("metrics").cloned() else {
         return Err(bad("body must be {\"metrics\": [...]}"));
     };
-    let max = s.cfg.points_max_batch;
     if items.is_empty() || items.len() > max {
         return Err(bad(format!(
             "metrics must hold 1 to {max} items, got {}",
@@ -134,7 +146,7 @@ fn items(s: &AppState, body: Body) -> Result<Vec<Value>, PtError> {
     Ok(items)
 }
 
-fn point_in(item: &Value, now: i64) -> Result<PointIn, String> {
+pub fn point_in(item: &Value, now: i64, lim: &EdgeLimits) -> Result<PointIn, String> {
     let o = item.as_object().ok_or("must be an object")?;
     let run = o
         .get("run_id")
@@ -166,7 +178,7 @@ fn point_in(item: &Value, now: i64) -> Result<PointIn, String> {
         Some(Value::String(t)) => parse_time("time", t)?,
         Some(_) => return Err("time: must be an RFC3339 string".into()),
     };
-    let metadata_json = metadata_json(o.get("metadata"))?;
+    let metadata_json = metadata_json(o.get("metadata"), lim.point_metadata)?;
     Ok(PointIn {
         run_id,
         metric: metric.to_string(),
@@ -177,7 +189,7 @@ fn point_in(item: &Value, now: i64) -> Result<PointIn, String> {
     })
 }
 
-fn system_point_in(item: &Value, now: i64) -> Result<SystemPointIn, String> {
+pub fn system_point_in(item: &Value, now: i64, lim: &EdgeLimits) -> Result<SystemPointIn, String> {
     let o = item.as_object().ok_or("must be an object")?;
     let mut as_point = o.clone();
     let kind = o
@@ -185,7 +197,7 @@ fn system_point_in(item: &Value, now: i64) -> Result<SystemPointIn, String> {
         .and_then(Value::as_str)
         .ok_or("metric_type: required string")?;
     as_point.insert("metric_name".into(), json!(kind));
-    let p = point_in(&Value::Object(as_point), now)
+    let p = point_in(&Value::Object(as_point), now, lim)
         .map_err(|e| e.replace("metric_name", "metric_type"))?;
     Ok(SystemPointIn {
         run_id: p.run_id,
@@ -216,22 +228,36 @@ async fn commit(s: &AppState, cmd: Command) -> Result<Response, PtError> {
 fn parse_items<T>(
     s: &AppState,
     body: Body,
-    parse: fn(&Value, i64) -> Result<T, String>,
+    parse: fn(&Value, i64, &EdgeLimits) -> Result<T, String>,
 ) -> Result<Vec<T>, PtError> {
     let now = now_ns();
     items(s, body)?
         .iter()
         .enumerate()
-        .map(|(i, it)| parse(it, now).map_err(|e| bad(format!("metrics[{i}].{e}"))))
+        .map(|(i, it)| parse(it, now, &s.cfg.limits).map_err(|e| bad(format!("metrics[{i}].{e}"))))
         .collect()
 }
 
+/// Write metric points (all or none)
+#[utoipa::path(post, path = "/api/v1/metrics/batch", tag = "points",
+    params(doc::TenantHeader), request_body = doc::PointsBatch,
+    responses((status = 201, description = "Written", body = doc::Written),
+        (status = 400, description = "Bad body, naming the item and field; nothing is written", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn write_batch(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
     let tenant = tenant(&headers)?;
     let points = parse_items(&s, body, point_in)?;
     commit(&s, Command::PointsWrite { tenant, points }).await
 }
 
+/// Write system metrics (all or none)
+#[utoipa::path(post, path = "/api/v1/metrics/system/batch", tag = "points",
+    params(doc::TenantHeader), request_body = doc::SystemPointsBatch,
+    responses((status = 201, description = "Written", body = doc::Written),
+        (status = 400, description = "Bad body, naming the item and field; nothing is written", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn write_system(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
     let tenant = tenant(&headers)?;
     let points = parse_items(&s, body, system_point_in)?;
@@ -239,7 +265,7 @@ async fn write_system(State(s): St, headers: HeaderMap, body: Body) -> Result<Re
 }
 
 /// Query parameters of history reads.
-struct HistoryParams {
+pub struct HistoryParams {
     q: PointQuery,
     metric_name: Option<String>,
     downsample: Option<usize>,
@@ -257,7 +283,7 @@ fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, PtError> {
     v.parse().map_err(|_| bad(format!("invalid {k}: `{v}`")))
 }
 
-fn history_params(raw: Option<&str>) -> Result<HistoryParams, PtError> {
+pub fn history_params(raw: Option<&str>) -> Result<HistoryParams, PtError> {
     let mut p = HistoryParams {
         q: PointQuery {
             limit: DEFAULT_LIMIT,
@@ -283,14 +309,14 @@ fn history_params(raw: Option<&str>) -> Result<HistoryParams, PtError> {
 }
 
 /// Cursor text: hex of `time(8) tie(12) metric`.
-fn encode_cursor(c: &Cursor) -> String {
+pub fn encode_cursor(c: &Cursor) -> String {
     let mut b = c.time_ns.to_be_bytes().to_vec();
     b.extend_from_slice(&c.tie);
     b.extend_from_slice(c.metric.as_bytes());
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn decode_cursor(s: &str) -> Option<Cursor> {
+pub fn decode_cursor(s: &str) -> Option<Cursor> {
     if !s.len().is_multiple_of(2) || s.len() < 40 {
         return None;
     }
@@ -381,6 +407,14 @@ async fn read_history(
     Ok(out)
 }
 
+/// A run's points, newest first
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        doc::HistoryQuery, ("metric_name" = Option<String>, Query, description = "Only this metric"),
+        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses((status = 200, description = "Points", body = doc::History),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn history(
     State(s): St,
     Path(run_id): Path<String>,
@@ -392,6 +426,14 @@ async fn history(
     ))
 }
 
+/// One metric's points, newest first
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics/{metric_name}", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("metric_name" = String, Path, description = "Metric name"),
+        doc::HistoryQuery, doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses((status = 200, description = "Points", body = doc::History),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn series_history(
     State(s): St,
     Path((run_id, metric)): Path<(String, String)>,
@@ -407,6 +449,16 @@ fn not_found() -> PtError {
     PtError(StatusCode::NOT_FOUND, "Metric not found".into())
 }
 
+/// One metric's newest point
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics/{metric_name}/latest", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("metric_name" = String, Path, description = "Metric name"),
+        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses(
+        (status = 200, description = "The point", body = doc::Point),
+        (status = 404, description = "Metric not found", body = Err),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn latest(
     State(s): St,
     Path((run_id, metric)): Path<(String, String)>,
@@ -431,6 +483,18 @@ async fn latest(
     Ok(Json(point_json(&run_id, &p)))
 }
 
+/// Count, min, max, mean and standard deviation of one metric (O(1) without a time range)
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics/{metric_name}/stats", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("metric_name" = String, Path, description = "Metric name"),
+        ("start_time" = Option<String>, Query, description = "RFC3339, inclusive"),
+        ("end_time" = Option<String>, Query, description = "RFC3339, inclusive"),
+        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses(
+        (status = 200, description = "Statistics", body = doc::SeriesStats),
+        (status = 404, description = "Metric not found (or no point in the range)", body = Err),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn stats(
     State(s): St,
     Path((run_id, metric)): Path<(String, String)>,
@@ -470,6 +534,17 @@ async fn stats(
     })))
 }
 
+/// A run's system metrics, newest first
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/system-metrics", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("start_time" = Option<String>, Query, description = "RFC3339, inclusive"),
+        ("end_time" = Option<String>, Query, description = "RFC3339, inclusive"),
+        ("limit" = Option<u64>, Query, description = "Default 1000, clamped to 1..=10000"),
+        ("metric_type" = Option<String>, Query, description = "Only this type"),
+        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses((status = 200, description = "System metrics", body = doc::SystemHistory),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn system_history(
     State(s): St,
     Path(run_id): Path<String>,

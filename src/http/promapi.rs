@@ -10,32 +10,57 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::metric as doc;
+use super::openapi::metric::PromError as Err;
 use super::points::tenant;
 use crate::server::AppState;
 
 type St = State<Arc<AppState>>;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/series", get(series).post(series))
-        .route("/api/v1/labels", get(labels).post(labels))
-        .route("/api/v1/label/{name}/values", get(label_values))
-        .route("/api/v1/metadata", get(metadata))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(series))
+        .routes(routes!(labels))
+        .routes(routes!(label_values))
+        .routes(routes!(metadata))
+}
+
+/// Whether `path` is one of this area's (its errors use Prometheus' envelope).
+pub fn owns(path: &str) -> bool {
+    ["/api/v1/series", "/api/v1/labels", "/api/v1/metadata"].contains(&path)
+        || path.starts_with("/api/v1/label/")
+}
+
+/// An error in Prometheus' envelope; `errorType` as Prometheus names it where it has
+/// a name for the status.
+pub fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    let kind = match status {
+        StatusCode::BAD_REQUEST => "bad_data".to_string(),
+        StatusCode::NOT_FOUND => "not_found".to_string(),
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable".to_string(),
+        s if s.is_server_error() => "internal".to_string(),
+        s => s
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+            .replace(' ', "_"),
+    };
+    let body = json!({"status": "error", "errorType": kind, "error": msg.into()});
+    (status, Json(body)).into_response()
 }
 
 fn bad_data(msg: impl Into<String>) -> Response {
-    let body = json!({"status": "error", "errorType": "bad_data", "error": msg.into()});
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    error(StatusCode::BAD_REQUEST, msg)
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "internal error");
-    let body = json!({"status": "error", "errorType": "internal", "error": "internal error"});
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
 fn success(data: Value) -> Response {
@@ -44,14 +69,14 @@ fn success(data: Value) -> Response {
 
 /// One label matcher of a selector.
 #[derive(Debug)]
-enum Matcher {
+pub enum Matcher {
     Eq(String, String),
     Ne(String, String),
     Re(String, regex::Regex, bool),
 }
 
 impl Matcher {
-    fn matches(&self, labels: &BTreeMap<&str, String>) -> bool {
+    pub fn matches(&self, labels: &BTreeMap<&str, String>) -> bool {
         let get = |k: &str| labels.get(k).map_or("", String::as_str);
         match self {
             Matcher::Eq(k, v) => get(k) == v,
@@ -62,7 +87,7 @@ impl Matcher {
 }
 
 /// Parses `name`, `name{l="v",...}` or `{l=~"re",...}` (ops `=`, `!=`, `=~`, `!~`).
-fn parse_selector(sel: &str) -> Result<Vec<Matcher>, String> {
+pub fn parse_selector(sel: &str) -> Result<Vec<Matcher>, String> {
     let sel = sel.trim();
     let (name, rest) = match sel.find('{') {
         Some(i) => (&sel[..i], &sel[i..]),
@@ -129,10 +154,10 @@ fn parse_matcher(s: &str) -> Result<(Matcher, &str), String> {
 }
 
 /// The selectors and time range of a request's query string.
-struct Filter {
-    selectors: Vec<Vec<Matcher>>,
-    start_ns: i64,
-    end_ns: i64,
+pub struct Filter {
+    pub selectors: Vec<Vec<Matcher>>,
+    pub start_ns: i64,
+    pub end_ns: i64,
 }
 
 fn time_param(v: &str) -> Result<i64, String> {
@@ -144,7 +169,7 @@ fn time_param(v: &str) -> Result<i64, String> {
         .map_err(|_| format!("invalid time `{v}`"))
 }
 
-fn parse_filter(query: Option<&str>) -> Result<Filter, String> {
+pub fn parse_filter(query: Option<&str>) -> Result<Filter, String> {
     let mut f = Filter {
         selectors: Vec::new(),
         start_ns: i64::MIN,
@@ -189,6 +214,11 @@ async fn matching(
         .collect())
 }
 
+/// The tenant's series matching `match[]`, as label sets (POST reads the same query)
+#[utoipa::path(method(get, post), path = "/api/v1/series", tag = "prometheus",
+    params(doc::SeriesQuery, doc::TenantHeader),
+    responses((status = 200, description = "Series", body = doc::PromSeries),
+        (status = 400, description = "Bad selector, time or X-Tenant-ID (errorType bad_data)", body = Err)))]
 async fn series(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let t = match tenant(&headers) {
         Ok(t) => t,
@@ -205,6 +235,11 @@ async fn series(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Resp
     }
 }
 
+/// Label names of the tenant's series (optionally of `match[]`; POST reads the same query)
+#[utoipa::path(method(get, post), path = "/api/v1/labels", tag = "prometheus",
+    params(doc::SeriesQuery, doc::TenantHeader),
+    responses((status = 200, description = "Label names", body = doc::PromStrings),
+        (status = 400, description = "Bad selector, time or X-Tenant-ID (errorType bad_data)", body = Err)))]
 async fn labels(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (t, f) = match (tenant(&headers), parse_filter(q.as_deref())) {
         (Ok(t), Ok(f)) => (t, f),
@@ -220,6 +255,12 @@ async fn labels(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Resp
     }
 }
 
+/// Values of one label over the tenant's series (optionally of `match[]`)
+#[utoipa::path(get, path = "/api/v1/label/{name}/values", tag = "prometheus",
+    params(("name" = String, Path, description = "Label name, e.g. `__name__` or `run_id`"),
+        doc::SeriesQuery, doc::TenantHeader),
+    responses((status = 200, description = "Label values", body = doc::PromStrings),
+        (status = 400, description = "Bad selector, time or X-Tenant-ID (errorType bad_data)", body = Err)))]
 async fn label_values(
     State(s): St,
     Path(name): Path<String>,
@@ -241,6 +282,13 @@ async fn label_values(
     }
 }
 
+/// Type, help and unit of the tenant's metrics, from the metadata catalog
+#[utoipa::path(get, path = "/api/v1/metadata", tag = "prometheus",
+    params(("metric" = Option<String>, Query, description = "Only this metric"),
+        ("limit" = Option<i64>, Query, description = "At most this many metrics (<= 0: all)"),
+        doc::TenantHeader),
+    responses((status = 200, description = "Metadata per metric", body = doc::PromMetadata),
+        (status = 400, description = "Bad selector, time or X-Tenant-ID (errorType bad_data)", body = Err)))]
 async fn metadata(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let t = match tenant(&headers) {
         Ok(t) => t,

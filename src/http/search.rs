@@ -12,11 +12,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use metacenter_storage::{Command, MetricDoc, SyncRecord, SyncSettings};
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::metric as doc;
+use super::openapi::ApiError as Err;
 use super::points::{rfc3339, tenant, PtError};
 use crate::search::settings::{parse_duration, validate};
 use crate::search::{SearchQuery, SyncError, SyncReport};
@@ -31,25 +34,22 @@ const MAX_OFFSET: usize = 100_000;
 /// How long a linearizable search waits for the index to catch up.
 const INDEX_WAIT: Duration = Duration::from_secs(10);
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/metrics/search", post(search))
-        .route("/api/v1/metrics/sync", post(sync_body))
-        .route(
-            "/api/v1/metrics/sync/config",
-            put(put_config).get(get_config),
-        )
-        .route("/api/v1/metrics/sync/{tenant}", post(sync_path))
-        .route("/api/v1/metrics/sync/{tenant}/state", get(state))
-        .route("/api/v1/metrics/sync/{tenant}/status", get(status))
-        .route("/api/v1/metrics/health", get(health))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(search))
+        .routes(routes!(sync_body))
+        .routes(routes!(put_config, get_config))
+        .routes(routes!(sync_path))
+        .routes(routes!(state))
+        .routes(routes!(status))
+        .routes(routes!(health))
 }
 
 fn bad(msg: impl Into<String>) -> PtError {
     PtError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-pub(super) fn json_object(body: Body) -> Result<Map<String, Value>, PtError> {
+pub fn json_object(body: Body) -> Result<Map<String, Value>, PtError> {
     let bytes = body.map_err(|e| PtError(e.status(), e.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -88,7 +88,7 @@ pub(super) fn body_tenant(m: &Map<String, Value>, headers: &HeaderMap) -> Result
     }
 }
 
-fn parse_search(m: &Map<String, Value>, headers: &HeaderMap) -> Result<SearchQuery, PtError> {
+pub fn parse_search(m: &Map<String, Value>, headers: &HeaderMap) -> Result<SearchQuery, PtError> {
     let types = match m.get("types") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
@@ -140,6 +140,15 @@ fn document(tenant: &str, d: &MetricDoc) -> Value {
     })
 }
 
+/// Search metric metadata of a tenant
+#[utoipa::path(post, path = "/api/v1/metrics/search", tag = "search",
+    params(doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    request_body(content = Option<doc::SearchRequest>, description = "Empty body: everything, first page"),
+    responses(
+        (status = 200, description = "Matching documents", body = doc::SearchResult),
+        (status = 400, description = "Bad body or tenant", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader, or the index did not catch up, for a linearizable search", body = Err)))]
 async fn search(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Response {
     let started = Instant::now();
     let run = async {
@@ -244,6 +253,17 @@ async fn relay(s: &AppState, req: Request) -> Response {
     }
 }
 
+/// Sync a tenant's metric metadata from its source now (on the leader)
+#[utoipa::path(post, path = "/api/v1/metrics/sync", tag = "search", params(doc::TenantHeader),
+    request_body(content = Option<doc::SyncRequest>, description = "Empty body: the X-Tenant-ID tenant, not forced full"),
+    responses(
+        (status = 200, description = "Sync completed", body = doc::SyncDone),
+        (status = 400, description = "Bad body or tenant", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 404, description = "No sync source configured for the tenant", body = Err),
+        (status = 409, description = "A sync of the tenant is already running", body = Err),
+        (status = 502, description = "The source failed", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn sync_body(State(s): St, req: Request) -> Response {
     if !leads(&s) {
         return relay(&s, req).await;
@@ -273,6 +293,17 @@ async fn sync_body(State(s): St, req: Request) -> Response {
     run.await.into_response()
 }
 
+/// Sync a tenant's metric metadata from its source now (on the leader)
+#[utoipa::path(post, path = "/api/v1/metrics/sync/{tenant}", tag = "search",
+    params(("tenant" = String, Path, description = "The tenant"),
+        ("forceFull" = Option<bool>, Query, description = "A full sync")),
+    responses(
+        (status = 200, description = "Sync completed", body = doc::SyncCompleted),
+        (status = 400, description = "Bad forceFull", body = Err),
+        (status = 404, description = "No sync source configured for the tenant", body = Err),
+        (status = 409, description = "A sync of the tenant is already running", body = Err),
+        (status = 502, description = "The source failed", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn sync_path(
     State(s): St,
     Path(tenant): Path<String>,
@@ -315,6 +346,10 @@ fn status_str(r: &SyncRecord) -> &str {
     }
 }
 
+/// A tenant's sync bookkeeping across syncs
+#[utoipa::path(get, path = "/api/v1/metrics/sync/{tenant}/state", tag = "search",
+    params(("tenant" = String, Path, description = "The tenant")),
+    responses((status = 200, description = "Sync state", body = doc::SyncState)))]
 async fn state(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, PtError> {
     let r = s.node.store().sync_record(&tenant)?;
     let count = s.node.store().catalog_count(&tenant)?;
@@ -329,6 +364,10 @@ async fn state(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, 
     })))
 }
 
+/// The status of a tenant's last sync
+#[utoipa::path(get, path = "/api/v1/metrics/sync/{tenant}/status", tag = "search",
+    params(("tenant" = String, Path, description = "The tenant")),
+    responses((status = 200, description = "Sync status", body = doc::SyncStatus)))]
 async fn status(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, PtError> {
     let r = s.node.store().sync_record(&tenant)?;
     let started = (r.gen > 0).then_some(r.start_ns);
@@ -350,12 +389,15 @@ fn settings_json(x: &SyncSettings) -> Value {
     })
 }
 
+/// The sync settings
+#[utoipa::path(get, path = "/api/v1/metrics/sync/config", tag = "search",
+    responses((status = 200, description = "Settings", body = doc::SyncConfig)))]
 async fn get_config(State(s): St) -> Json<Value> {
     Json(settings_json(&s.search.syncer.settings()))
 }
 
 /// Fields not in the body keep their current value.
-fn merge_settings(cur: SyncSettings, m: &Map<String, Value>) -> Result<SyncSettings, String> {
+pub fn merge_settings(cur: SyncSettings, m: &Map<String, Value>) -> Result<SyncSettings, String> {
     let mut x = cur;
     for (k, v) in m {
         let small = |v: &Value| {
@@ -380,6 +422,14 @@ fn merge_settings(cur: SyncSettings, m: &Map<String, Value>) -> Result<SyncSetti
     Ok(x)
 }
 
+/// Change the sync settings (validated; replicated); admin
+#[utoipa::path(put, path = "/api/v1/metrics/sync/config", tag = "search",
+    request_body = doc::SyncConfigUpdate,
+    responses(
+        (status = 200, description = "Updated", body = doc::SyncConfigUpdated),
+        (status = 400, description = "Bad body or settings, with the reason", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn put_config(State(s): St, body: Body) -> Result<Json<Value>, PtError> {
     let m = json_object(body)?;
     let settings = merge_settings(s.search.syncer.settings(), &m).map_err(bad)?;
@@ -393,6 +443,11 @@ async fn put_config(State(s): St, body: Body) -> Result<Json<Value>, PtError> {
     ))
 }
 
+/// Health of the metadata index and of the tenants' syncs
+#[utoipa::path(get, path = "/api/v1/metrics/health", tag = "search",
+    responses(
+        (status = 200, description = "Healthy", body = doc::SearchHealth),
+        (status = 503, description = "A tenant's last sync failed", body = doc::SearchHealth)))]
 async fn health(State(s): St) -> Result<Response, PtError> {
     // Scans over every tenant: on a blocking thread.
     let (counts, records, changed) = super::read_store(&s, |st| {

@@ -11,26 +11,27 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use metacenter_storage::{Command, Response as R, ServiceEntry};
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::coreerr::CoreError;
 use super::meta::check_key;
+use super::openapi::core as doc;
+use super::openapi::CoreError as Err;
 use super::watch;
+use crate::config::EdgeLimits;
 use crate::server::AppState;
 
 type St = State<Arc<AppState>>;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/services", get(list))
-        .route(
-            "/services/{name}",
-            get(get_one).put(register).delete(deregister),
-        )
-        .route("/services/{name}/heartbeat", post(heartbeat))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one, register, deregister))
+        .routes(routes!(heartbeat))
 }
 
 /// Unix milliseconds now (the edge stamps time into commands).
@@ -70,6 +71,14 @@ fn watch_params(q: &Option<String>) -> Result<Option<watch::Watch>, CoreError> {
     watch::parse(q.as_deref()).map_err(CoreError::bad_request)
 }
 
+/// Every registered service
+#[utoipa::path(get, path = "/services", tag = "services",
+    params(doc::WatchQuery, doc::ConsistencyQuery, doc::ConsistencyHeader),
+    responses(
+        (status = 200, description = "The services", body = doc::ServiceList),
+        (status = 400, description = "Bad watch parameters", body = Err),
+        (status = 429, description = "Too many blocking queries", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn list(
     State(s): St,
     headers: HeaderMap,
@@ -91,13 +100,23 @@ async fn list(
     ))
 }
 
+/// One service
+#[utoipa::path(get, path = "/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "Service name, 1 to 512 bytes"),
+        doc::WatchQuery, doc::ConsistencyQuery, doc::ConsistencyHeader),
+    responses(
+        (status = 200, description = "The service", body = doc::ServiceView),
+        (status = 400, description = "Bad name or watch parameters", body = Err),
+        (status = 404, description = "service not found", body = Err),
+        (status = 429, description = "Too many blocking queries", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
 async fn get_one(
     State(s): St,
     Path(name): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, CoreError> {
-    check_key("service name", &name)?;
+    check_key(&s.cfg.limits, "service name", &name)?;
     if super::wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
@@ -116,7 +135,11 @@ async fn get_one(
 }
 
 /// Validates a registration body: a JSON object whose `name`, if present, matches.
-fn registration(name: &str, body: &[u8]) -> Result<(String, Option<u64>), CoreError> {
+pub fn registration(
+    lim: &EdgeLimits,
+    name: &str,
+    body: &[u8],
+) -> Result<(String, Option<u64>), CoreError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|_| CoreError::bad_request("invalid JSON body"))?;
     let Value::Object(mut info) = v else {
@@ -139,21 +162,31 @@ fn registration(name: &str, body: &[u8]) -> Result<(String, Option<u64>), CoreEr
     };
     info.remove("lastHeartbeat");
     let text = serde_json::to_string(&info).map_err(CoreError::internal)?;
-    if text.len() > metacenter_storage::Limits::MAX_VALUE {
-        return Err(CoreError::bad_request("ServiceInfo too large"));
+    if text.len() > lim.value {
+        let msg = format!("ServiceInfo larger than {} bytes", lim.value);
+        return Err(CoreError::bad_request(msg));
     }
     Ok((text, after))
 }
 
+/// Register (or re-register) a service; `lastHeartbeat` is stamped by the node
+#[utoipa::path(put, path = "/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "Service name, 1 to 512 bytes")),
+    request_body = doc::ServiceInfo,
+    responses(
+        (status = 200, description = "Registered", body = doc::ServiceView),
+        (status = 400, description = "Bad name or body", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn register(
     State(s): St,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, CoreError> {
-    check_key("service name", &name)?;
+    check_key(&s.cfg.limits, "service name", &name)?;
     let body =
         super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| CoreError::new(st, m))?;
-    let (info_json, deregister_after_ms) = registration(&name, &body)?;
+    let (info_json, deregister_after_ms) = registration(&s.cfg.limits, &name, &body)?;
     let entry = ServiceEntry {
         info_json,
         last_heartbeat_ms: now_ms(),
@@ -176,8 +209,16 @@ async fn register(
     }
 }
 
+/// Refresh a service's `lastHeartbeat`
+#[utoipa::path(post, path = "/services/{name}/heartbeat", tag = "services",
+    params(("name" = String, Path, description = "Service name, 1 to 512 bytes")),
+    responses(
+        (status = 200, description = "Refreshed", body = doc::Heartbeat),
+        (status = 400, description = "Bad name", body = Err),
+        (status = 404, description = "service not found", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn heartbeat(State(s): St, Path(name): Path<String>) -> Result<Response, CoreError> {
-    check_key("service name", &name)?;
+    check_key(&s.cfg.limits, "service name", &name)?;
     let now = now_ms();
     match s
         .node
@@ -198,8 +239,16 @@ async fn heartbeat(State(s): St, Path(name): Path<String>) -> Result<Response, C
     }
 }
 
+/// Deregister a service (graceful shutdown)
+#[utoipa::path(delete, path = "/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "Service name, 1 to 512 bytes")),
+    responses(
+        (status = 200, description = "Deregistered", body = doc::Deregistered),
+        (status = 400, description = "Bad name", body = Err),
+        (status = 404, description = "service not found", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
 async fn deregister(State(s): St, Path(name): Path<String>) -> Result<Json<Value>, CoreError> {
-    check_key("service name", &name)?;
+    check_key(&s.cfg.limits, "service name", &name)?;
     match s
         .node
         .write_one(Command::ServiceDeregister { name: name.clone() })

@@ -15,17 +15,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use metacenter_raft::Applied;
 use metacenter_storage::{Command, PointIn};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::OwnedSemaphorePermit;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::points::{parse_run, rfc3339, tenant, PtError};
 use crate::server::AppState;
@@ -34,17 +35,17 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const DEAD_AFTER: Duration = Duration::from_secs(75);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/ws/metrics/{run_id}", get(upgrade))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
 /// What a stream delivers.
-struct Filter {
-    tenant: String,
-    run: [u8; 16],
-    run_id: String,
+pub struct Filter {
+    pub tenant: String,
+    pub run: [u8; 16],
+    pub run_id: String,
     /// `None`: every metric of the run.
-    names: Option<HashSet<String>>,
+    pub names: Option<HashSet<String>>,
 }
 
 impl Filter {
@@ -66,12 +67,27 @@ pub fn stream_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<String,
     Ok(from_query.map_or(from_header, super::load::percent_decode))
 }
 
+/// A live WebSocket stream of a run's points
+///
+/// Client: `{"type":"subscribe","payload":{"run_id","metric_names":[...]}}` (answered
+/// `subscribed`). Server: `{"type":"metric","payload":{"metrics":[...]}}` per applied
+/// batch, `{"type":"lagged","payload":{"dropped":n}}` when the client fell behind.
+#[utoipa::path(get, path = "/ws/metrics/{run_id}", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("tenant" = Option<String>, Query, description = "The tenant (browsers cannot set X-Tenant-ID)"),
+        ("token" = Option<String>, Query, description = "The bearer token (browsers cannot set Authorization)"),
+        super::openapi::metric::TenantHeader),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "Bad run_id or tenant, or not a WebSocket upgrade", body = super::openapi::ApiError),
+        (status = 426, description = "The connection cannot be upgraded", body = super::openapi::ApiError),
+        (status = 503, description = "Too many WebSocket connections", body = super::openapi::ApiError)))]
 async fn upgrade(
     State(s): State<Arc<AppState>>,
     Path(run_id): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let tenant_name = match stream_tenant(&headers, q.as_deref()) {
         Ok(t) => t,
@@ -80,6 +96,12 @@ async fn upgrade(
     let run = match parse_run(&run_id) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
+    };
+    // Not an upgrade (a plain GET, a wrong header): the Metric Service's envelope,
+    // not axum's plain-text rejection.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return PtError(e.status(), e.body_text()).into_response(),
     };
     let Ok(permit) = s.websockets.clone().try_acquire_owned() else {
         return PtError(
@@ -130,7 +152,7 @@ fn matching(a: &Applied, f: &Filter) -> Vec<Value> {
 }
 
 /// Handles a client message; returns the answer to send.
-fn on_client(text_msg: &str, f: &mut Filter) -> Value {
+pub fn on_client(text_msg: &str, f: &mut Filter) -> Value {
     let v: Value = serde_json::from_str(text_msg).unwrap_or(Value::Null);
     if v.get("type").and_then(Value::as_str) != Some("subscribe") {
         return json!({ "type": "error", "payload": { "message": "expected {\"type\":\"subscribe\",\"payload\":{...}}" } });

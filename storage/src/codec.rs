@@ -1,5 +1,10 @@
 //! The one place values are encoded: bincode 2 (serde, standard config) behind a
 //! format-version byte, so the encoding can change in one place later.
+//!
+//! Decoding is bounded by the input: bincode allocates a string's or byte array's
+//! length, read from the input, before it reads the bytes, so without a limit a few
+//! bytes claiming a 4 GiB string allocate 4 GiB (or abort the process). Peer RPC bodies
+//! are decoded here, so that input comes from the network.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,9 +27,16 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
         Some((&FORMAT_V1, body)) => {
-            let (value, used) =
-                bincode::serde::decode_from_slice(body, bincode::config::standard())
-                    .map_err(|e| Error::Codec(e.to_string()))?;
+            // The limit bincode enforces counts the in-memory size of what it decodes:
+            // a string's length, 8 bytes for a u64 even when its varint took one. A
+            // valid encoding so claims at most 16 bytes per input byte (a u128); the
+            // limit is the first of three sizes that leaves that room (it must be a
+            // constant), which bounds any allocation to a multiple of the input.
+            let (value, used) = match body.len() {
+                n if n <= 64 << 10 => decode_limited::<T, { 1 << 20 }>(body)?,
+                n if n <= 16 << 20 => decode_limited::<T, { 256 << 20 }>(body)?,
+                _ => decode_limited::<T, { 4 << 30 }>(body)?,
+            };
             if used != body.len() {
                 return Err(Error::Codec(format!(
                     "{} trailing bytes",
@@ -36,6 +48,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         Some((v, _)) => Err(Error::Codec(format!("unknown format version {v}"))),
         None => Err(Error::Codec("empty value".into())),
     }
+}
+
+/// Decodes with bincode claiming at most `LIMIT` bytes; returns the bytes used.
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(body: &[u8]) -> Result<(T, usize)> {
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    bincode::serde::decode_from_slice(body, config).map_err(|e| Error::Codec(e.to_string()))
 }
 
 #[cfg(test)]
@@ -60,5 +78,28 @@ mod tests {
         let mut bytes = encode(&7u64).unwrap();
         bytes.push(0);
         assert!(decode::<u64>(&bytes).is_err());
+    }
+
+    #[test]
+    fn claimed_lengths_are_bounded_by_the_input() {
+        // Varint lengths: 252 then a u32, 253 then a u64 (little endian).
+        let u32_len = [&[FORMAT_V1, 252][..], &u32::MAX.to_le_bytes()].concat();
+        let u64_len = [&[FORMAT_V1, 253][..], &u64::MAX.to_le_bytes()].concat();
+        for bytes in [u32_len, u64_len] {
+            let e = decode::<String>(&bytes).unwrap_err().to_string();
+            assert!(e.contains("Limit"), "{e}");
+            assert!(decode::<Vec<u8>>(&bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn large_valid_values_fit_their_limit() {
+        // One input byte per u64 (each claims 8) at the edges of the first two sizes.
+        for n in [(64 << 10) - 8, (64 << 10) + 8, 300_000] {
+            let v = vec![0u64; n];
+            assert_eq!(decode::<Vec<u64>>(&encode(&v).unwrap()).unwrap(), v);
+        }
+        let s = "x".repeat(20 << 20);
+        assert_eq!(decode::<String>(&encode(&s).unwrap()).unwrap(), s);
     }
 }

@@ -176,8 +176,10 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
             .cache_capacity(256 * 1024 * 1024)
             .open();
         match r {
+            // sled wraps the lock's EWOULDBLOCK in an error of kind Other.
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock"))
                     && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(50));

@@ -42,16 +42,7 @@ impl Node {
 
     /// (Re)starts the node on its data directory and waits until it is ready.
     pub async fn start(&mut self) {
-        let mut cfg = Config::default();
-        let data = self.dir.path().to_str().expect("UTF-8 path");
-        for (k, v) in [
-            ("node.data_dir", data),
-            ("node.listen", "127.0.0.1:0"),
-            ("node.peer_listen", "127.0.0.1:0"),
-            ("node.bootstrap", "true"),
-        ] {
-            cfg.set(k, v).expect("base setting");
-        }
+        let mut cfg = base_config(self.dir.path());
         for (k, v) in &self.settings {
             cfg.set(k, v).expect("valid setting");
         }
@@ -119,6 +110,20 @@ impl Node {
     pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PUT, path, None, Some(body)).await
     }
+}
+
+/// A bootstrapping one-node config on `data`, both listeners on ephemeral ports.
+pub fn base_config(data: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    for (k, v) in [
+        ("node.data_dir", data.to_str().expect("UTF-8 path")),
+        ("node.listen", "127.0.0.1:0"),
+        ("node.peer_listen", "127.0.0.1:0"),
+        ("node.bootstrap", "true"),
+    ] {
+        cfg.set(k, v).expect("base setting");
+    }
+    cfg
 }
 
 /// Sends `req`; its status and body (JSON, else the text as a JSON string).
