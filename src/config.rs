@@ -117,6 +117,11 @@ pub const KEYS: &[Key] = &[
         help: "group commit: entries committing at once",
     },
     Key {
+        key: "raft.forward_max_in_flight",
+        default: "2",
+        help: "a follower's packs of forwarded writes on their way to the leader at once",
+    },
+    Key {
         key: "limits.max_body_bytes",
         default: "1048576",
         help: "largest request body (413 above)",
@@ -316,6 +321,7 @@ pub struct Config {
     pub forward_timeout: Duration,
     pub batch_max_commands: usize,
     pub batch_max_in_flight: usize,
+    pub forward_max_in_flight: usize,
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
@@ -383,6 +389,7 @@ impl Default for Config {
             forward_timeout: Duration::ZERO,
             batch_max_commands: 0,
             batch_max_in_flight: 0,
+            forward_max_in_flight: 0,
             max_body_bytes: 0,
             header_read_timeout: Duration::ZERO,
             body_read_timeout: Duration::ZERO,
@@ -495,6 +502,7 @@ impl Config {
             }
             "raft.batch_max_commands" => self.batch_max_commands = parse(key, value)?,
             "raft.batch_max_in_flight" => self.batch_max_in_flight = parse(key, value)?,
+            "raft.forward_max_in_flight" => self.forward_max_in_flight = parse(key, value)?,
             "limits.max_body_bytes" => self.max_body_bytes = parse(key, value)?,
             "limits.header_read_timeout_ms" => self.header_read_timeout = ms(key, value)?,
             "limits.body_read_timeout_ms" => self.body_read_timeout = ms(key, value)?,

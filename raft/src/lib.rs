@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batcher;
+mod coalesce;
 mod error;
 pub mod log_store;
 pub mod network;

@@ -1,5 +1,6 @@
-//! [`RaftNode`]: one cluster member. It owns the raft instance, the store and the
-//! batcher, and offers the node's API what it needs: writes that reach the leader
+//! [`RaftNode`]: one cluster member. It owns the raft instance, the store, the
+//! batcher and the forwarder (which packs a follower's concurrent writes into one
+//! request to the leader), and offers the node's API what it needs: writes that reach the leader
 //! from any node, linearizable read barriers, membership administration.
 //!
 //! Retries: a write is retried (with backoff, up to `forward_timeout`) only when it
@@ -9,8 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use metacenter_storage::{Command, Response, Store};
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::batcher::{map_write_error, BatchLimits, Batcher};
+use crate::coalesce::{Coalescer, Work};
 use crate::error::{Error, Result};
 use crate::log_store::LogStore;
 use crate::network::{Faults, NetworkFactory, PeerClient, TransportError};
@@ -50,6 +54,8 @@ pub struct NodeConfig {
     /// How long a write or read barrier may wait for a leader.
     pub forward_timeout: Duration,
     pub batch: BatchLimits,
+    /// A follower's packs of forwarded writes on their way to the leader at once.
+    pub forward_in_flight: usize,
     /// Injected faults (tests); empty in production.
     pub faults: Arc<Faults>,
 }
@@ -69,9 +75,18 @@ impl NodeConfig {
             keep_logs: 5_000,
             forward_timeout: Duration::from_secs(10),
             batch: BatchLimits::default(),
+            forward_in_flight: 2,
             faults: Arc::new(Faults::default()),
         }
     }
+}
+
+/// Sends one pack of writes to the leader for the node behind `me`.
+async fn forward_pack(me: Weak<RaftNode>, commands: Vec<Command>) -> Result<Vec<Response>> {
+    let node = me
+        .upgrade()
+        .ok_or_else(|| Error::Fatal("node stopped".into()))?;
+    node.write_via_leader(commands).await
 }
 
 /// Operations a node asks of the leader over the peer network.
@@ -99,6 +114,8 @@ pub struct RaftNode {
     store: Store,
     sm: StateMachine,
     batcher: Batcher,
+    /// Packs the writes this node forwards to the leader.
+    forwarder: Coalescer,
     peers: PeerClient,
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
     /// When a leader's append request last arrived (fast failover).
@@ -222,16 +239,25 @@ impl RaftNode {
             contact.clone(),
             timing,
         ));
-        Ok(Arc::new(RaftNode {
-            contact,
-            cfg,
-            raft,
-            store,
-            sm,
-            batcher,
-            peers,
-            leader_changes,
-            watermark,
+        let forward_limits = BatchLimits {
+            max_in_flight: cfg.forward_in_flight,
+            ..cfg.batch
+        };
+        Ok(Arc::new_cyclic(|me: &Weak<RaftNode>| {
+            let me = me.clone();
+            let work: Work = Arc::new(move |commands| forward_pack(me.clone(), commands).boxed());
+            RaftNode {
+                contact,
+                cfg,
+                raft,
+                store,
+                sm,
+                batcher,
+                forwarder: Coalescer::spawn(forward_limits, work),
+                peers,
+                leader_changes,
+                watermark,
+            }
         }))
     }
 
@@ -278,9 +304,16 @@ impl RaftNode {
     }
 
     /// Commits `commands` through the leader (wherever it is) and returns their responses.
+    /// On a follower, concurrent writes travel to the leader packed into one request.
     pub async fn write(&self, commands: Vec<Command>) -> Result<Vec<Response>> {
-        let reply = self.on_leader(PeerOp::Write(commands)).await?;
-        match reply {
+        match self.leader() {
+            Some((id, _)) if id == self.cfg.id => self.write_via_leader(commands).await,
+            _ => self.forwarder.submit(commands).await,
+        }
+    }
+
+    async fn write_via_leader(&self, commands: Vec<Command>) -> Result<Vec<Response>> {
+        match self.on_leader(PeerOp::Write(commands)).await? {
             PeerReply::Written(r) => Ok(r),
             other => Err(Error::Fatal(format!("unexpected peer reply {other:?}"))),
         }
