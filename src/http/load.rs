@@ -13,13 +13,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::Extension;
 use metacenter_storage::{Command, LoadOutcome, Response as R};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::mcenv::{code, Envelope, McError};
+use super::mcenv::{code, Data, Envelope, McError};
 use super::openapi::load as doc;
 use super::openapi::load::McErrorEnvelope as Err;
 use super::TraceId;
@@ -43,10 +43,10 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn envelope(trace: TraceId, result: Result<Value, McError>) -> Envelope {
+fn envelope(trace: TraceId, result: Result<impl Into<Data>, McError>) -> Envelope {
     Envelope {
         trace_id: trace.0,
-        result,
+        result: result.map(Into::into),
     }
 }
 
@@ -223,7 +223,17 @@ async fn stats(
     envelope(t, read_stats(&s, &headers, q.as_deref()).await)
 }
 
-async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Result<Value, McError> {
+/// One engine of `GET /v1/load/stats` (serialised directly: a cluster may have
+/// thousands of engines, and building a JSON tree per engine was most of the cost).
+#[derive(Serialize)]
+struct EngineRow<'a> {
+    ip: &'a str,
+    prompt_length: u64,
+    queued_req_num: u64,
+    updated_time: u64,
+}
+
+async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Result<Data, McError> {
     let cluster = q
         .unwrap_or("")
         .split('&')
@@ -236,13 +246,19 @@ async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Resul
     }
     let engines = super::read_store(s, move |st| st.load_cluster(&cluster)).await?;
     if engines.is_empty() {
-        return Ok(Value::Null);
+        return Ok(Data::Tree(Value::Null));
     }
-    let rows: Vec<Value> = engines
-        .into_iter()
-        .map(|(ip, e)| json!({ "ip": ip, "queued_req_num": e.queued_req_num, "prompt_length": e.prompt_length, "updated_time": e.updated_ns }))
+    let rows: Vec<EngineRow> = engines
+        .iter()
+        .map(|(ip, e)| EngineRow {
+            ip,
+            prompt_length: e.prompt_length,
+            queued_req_num: e.queued_req_num,
+            updated_time: e.updated_ns,
+        })
         .collect();
-    Ok(Value::Array(rows))
+    let written = serde_json::value::to_raw_value(&rows).map_err(McError::internal)?;
+    Ok(Data::Written(written))
 }
 
 /// Decodes a percent-encoded query value (`+` is a space).

@@ -5,6 +5,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Error codes; the HTTP status is `code / 100000`.
@@ -100,18 +102,58 @@ impl From<metacenter_storage::Error> for McError {
     }
 }
 
+/// The `data` of a successful answer: a JSON tree, or JSON already written (large
+/// answers are serialised straight from their rows, without building a tree).
+pub enum Data {
+    Tree(Value),
+    Written(Box<RawValue>),
+}
+
+impl From<Value> for Data {
+    fn from(v: Value) -> Data {
+        Data::Tree(v)
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Tree(v) => v.serialize(s),
+            Data::Written(raw) => raw.serialize(s),
+        }
+    }
+}
+
+/// A successful answer's body (fields in the order the envelope has always had).
+#[derive(Serialize)]
+struct OkBody<'a> {
+    data: &'a Data,
+    error: (),
+    status: &'static str,
+    trace_id: &'a str,
+}
+
 /// An answer in the envelope; the trace id is filled in from the request.
 pub struct Envelope {
     pub trace_id: String,
-    pub result: Result<Value, McError>,
+    pub result: Result<Data, McError>,
 }
 
 impl IntoResponse for Envelope {
     fn into_response(self) -> Response {
         match self.result {
             Ok(data) => {
-                let body = json!({ "status": "OK", "error": null, "data": data, "trace_id": self.trace_id });
-                (StatusCode::OK, Json(body)).into_response()
+                let body = OkBody {
+                    data: &data,
+                    error: (),
+                    status: "OK",
+                    trace_id: &self.trace_id,
+                };
+                let capacity = match &data {
+                    Data::Written(raw) => raw.get().len() + 256,
+                    Data::Tree(_) => 256,
+                };
+                super::json_response(StatusCode::OK, &body, capacity)
             }
             Err(e) => {
                 let body = json!({ "status": "ERROR", "error": e.to_json(), "data": null, "trace_id": self.trace_id });
