@@ -13,6 +13,7 @@ pub mod logging;
 pub mod profiling;
 pub mod search;
 pub mod server;
+pub mod streams;
 
 pub use config::Config;
 pub use server::Server;

@@ -42,11 +42,17 @@ pub struct AppState {
     pub waiters: tokio::sync::Semaphore,
     /// Bounds the open WebSocket streams.
     pub websockets: Arc<tokio::sync::Semaphore>,
+    /// Hands applied point batches to the streams of their runs.
+    pub streams: Arc<crate::streams::Hub>,
     /// HTTP client for relaying requests to the leader's API.
     pub http: reqwest::Client,
     /// Metric metadata index, indexer and syncs.
     pub search: crate::search::Search,
 }
+
+/// Applied batches a live stream may have queued before it misses some (as many as
+/// the node's applied-event bus holds).
+const STREAM_QUEUE: usize = 1024;
 
 /// A running node.
 pub struct Server {
@@ -98,6 +104,7 @@ impl Server {
             max_in_flight: cfg.batch_max_in_flight,
             ..BatchLimits::default()
         };
+        ncfg.forward_in_flight = cfg.forward_max_in_flight;
         ncfg.faults = cfg.faults.clone();
         let node = RaftNode::start(ncfg).await?;
         let shutdown = CancellationToken::new();
@@ -113,11 +120,19 @@ impl Server {
             node: node.clone(),
             waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
             websockets: Arc::new(tokio::sync::Semaphore::new(cfg.max_websockets)),
+            streams: crate::streams::Hub::new(STREAM_QUEUE),
             cfg,
             started: Instant::now(),
             shutdown: shutdown.clone(),
         });
         let mut tasks = search_tasks;
+        let (hub, events, stop) = (state.streams.clone(), node.subscribe(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = hub.run(events) => {}
+                () = stop.cancelled() => {}
+            }
+        }));
         let header_timeout = state.cfg.header_read_timeout;
         tasks.push(listen::spawn(
             peer,

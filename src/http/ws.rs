@@ -4,8 +4,9 @@
 //! `subscribed`); until then every metric of the path's run is streamed. Each applied
 //! batch with matching points becomes one `{"type":"metric","payload":{"metrics":[...]}}`.
 //!
-//! Flow control: the stream reads the node's applied-event bus; a consumer too slow to
-//! keep up makes the bus lag, and it is then told
+//! Flow control: the node's stream hub ([`crate::streams`]) queues for each stream the
+//! applied batches holding points of its run; a consumer too slow to keep up misses
+//! batches once its queue is full, and it is then told
 //! `{"type":"lagged","payload":{"dropped":n}}` (n = applied batches it missed) instead
 //! of losing data silently. Pings every 30 s; a peer silent for 75 s, or a send stuck
 //! for 10 s, is dropped. Connections are bounded by `limits.max_websockets` and closed
@@ -23,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use metacenter_raft::Applied;
 use metacenter_storage::{Command, PointIn};
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,10 +49,8 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, tenant: &str, p: &PointIn) -> bool {
-        tenant == self.tenant
-            && p.run_id == self.run
-            && self.names.as_ref().is_none_or(|n| n.contains(&p.metric))
+    fn matches(&self, p: &PointIn) -> bool {
+        p.run_id == self.run && self.names.as_ref().is_none_or(|n| n.contains(&p.metric))
     }
 }
 
@@ -138,7 +136,12 @@ fn matching(a: &Applied, f: &Filter) -> Vec<Value> {
             let Command::PointsWrite { tenant, points } = c else {
                 continue;
             };
-            for p in points.iter().filter(|p| f.matches(tenant, p)) {
+            // Every stream sees every applied batch: the tenant once per command, then
+            // only the 16-byte run id per point.
+            if *tenant != f.tenant {
+                continue;
+            }
+            for p in points.iter().filter(|p| f.matches(p)) {
                 let meta: Value = p
                     .metadata_json
                     .as_deref()
@@ -184,20 +187,19 @@ async fn session(
     _permit: OwnedSemaphorePermit,
 ) {
     metrics::gauge!("websocket_connections").increment(1.0);
-    let mut events = s.node.subscribe();
+    let mut stream = s.streams.join(&f.tenant, f.run);
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_heard = Instant::now();
-    let mut dropped: u64 = 0;
     loop {
         let ok = tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(a) => {
-                    let lag_ok = dropped == 0 || send(&mut socket, text(json!({ "type": "lagged", "payload": { "dropped": std::mem::take(&mut dropped) } }))).await;
+            ev = stream.rx.recv() => match ev {
+                Some(a) => {
+                    let dropped = stream.take_dropped();
+                    let lag_ok = dropped == 0 || send(&mut socket, text(json!({ "type": "lagged", "payload": { "dropped": dropped } }))).await;
                     let pts = matching(&a, &f);
                     lag_ok && (pts.is_empty() || send(&mut socket, text(json!({ "type": "metric", "payload": { "metrics": pts } }))).await)
                 }
-                Err(RecvError::Lagged(n)) => { dropped += n; true }
-                Err(RecvError::Closed) => false,
+                None => false,
             },
             msg = socket.recv() => {
                 last_heard = Instant::now();
