@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — benchmarks of metacenter against its peers, same machine, same run.
 #
-#   scripts/bench.sh [kv|heartbeat|load|points|failover|search|all] [--quick]
+#   scripts/bench.sh [kv|heartbeat|load|points|ws|failover|search|all] [--quick]
 #
 # Builds the release binaries, starts a three-node metacenter cluster on loopback (data in a
 # temporary directory under target/), runs the chosen workloads against it, stops it, runs
@@ -16,6 +16,9 @@
 #   points     `loadgen points`: 8 writers, batches of 1,000 points, then history of
 #              10,000 points, latest and stats (1 and 8 clients); peer: a single VictoriaMetrics
 #              (`/api/v1/import`, same writers and batches).
+#   ws         `loadgen ws`: 5,000 WebSocket subscribers (BENCH_WS_SUBSCRIBERS) on node 1, one
+#              per run, while 10,000 points/s are ingested through all nodes in batches
+#              of 1,000; delivery latency per point, send to push. No peer.
 #   failover   `loadgen failover` on a fresh three-node cluster: 64 writers put unique keys
 #              over all nodes (a failed put is retried on the next node); after the warm-up
 #              the leader gets kill -9; writing goes on for BENCH_DURATION after the first
@@ -46,20 +49,22 @@ WORKLOAD=kv
 QUICK=0
 for arg in "$@"; do
   case "$arg" in
-    kv | heartbeat | load | points | failover | search | all) WORKLOAD=$arg ;;
+    kv | heartbeat | load | points | ws | failover | search | all) WORKLOAD=$arg ;;
     --quick) QUICK=1 ;;
     -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|failover|search|all] [--quick])" >&2; exit 2 ;;
+    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|ws|failover|search|all] [--quick])" >&2; exit 2 ;;
   esac
 done
 
 if [[ $QUICK == 1 ]]; then
   DURATION=${BENCH_DURATION:-2s}; WARMUP=${BENCH_WARMUP:-500ms}
   SERVICES=${BENCH_SERVICES:-1000}; REDIS_N=20000; HISTORY=1000
+  WS_SUBSCRIBERS=${BENCH_WS_SUBSCRIBERS:-1000}
   ROUNDS=${BENCH_FAILOVER_ROUNDS:-1}
 else
   DURATION=${BENCH_DURATION:-10s}; WARMUP=${BENCH_WARMUP:-2s}
   SERVICES=${BENCH_SERVICES:-10000}; REDIS_N=200000; HISTORY=10000
+  WS_SUBSCRIBERS=${BENCH_WS_SUBSCRIBERS:-5000}
   ROUNDS=${BENCH_FAILOVER_ROUNDS:-5}
 fi
 REDIS_PORT=${BENCH_REDIS_PORT:-6390}
@@ -137,7 +142,7 @@ apt_install() {
 # Whether workload $1 is selected.
 wants() { [[ $WORKLOAD == all || $WORKLOAD == "$1" ]]; }
 # Whether any of the workloads that share one metacenter cluster is selected.
-wants_shared() { wants kv || wants heartbeat || wants load || wants points; }
+wants_shared() { wants kv || wants heartbeat || wants load || wants points || wants ws; }
 
 # gRPC etcd client when protoc is (or can be made) available, else etcd's JSON gateway.
 ETCD_SYSTEM=etcd
@@ -234,6 +239,12 @@ run_points() {
   # shellcheck disable=SC2046
   run "$BIN/loadgen" points --sink metacenter --targets "$MC_TARGETS" --clients 8 \
     --batch 1000 --history "$HISTORY" --read-clients 1,8 $(timing) >>"$RESULTS"
+}
+
+run_ws() {
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" ws --targets "$MC_TARGETS" --subscribers "$WS_SUBSCRIBERS" --rate 10000 \
+    --batch 1000 $(timing) >>"$RESULTS"
 }
 
 # Kills the leader of the running cluster of $1 (addresses $2) under 64 writers, then
@@ -352,6 +363,7 @@ main() {
     if wants heartbeat; then run_heartbeat; fi
     if wants load; then run_load; fi
     if wants points; then run_points; fi
+    if wants ws; then run_ws; fi
     stop_all
   fi
   if wants search; then run_search; fi

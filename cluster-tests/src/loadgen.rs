@@ -41,6 +41,7 @@ pub mod heartbeat;
 pub mod load;
 pub mod points;
 pub mod search;
+pub mod ws;
 
 // ---------------------------------------------------------------------------------------
 // Run plan and timing loop

@@ -33,6 +33,7 @@ use cluster_tests::loadgen::failover::{
 use cluster_tests::loadgen::heartbeat::{run_heartbeat, HeartbeatSpec};
 use cluster_tests::loadgen::load::{run_reads, run_updates, LoadSpec};
 use cluster_tests::loadgen::points::{run_read, run_writes, PointRead, PointsSpec, Sink};
+use cluster_tests::loadgen::ws::{run_ws, WsSpec};
 use cluster_tests::loadgen::{
     find_leader, parse_duration, parse_targets, render_table, run_kv, wait_ready, KeyGen, KvSpec,
     Limit, Report, RunConfig, RunInfo, RunStats, System,
@@ -60,6 +61,9 @@ enum Cmd {
     Load(LoadArgs),
     /// Metric points: batch writes (8 writers by default), then history / latest / stats.
     Points(PointsArgs),
+    /// Live metric streams: WebSocket subscribers on the first target while points are
+    /// ingested through all; delivery latency per point.
+    Ws(WsArgs),
     /// Kills the leader under 64 writers; time until writes succeed again, lost writes.
     Failover(FailoverArgs),
     /// Waits until a cluster has its voters and a leader and accepts writes on every target.
@@ -188,6 +192,22 @@ struct PointsArgs {
     /// Clients of the read phase; one run per entry (`1,8`).
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     read_clients: Vec<usize>,
+}
+
+#[derive(Args)]
+struct WsArgs {
+    /// --clients is unused; --duration is the measured ingest time after --warmup.
+    #[command(flatten)]
+    common: Common,
+    /// WebSocket subscribers, each on a run of its own.
+    #[arg(long, default_value_t = 5000)]
+    subscribers: usize,
+    /// Points per second ingested.
+    #[arg(long, default_value_t = 10_000)]
+    rate: usize,
+    /// Points per write request (one per run).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
 }
 
 #[derive(Args)]
@@ -409,6 +429,30 @@ async fn points(a: PointsArgs) -> Result<()> {
     Ok(())
 }
 
+async fn ws(a: WsArgs) -> Result<()> {
+    let c = &a.common;
+    let spec = WsSpec {
+        targets: parse_targets(&c.targets)?,
+        subscribers: a.subscribers,
+        rate: a.rate,
+        batch: a.batch,
+        warmup: c.warmup,
+        duration: c.duration,
+        timeout: c.timeout,
+    };
+    let (stats, figures) = run_ws(&spec).await?;
+    eprintln!(
+        "[ws] points acknowledged {} ({:.0}/s), delivered {}",
+        figures.written,
+        figures.written as f64 / c.duration.as_secs_f64(),
+        figures.delivered
+    );
+    emit(
+        &report("ws-delivery", "metacenter", a.subscribers, &stats),
+        c.json,
+    )
+}
+
 /// Drives a failover run against `store` (one of the [`KvStore`]s).
 async fn failover_on<S: KvStore>(
     store: S,
@@ -529,6 +573,7 @@ async fn main() {
         Cmd::Search(a) => search(a).await,
         Cmd::Load(a) => load(a).await,
         Cmd::Points(a) => points(a).await,
+        Cmd::Ws(a) => ws(a).await,
         Cmd::Failover(a) => failover(a).await,
         Cmd::Wait(a) => wait(a).await,
         Cmd::Table { files } => table(&files),
