@@ -1,7 +1,7 @@
 //! [`RaftNode`]: one cluster member. It owns the raft instance, the store, the
 //! batcher and the forwarder (which packs a follower's concurrent writes into one
-//! request to the leader), and offers the node's API what it needs: writes that reach the leader
-//! from any node, linearizable read barriers, membership administration.
+//! request to the leader), and offers the node's API what it needs: writes that reach
+//! the leader from any node, linearizable read barriers, membership administration.
 //!
 //! Retries: a write is retried (with backoff, up to `forward_timeout`) only when it
 //! certainly was not committed: no leader known, the target is not the leader, or

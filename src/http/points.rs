@@ -346,21 +346,50 @@ pub struct PointOut<'a> {
 }
 
 impl<'a> PointOut<'a> {
+    /// A point as read.
     pub fn new(run_id: &'a str, p: &'a Point) -> PointOut<'a> {
+        PointOut::of(
+            run_id,
+            &p.metric,
+            p.step,
+            p.value,
+            p.time_ns,
+            p.metadata_json.as_deref(),
+        )
+    }
+
+    /// A point as written (pushed to live streams as it is applied).
+    pub fn written(run_id: &'a str, p: &'a PointIn) -> PointOut<'a> {
+        PointOut::of(
+            run_id,
+            &p.metric,
+            p.step,
+            p.value,
+            p.time_ns,
+            p.metadata_json.as_deref(),
+        )
+    }
+
+    fn of(
+        run_id: &'a str,
+        metric_name: &'a str,
+        step: Option<i64>,
+        value: f64,
+        time_ns: i64,
+        metadata_json: Option<&'a str>,
+    ) -> PointOut<'a> {
         // The stored metadata is the compact JSON of an object, written by the edge.
         let empty = || serde_json::from_str("{}").expect("an empty object is JSON");
-        let metadata = p
-            .metadata_json
-            .as_deref()
+        let metadata = metadata_json
             .and_then(|m| serde_json::from_str(m).ok())
             .unwrap_or_else(empty);
         PointOut {
             metadata,
-            metric_name: &p.metric,
+            metric_name,
             run_id,
-            step: p.step,
-            time: rfc3339(p.time_ns),
-            value: p.value,
+            step,
+            time: rfc3339(time_ns),
+            value,
         }
     }
 }

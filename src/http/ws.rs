@@ -23,12 +23,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metacenter_raft::Applied;
 use metacenter_storage::{Command, PointIn};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::points::{parse_run, rfc3339, tenant, PtError};
+use super::points::{parse_run, tenant, PointOut, PtError};
 use crate::server::AppState;
 
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -128,30 +129,44 @@ async fn send(socket: &mut WebSocket, m: Message) -> bool {
     )
 }
 
-/// The points of an applied batch that the filter selects, as JSON.
-fn matching(a: &Applied, f: &Filter) -> Vec<Value> {
+/// The points of an applied batch that the filter selects.
+fn matching<'a>(a: &'a Applied, f: &'a Filter) -> Vec<PointOut<'a>> {
     let mut out = Vec::new();
     for cmds in &a.commands {
         for c in cmds.iter() {
             let Command::PointsWrite { tenant, points } = c else {
                 continue;
             };
-            // Every stream sees every applied batch: the tenant once per command, then
-            // only the 16-byte run id per point.
+            // Only the batches of this stream's run reach it, but a batch may hold other
+            // runs and tenants: the tenant once per command, then the run id per point.
             if *tenant != f.tenant {
                 continue;
             }
-            for p in points.iter().filter(|p| f.matches(p)) {
-                let meta: Value = p
-                    .metadata_json
-                    .as_deref()
-                    .and_then(|m| serde_json::from_str(m).ok())
-                    .unwrap_or(json!({}));
-                out.push(json!({ "time": rfc3339(p.time_ns), "run_id": f.run_id, "metric_name": p.metric, "step": p.step, "value": p.value, "metadata": meta }));
-            }
+            let selected = points.iter().filter(|p| f.matches(p));
+            out.extend(selected.map(|p| PointOut::written(&f.run_id, p)));
         }
     }
     out
+}
+
+/// `{"type":"metric","payload":{"metrics":[...]}}` (keys in the order they have always
+/// had), written straight from the points.
+fn metric_message(points: &[PointOut]) -> Message {
+    #[derive(Serialize)]
+    struct Payload<'a> {
+        metrics: &'a [PointOut<'a>],
+    }
+    #[derive(Serialize)]
+    struct Push<'a> {
+        payload: Payload<'a>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    let push = Push {
+        payload: Payload { metrics: points },
+        kind: "metric",
+    };
+    Message::Text(serde_json::to_string(&push).unwrap_or_default().into())
 }
 
 /// Handles a client message; returns the answer to send.
@@ -197,7 +212,7 @@ async fn session(
                     let dropped = stream.take_dropped();
                     let lag_ok = dropped == 0 || send(&mut socket, text(json!({ "type": "lagged", "payload": { "dropped": dropped } }))).await;
                     let pts = matching(&a, &f);
-                    lag_ok && (pts.is_empty() || send(&mut socket, text(json!({ "type": "metric", "payload": { "metrics": pts } }))).await)
+                    lag_ok && (pts.is_empty() || send(&mut socket, metric_message(&pts)).await)
                 }
                 None => false,
             },
