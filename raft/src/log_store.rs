@@ -1,21 +1,27 @@
-//! openraft's `RaftLogStorage` over the storage crate's log keyspace.
+//! openraft's `RaftLogStorage` over the storage crate's [`Wal`].
 //!
-//! Durability: `append` inserts the entries and hands its `LogFlushed` callback to a
-//! flusher thread, which makes the store durable once for every callback queued
-//! meanwhile (group fsync) and completes them in order; `save_vote` and `purge` queue
-//! a waiter of their own on the same flusher and return once it is durable. The flusher is one long-lived thread calling the
-//! synchronous flush: sled's `flush_async` wakes its whole I/O thread pool per call,
-//! which cost more CPU than the fsync itself under load.
+//! Durability: `append` writes the entries and hands its `LogFlushed` callback to a
+//! flusher thread, which fdatasyncs the log once for every callback queued meanwhile
+//! (group fsync) and completes them in order; `save_vote` queues a waiter of its own
+//! on the same flusher and returns once the vote is durable.
 //!
-//! A flush that does not finish within [`FLUSH_STALL`] fails: sled 0.34 can block a
-//! flush forever after a write error (a full disk), and a log that never reports
-//! would hang every client write instead of failing it. A failed log write stops raft
-//! on this node (openraft's contract), so the node answers 503 until restarted.
+//! The state machine (sled) is not flushed with the log: after a crash it may
+//! recover to an earlier applied index, and raft re-applies the entries after it
+//! from this log. So `purge` first makes the state machine durable: no entry leaves
+//! the log before the state it produced is on disk.
+//!
+//! A sync that does not finish within [`FLUSH_STALL`] fails: a log that never
+//! reports would hang every client write instead of failing it. A failed log write
+//! stops raft on this node (openraft's contract), so the node answers 503 until
+//! restarted.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
-use metacenter_storage::{codec, Store};
+use std::path::Path;
+use std::sync::Arc;
+
+use metacenter_storage::{codec, Store, Wal};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError};
 
@@ -28,9 +34,11 @@ const LAST_PURGED: &str = "last_purged";
 /// How long a flush may take before the disk counts as failed.
 pub const FLUSH_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The raft log of one node. Clones share the store and the flusher.
+/// The raft log of one node. Clones share the log and the flusher.
 #[derive(Clone)]
 pub struct LogStore {
+    wal: Arc<Wal>,
+    /// The state machine's store, made durable before a purge.
     store: Store,
     flusher: std::sync::mpsc::Sender<Waiter>,
 }
@@ -73,25 +81,31 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    /// Wraps `store`; spawns the flusher on the current tokio runtime.
-    pub fn new(store: Store) -> LogStore {
+    /// Opens the log in `dir` (moving an older database's log out of `store` first)
+    /// and spawns its flusher thread.
+    pub fn open(store: Store, dir: &Path) -> Result<LogStore, StorageError> {
+        let wal = Arc::new(Wal::open(dir).map_err(read_err)?);
+        migrate_legacy(&store, &wal).map_err(write_err)?;
         let (tx, rx) = std::sync::mpsc::channel();
-        let s = store.clone();
+        let w = wal.clone();
         std::thread::Builder::new()
             .name("raft-log-flusher".into())
-            .spawn(move || flusher(s, rx))
+            .spawn(move || flusher(w, rx))
             .expect("spawn the log flusher thread");
-        LogStore { store, flusher: tx }
+        Ok(LogStore {
+            wal,
+            store,
+            flusher: tx,
+        })
     }
 
-    fn value<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError> {
-        let v = self.store.raft_value(name).map_err(read_err)?;
-        v.map(|b| codec::decode(&b)).transpose().map_err(read_err)
-    }
-
-    fn set_value<T: serde::Serialize>(&self, name: &str, v: &T) -> Result<(), StorageError> {
-        let bytes = codec::encode(v).map_err(write_err)?;
-        self.store.set_raft_value(name, bytes).map_err(write_err)
+    /// The commit index last saved by raft on this node (0 if none).
+    pub fn committed_index(&self) -> u64 {
+        self.wal
+            .committed()
+            .and_then(|b| codec::decode::<Option<LogId>>(&b).ok())
+            .flatten()
+            .map_or(0, |l| l.index)
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
@@ -104,9 +118,36 @@ impl LogStore {
     }
 }
 
+/// Moves the log of a database written before the WAL into `wal`, once.
+fn migrate_legacy(store: &Store, wal: &Wal) -> metacenter_storage::Result<()> {
+    let (vote, committed) = (store.raft_value(VOTE)?, store.raft_value(COMMITTED)?);
+    let purged = store.raft_value(LAST_PURGED)?;
+    let entries = store.log_range(0, None)?;
+    if !wal.is_empty() || (vote.is_none() && purged.is_none() && entries.is_empty()) {
+        return Ok(());
+    }
+    tracing::info!(
+        entries = entries.len(),
+        "moving the raft log out of the database"
+    );
+    if let Some(v) = vote {
+        wal.set_vote(&v)?;
+    }
+    if let Some(c) = committed {
+        wal.set_committed(&c);
+    }
+    if let Some(p) = purged {
+        let id: LogId = codec::decode(&p)?;
+        wal.purge_upto(id.index, &p)?;
+    }
+    wal.append(entries)?;
+    wal.sync()?;
+    store.clear_legacy_log()
+}
+
 fn stalled() -> std::io::Error {
     std::io::Error::other(format!(
-        "a flush of the database did not finish within {FLUSH_STALL:?} (disk full or failing)"
+        "a sync of the raft log did not finish within {FLUSH_STALL:?} (disk full or failing)"
     ))
 }
 
@@ -118,14 +159,14 @@ struct Fsync {
 }
 
 impl Fsync {
-    fn spawn(store: Store) -> Fsync {
+    fn spawn(wal: Arc<Wal>) -> Fsync {
         let (req, req_rx) = std::sync::mpsc::channel::<()>();
         let (done_tx, done) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("raft-log-fsync".into())
             .spawn(move || {
                 while req_rx.recv().is_ok() {
-                    let r = store.flush_durable().map_err(|e| e.to_string());
+                    let r = wal.sync().map_err(|e| e.to_string());
                     if done_tx.send(r).is_err() {
                         return;
                     }
@@ -160,8 +201,8 @@ impl Fsync {
 }
 
 /// Runs until every sender is gone: one durable flush per group of callbacks.
-fn flusher(store: Store, rx: std::sync::mpsc::Receiver<Waiter>) {
-    let mut fsync = Fsync::spawn(store);
+fn flusher(wal: Arc<Wal>, rx: std::sync::mpsc::Receiver<Waiter>) {
+    let mut fsync = Fsync::spawn(wal);
     while let Ok(first) = rx.recv() {
         let mut pending = vec![first];
         pending.extend(rx.try_iter());
@@ -191,9 +232,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(e) => Some(*e),
             Bound::Unbounded => None,
         };
-        let raw = self.store.log_range(start, end).map_err(read_err)?;
+        let raw = self.wal.range(start, end).map_err(read_err)?;
         raw.iter()
-            .map(|(_, v)| codec::decode(v).map_err(read_err))
+            .map(|v| codec::decode(v).map_err(read_err))
             .collect()
     }
 }
@@ -202,8 +243,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId> = self.value(LAST_PURGED)?;
-        let last = match self.store.log_last().map_err(read_err)? {
+        let last_purged: Option<LogId> = match self.wal.purged() {
+            Some(b) => Some(codec::decode(&b).map_err(read_err)?),
+            None => None,
+        };
+        let last = match self.wal.last_entry().map_err(read_err)? {
             Some(b) => Some(codec::decode::<Entry>(&b).map_err(read_err)?.log_id),
             None => None,
         };
@@ -218,20 +262,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.set_value(VOTE, vote)?;
+        let bytes = codec::encode(vote).map_err(write_err)?;
+        self.wal.set_vote(&bytes).map_err(write_err)?;
         self.flush().await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.value(VOTE)
+        let v = self.wal.vote();
+        v.map(|b| codec::decode(&b)).transpose().map_err(read_err)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.set_value(COMMITTED, &committed)
+        let bytes = codec::encode(&committed).map_err(write_err)?;
+        self.wal.set_committed(&bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.value::<Option<LogId>>(COMMITTED)?.flatten())
+        let c = self.wal.committed();
+        let c: Option<Option<LogId>> =
+            c.map(|b| codec::decode(&b)).transpose().map_err(read_err)?;
+        Ok(c.flatten())
     }
 
     async fn append<I>(
@@ -247,34 +298,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             batch.push((e.log_id.index, codec::encode(&e).map_err(write_err)?));
         }
-        self.store.log_append(batch).map_err(write_err)?;
+        self.wal.append(batch).map_err(write_err)?;
         self.flusher
             .send(Waiter::Append(callback))
             .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.store
-            .log_truncate_from(log_id.index)
-            .map_err(write_err)
+        self.wal.truncate_from(log_id.index).map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // last_purged is durable before any entry goes; the state machine (written by
-        // the same sled log) is flushed with it, so it never lags behind the purge.
-        self.set_value(LAST_PURGED, &log_id)?;
-        self.flush().await?;
-        self.store.log_purge_upto(log_id.index).map_err(write_err)
+        let bytes = codec::encode(&log_id).map_err(write_err)?;
+        let (store, wal) = (self.store.clone(), self.wal.clone());
+        tokio::task::spawn_blocking(move || {
+            // raft purges only what a snapshot covers, so what is applied now reaches
+            // past `log_id`: once it is durable the entries are no longer needed.
+            store.flush_durable()?;
+            wal.purge_upto(log_id.index, &bytes)
+        })
+        .await
+        .map_err(|e| write_err(std::io::Error::other(e.to_string())))?
+        .map_err(write_err)
     }
-}
-
-/// The commit index last persisted by raft on this node (0 if none).
-pub fn committed_index(store: &Store) -> u64 {
-    store
-        .raft_value(COMMITTED)
-        .ok()
-        .flatten()
-        .and_then(|b| codec::decode::<Option<LogId>>(&b).ok())
-        .flatten()
-        .map_or(0, |l| l.index)
 }

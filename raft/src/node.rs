@@ -112,6 +112,8 @@ pub struct RaftNode {
     watermark: Arc<Watermark>,
     pub(crate) raft: Raft,
     store: Store,
+    /// The raft log (a handle: raft owns its own clone).
+    log: LogStore,
     sm: StateMachine,
     batcher: Batcher,
     /// Packs the writes this node forwards to the leader.
@@ -144,7 +146,13 @@ async fn open_data_dir(
     let sm = StateMachine::new(store.clone(), snapshots.clone())
         .map_err(|e| fail(format!("cannot use {}", snapshots.display()), &e))?;
     let watermark = Watermark::open(dir)?;
-    let mut log = LogStore::new(store.clone());
+    let log_dir = dir.join("raft-log");
+    let mut log = LogStore::open(store.clone(), &log_dir).map_err(|e| {
+        fail(
+            format!("cannot open the raft log {}", log_dir.display()),
+            &e,
+        )
+    })?;
     let log_state = openraft::storage::RaftLogStorage::get_log_state(&mut log)
         .await
         .map_err(|e| fail("cannot read the raft log".into(), &e))?;
@@ -217,7 +225,7 @@ impl RaftNode {
         let net = NetworkFactory {
             client: peers.clone(),
         };
-        let raft = Raft::new(cfg.id, Arc::new(config), net, log, sm.clone())
+        let raft = Raft::new(cfg.id, Arc::new(config), net, log.clone(), sm.clone())
             .await
             .map_err(|e| Error::Fatal(e.to_string()))?;
         let batcher = Batcher::spawn(raft.clone(), cfg.batch);
@@ -251,6 +259,7 @@ impl RaftNode {
                 cfg,
                 raft,
                 store,
+                log,
                 sm,
                 batcher,
                 forwarder: Coalescer::spawn(forward_limits, work),
@@ -566,6 +575,6 @@ impl RaftNode {
 
     /// The commit index this node knows (persisted by raft).
     pub fn committed_index(&self) -> u64 {
-        crate::log_store::committed_index(&self.store)
+        self.log.committed_index()
     }
 }

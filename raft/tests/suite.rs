@@ -1,4 +1,4 @@
-//! openraft's own storage conformance suite against the sled-backed log store and
+//! openraft's own storage conformance suite against the WAL-backed log store and
 //! state machine.
 
 use metacenter_raft::log_store::LogStore;
@@ -13,7 +13,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("db")).expect("open store");
-        let log = LogStore::new(store.clone());
+        let log = LogStore::open(store.clone(), &dir.path().join("raft-log"))?;
         let sm = StateMachine::new(store, dir.path().join("snapshots"))?;
         Ok((dir, log, sm))
     }

@@ -5,9 +5,10 @@
 //! and the state machine is the deterministic [`Store::apply`] of [`Command`]s.
 //! No sled type (`Tree`, `IVec`, `sled::Error`) appears in the public API.
 //!
-//! Layout (one sled `Db`):
-//! - tree `raft_log`: log index (u64 BE) -> encoded raft entry
-//! - tree `raft_meta`: "vote", "committed", "last_purged" -> encoded raft values
+//! Layout: the raft log is a [`Wal`] of its own (segment files beside the database,
+//! see [`wal`]); the state machine is one sled `Db`:
+//! - trees `raft_log`, `raft_meta`: where earlier versions kept the raft log; read
+//!   once to move it into the [`Wal`], then emptied
 //! - tree `control`: which generation of the state-machine tree is current
 //! - tree `sm.<gen>`: every state-machine keyspace, each under its own one-byte prefix
 //!   (see [`keys`]). One tree is used so that an entry's data and `last_applied` are
@@ -27,6 +28,7 @@ mod services;
 mod snapshot;
 mod store;
 mod txn;
+pub mod wal;
 
 pub use catalog::{MetricDoc, SyncRecord, MAX_LABEL_KEYS, MAX_LABEL_VALUES, MAX_TEXT};
 pub use command::{
@@ -39,3 +41,4 @@ pub use points::{Cursor, Point, PointQuery, SeriesAgg};
 pub use services::ServiceEntry;
 pub use store::{ApplyEntry, Store};
 pub use txn::Limits;
+pub use wal::Wal;

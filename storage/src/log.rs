@@ -1,5 +1,7 @@
-//! The raft log keyspace and raft's small durable values (vote, committed,
-//! last purged). Values are opaque bytes encoded by the raft crate via [`crate::codec`].
+//! Where versions before the [`crate::Wal`] kept the raft log: a keyspace of entries
+//! and raft's small durable values (vote, committed, last purged), as opaque bytes
+//! encoded by the raft crate via [`crate::codec`]. Kept to move an old database's
+//! log into the WAL once ([`Store::clear_legacy_log`] afterwards).
 
 use std::ops::Bound;
 
@@ -92,5 +94,12 @@ impl Store {
     pub fn set_raft_value(&self, name: &str, value: Vec<u8>) -> Result<()> {
         self.raft_meta.insert(name, value)?;
         Ok(())
+    }
+
+    /// Empties the legacy log trees, durably (once their content is in the WAL).
+    pub fn clear_legacy_log(&self) -> Result<()> {
+        self.log.clear()?;
+        self.raft_meta.clear()?;
+        self.flush_durable()
     }
 }
