@@ -108,6 +108,11 @@ impl LogStore {
             .map_or(0, |l| l.index)
     }
 
+    /// Bytes the log's files hold.
+    pub fn size_on_disk(&self) -> u64 {
+        self.wal.size_on_disk()
+    }
+
     async fn flush(&self) -> Result<(), StorageError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let stopped = || write_err(std::io::Error::other("log flusher stopped"));

@@ -574,6 +574,11 @@ impl RaftNode {
     }
 
     /// The commit index this node knows (persisted by raft).
+    /// Bytes this node's database and raft log hold on disk.
+    pub fn storage_bytes(&self) -> u64 {
+        self.store.size_on_disk() + self.log.size_on_disk()
+    }
+
     pub fn committed_index(&self) -> u64 {
         self.log.committed_index()
     }

@@ -156,7 +156,7 @@ async fn status(State(s): St) -> Json<Value> {
         "membership": members_json(&m),
         "replication": replication,
         "counts": { "metadata": s.node.store().meta_count() },
-        "storageBytes": s.node.store().size_on_disk(),
+        "storageBytes": s.node.storage_bytes(),
     }))
 }
 

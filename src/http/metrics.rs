@@ -172,7 +172,7 @@ fn raft_series(s: &AppState, out: &mut String) {
         out,
         "storage_size_bytes",
         "Bytes the database occupies on disk.",
-        &one(s.node.store().size_on_disk() as f64),
+        &one(s.node.storage_bytes() as f64),
     );
     let _ = writeln!(out, "# HELP raft_leader_changes_total Times this node saw the leader change.\n# TYPE raft_leader_changes_total counter");
     let _ = writeln!(out, "raft_leader_changes_total {}", s.node.leader_changes());

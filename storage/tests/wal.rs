@@ -144,10 +144,15 @@ fn segments_rotate_and_purge_deletes_the_old_ones_but_keeps_the_vote() {
         w.append(entries(i..=i)).unwrap();
     }
     w.sync().unwrap();
-    let before = w.segment_count();
+    let (before, bytes) = (w.segment_count(), w.size_on_disk());
     assert!(before > 3, "{before} segments");
     w.purge_upto(15, b"p15").unwrap();
     assert!(w.segment_count() < before, "{} segments", w.segment_count());
+    assert!(
+        w.size_on_disk() < bytes,
+        "{} of {bytes} bytes",
+        w.size_on_disk()
+    );
     assert_eq!(segments(dir.path()).len(), w.segment_count());
     assert_eq!(w.range(0, None).unwrap().len(), 5);
     assert_eq!(w.purged().unwrap(), b"p15");

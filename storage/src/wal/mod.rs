@@ -239,6 +239,17 @@ impl Wal {
         self.lock().index.purged.as_ref().map(|(_, d)| d.clone())
     }
 
+    /// Bytes the segment files hold.
+    pub fn size_on_disk(&self) -> u64 {
+        let g = self.lock();
+        let closed: u64 = g.segments[..g.segments.len() - 1]
+            .iter()
+            .filter_map(|s| s.file.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        closed + g.active_len
+    }
+
     /// Number of segment files (for tests and metrics).
     pub fn segment_count(&self) -> usize {
         self.lock().segments.len()
