@@ -165,6 +165,52 @@ async fn acknowledged_writes_survive_leader_kill9() {
     );
 }
 
+/// A crash of the whole cluster at once: no node is left to send a snapshot, so each
+/// must rebuild what it had applied from its own raft log (the state machine is not
+/// flushed per entry, and `kill -9` drops what sled had not yet written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_killing_every_node() {
+    let _serial = SERIAL.lock().await;
+    // Snapshots and log purges every few entries, so the crash finds some.
+    let settings = [("raft.snapshot_every", "20"), ("raft.keep_logs", "0")];
+    let mut cluster = ProcessCluster::start_with(3, &settings)
+        .await
+        .expect("start a 3-node cluster");
+    let apis = cluster.apis();
+    let acks = Arc::new(Acks::default());
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|c| tokio::spawn(writer(c, apis.clone(), acks.clone())))
+        .collect();
+    wait_count("300 acknowledged writes", &acks.count, 300).await;
+    for id in cluster.ids() {
+        cluster.kill9(id).expect("kill -9 a node");
+    }
+    acks.stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.expect("writer task");
+    }
+    for id in cluster.ids() {
+        cluster.restart(id).expect("restart a node");
+    }
+    for id in cluster.ids() {
+        cluster
+            .wait_ready(id, LEADER_TIMEOUT)
+            .await
+            .expect("restarted node ready");
+    }
+    let unexpected = acks.unexpected.lock().unwrap().clone();
+    assert!(unexpected.is_empty(), "unexpected answers: {unexpected:#?}");
+    let writes = acks.writes.lock().unwrap().clone();
+    for api in &apis {
+        verify_node(api, &writes, false).await;
+    }
+    assert!(
+        cluster.exited().is_empty(),
+        "nodes exited: {:?}",
+        cluster.exited()
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Linearizability across a leader kill -9 and restart
 // ---------------------------------------------------------------------------------------
