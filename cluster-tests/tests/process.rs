@@ -97,6 +97,29 @@ async fn read(http: &reqwest::Client, api: &str, key: &str, linearizable: bool) 
     resp.text().await.ok()
 }
 
+/// Starts [`WRITERS`] writers round robin over `apis`.
+fn start_writers(apis: &[String]) -> (Arc<Acks>, Vec<tokio::task::JoinHandle<()>>) {
+    let acks = Arc::new(Acks::default());
+    let writers = (0..WRITERS)
+        .map(|c| tokio::spawn(writer(c, apis.to_vec(), acks.clone())))
+        .collect();
+    (acks, writers)
+}
+
+/// Stops the writers; returns the acknowledged writes, none answered unexpectedly.
+async fn stop_writers(
+    acks: &Acks,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+) -> Vec<(String, String)> {
+    acks.stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.expect("writer task");
+    }
+    let unexpected = acks.unexpected.lock().unwrap().clone();
+    assert!(unexpected.is_empty(), "unexpected answers: {unexpected:#?}");
+    acks.writes.lock().unwrap().clone()
+}
+
 /// Polls until every acknowledged write reads back on the node at `api`.
 async fn verify_node(api: &str, writes: &[(String, String)], linearizable: bool) {
     let http = http();
@@ -123,10 +146,7 @@ async fn acknowledged_writes_survive_leader_kill9() {
         .await
         .expect("start a 3-node cluster");
     let apis = cluster.apis();
-    let acks = Arc::new(Acks::default());
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|c| tokio::spawn(writer(c, apis.clone(), acks.clone())))
-        .collect();
+    let (acks, writers) = start_writers(&apis);
 
     wait_count("150 acknowledged writes", &acks.count, 150).await;
     let leader = cluster.leader(LEADER_TIMEOUT).await.expect("leader");
@@ -138,18 +158,12 @@ async fn acknowledged_writes_survive_leader_kill9() {
         at_kill + 150,
     )
     .await;
-    acks.stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.await.expect("writer task");
-    }
+    let writes = stop_writers(&acks, writers).await;
     cluster.restart(leader).expect("restart the killed node");
     cluster
         .wait_ready(leader, LEADER_TIMEOUT)
         .await
         .expect("restarted node ready");
-    let unexpected = acks.unexpected.lock().unwrap().clone();
-    assert!(unexpected.is_empty(), "unexpected answers: {unexpected:#?}");
-    let writes = acks.writes.lock().unwrap().clone();
     eprintln!(
         "{} acknowledged writes ({at_kill} before killing leader {leader}); verifying on every node",
         writes.len()
@@ -177,18 +191,12 @@ async fn acknowledged_writes_survive_killing_every_node() {
         .await
         .expect("start a 3-node cluster");
     let apis = cluster.apis();
-    let acks = Arc::new(Acks::default());
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|c| tokio::spawn(writer(c, apis.clone(), acks.clone())))
-        .collect();
+    let (acks, writers) = start_writers(&apis);
     wait_count("300 acknowledged writes", &acks.count, 300).await;
     for id in cluster.ids() {
         cluster.kill9(id).expect("kill -9 a node");
     }
-    acks.stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.await.expect("writer task");
-    }
+    let writes = stop_writers(&acks, writers).await;
     for id in cluster.ids() {
         cluster.restart(id).expect("restart a node");
     }
@@ -198,9 +206,6 @@ async fn acknowledged_writes_survive_killing_every_node() {
             .await
             .expect("restarted node ready");
     }
-    let unexpected = acks.unexpected.lock().unwrap().clone();
-    assert!(unexpected.is_empty(), "unexpected answers: {unexpected:#?}");
-    let writes = acks.writes.lock().unwrap().clone();
     for api in &apis {
         verify_node(api, &writes, false).await;
     }

@@ -125,10 +125,13 @@ impl LogStore {
 
 /// Moves the log of a database written before the WAL into `wal`, once.
 fn migrate_legacy(store: &Store, wal: &Wal) -> metacenter_storage::Result<()> {
+    if !wal.is_empty() {
+        return Ok(());
+    }
     let (vote, committed) = (store.raft_value(VOTE)?, store.raft_value(COMMITTED)?);
     let purged = store.raft_value(LAST_PURGED)?;
     let entries = store.log_range(0, None)?;
-    if !wal.is_empty() || (vote.is_none() && purged.is_none() && entries.is_empty()) {
+    if vote.is_none() && purged.is_none() && entries.is_empty() {
         return Ok(());
     }
     tracing::info!(

@@ -36,55 +36,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The last entry of the log, if any.
-    ///
-    /// Found without iterating backwards (sled 0.34's reverse iterator can panic near
-    /// key-byte boundaries): a raft log is contiguous from its first entry to its last
-    /// (appends extend it, truncation cuts a suffix, purging a prefix), so the last
-    /// index is found by galloping and then bisecting with point lookups.
-    pub fn log_last(&self) -> Result<Option<Vec<u8>>> {
-        let Some((k, _)) = self.log.first()? else {
-            return Ok(None);
-        };
-        let first =
-            keys::parse_log_index(&k).ok_or_else(|| crate::Error::Codec("bad log key".into()))?;
-        let exists = |i: u64| self.log.contains_key(keys::log_index(i));
-        let (mut lo, mut step) = (first, 1u64);
-        while exists(lo.saturating_add(step))? {
-            lo += step;
-            step = step.saturating_mul(2);
-        }
-        let mut hi = lo.saturating_add(step);
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if exists(mid)? {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(self.log.get(keys::log_index(lo))?.map(|v| v.to_vec()))
-    }
-
-    /// Removes entries with index >= `from` (conflict truncation).
-    pub fn log_truncate_from(&self, from: u64) -> Result<()> {
-        self.log_remove(Bound::Included(keys::log_index(from)), Bound::Unbounded)
-    }
-
-    /// Removes entries with index <= `upto` (after a snapshot).
-    pub fn log_purge_upto(&self, upto: u64) -> Result<()> {
-        self.log_remove(Bound::Unbounded, Bound::Included(keys::log_index(upto)))
-    }
-
-    fn log_remove(&self, lo: Bound<[u8; 8]>, hi: Bound<[u8; 8]>) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for k in self.log.range::<[u8; 8], _>((lo, hi)).keys() {
-            batch.remove(k?);
-        }
-        self.log.apply_batch(batch)?;
-        Ok(())
-    }
-
     /// Reads a raft value ("vote", "committed", "last_purged").
     pub fn raft_value(&self, name: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.raft_meta.get(name)?.map(|v| v.to_vec()))

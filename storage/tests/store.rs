@@ -1239,7 +1239,6 @@ fn snapshot_excludes_raft_log_and_values() {
 #[test]
 fn log_append_range_last() {
     let (_d, s) = open();
-    assert_eq!(s.log_last().unwrap(), None);
     assert!(s.log_range(0, None).unwrap().is_empty());
 
     s.log_append((1..=10).map(|i| (i, format!("e{i}").into_bytes())))
@@ -1251,7 +1250,6 @@ fn log_append_range_last() {
         (1..=10).collect::<Vec<_>>()
     );
     assert_eq!(all[4], (5, b"e5".to_vec()));
-    assert_eq!(s.log_last().unwrap(), Some(b"e10".to_vec()));
 
     // [start, end)
     let r = s.log_range(3, Some(6)).unwrap();
@@ -1273,7 +1271,6 @@ fn log_append_range_last() {
     assert!(s.log_range(5, Some(5)).unwrap().is_empty());
     assert!(s.log_range(6, Some(3)).unwrap().is_empty());
     assert_eq!(s.log_range(0, Some(u64::MAX)).unwrap().len(), 10);
-    assert_eq!(s.log_last().unwrap(), Some(b"e10".to_vec()));
     // Ordering is numeric, not lexicographic on decimal strings.
     s.log_append([(256, b"e256".to_vec()), (65536, b"e65536".to_vec())])
         .unwrap();
@@ -1284,7 +1281,6 @@ fn log_append_range_last() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(idx, vec![9, 10, 256, 65536]);
-    // (log_last assumes a contiguous log, as raft keeps it; see log_last_of_contiguous_logs.)
     // Empty append is fine.
     s.log_append(std::iter::empty()).unwrap();
     assert_eq!(s.log_range(0, None).unwrap().len(), 12);
@@ -1304,57 +1300,16 @@ fn log_append_overwrites_same_index() {
 }
 
 #[test]
-fn log_truncate_from() {
-    let (_d, s) = open();
-    s.log_append((1..=10).map(|i| (i, vec![i as u8]))).unwrap();
-    s.log_truncate_from(7).unwrap();
-    let idx: Vec<u64> = s.log_range(0, None).unwrap().iter().map(|e| e.0).collect();
-    assert_eq!(idx, (1..=6).collect::<Vec<_>>());
-    assert_eq!(s.log_last().unwrap(), Some(vec![6]));
-    // Truncating past the end is a no-op.
-    s.log_truncate_from(100).unwrap();
-    assert_eq!(s.log_range(0, None).unwrap().len(), 6);
-    // Conflict rewrite: truncate and append new entries.
-    s.log_truncate_from(5).unwrap();
-    s.log_append([(5, vec![50]), (6, vec![60])]).unwrap();
-    assert_eq!(
-        s.log_range(4, None).unwrap(),
-        vec![(4, vec![4]), (5, vec![50]), (6, vec![60])]
-    );
-    s.log_truncate_from(0).unwrap();
-    assert!(s.log_range(0, None).unwrap().is_empty());
-    assert_eq!(s.log_last().unwrap(), None);
-}
-
-#[test]
-fn log_purge_upto() {
-    let (_d, s) = open();
-    s.log_append((1..=10).map(|i| (i, vec![i as u8]))).unwrap();
-    s.log_purge_upto(4).unwrap();
-    let idx: Vec<u64> = s.log_range(0, None).unwrap().iter().map(|e| e.0).collect();
-    assert_eq!(idx, (5..=10).collect::<Vec<_>>());
-    assert_eq!(s.log_last().unwrap(), Some(vec![10]));
-    // Purging below the first entry is a no-op.
-    s.log_purge_upto(2).unwrap();
-    assert_eq!(s.log_range(0, None).unwrap().len(), 6);
-    // Purging everything.
-    s.log_purge_upto(10).unwrap();
-    assert!(s.log_range(0, None).unwrap().is_empty());
-    assert_eq!(s.log_last().unwrap(), None);
-    // Appending after a full purge continues at the next index.
-    s.log_append([(11, vec![11])]).unwrap();
-    assert_eq!(s.log_range(0, None).unwrap(), vec![(11, vec![11])]);
-}
-
-#[test]
-fn log_operations_do_not_touch_state_machine() {
+fn legacy_log_operations_do_not_touch_state_machine() {
     let (_d, s) = open();
     populate(&s);
     let before = export(&s);
     s.log_append((1..=5).map(|i| (i, vec![0; 100]))).unwrap();
     s.set_raft_value("committed", vec![1, 2]).unwrap();
-    s.log_truncate_from(3).unwrap();
-    s.log_purge_upto(1).unwrap();
+    assert_eq!(export(&s), before);
+    s.clear_legacy_log().unwrap();
+    assert!(s.log_range(0, None).unwrap().is_empty());
+    assert_eq!(s.raft_value("committed").unwrap(), None);
     assert_eq!(export(&s), before);
 }
 
@@ -1512,42 +1467,4 @@ fn empty_merge_creates_no_object() {
     );
     assert!(list_all(&s).is_empty());
     assert_eq!(s.meta_count(), 0);
-}
-
-#[test]
-fn log_last_of_contiguous_logs() {
-    for (first, last) in [
-        (1u64, 1u64),
-        (1, 255),
-        (1, 256),
-        (250, 70_000),
-        (65_530, 65_541),
-    ] {
-        let (_d, s) = open();
-        assert_eq!(s.log_last().unwrap(), None);
-        s.log_append((first..=last).map(|i| (i, i.to_be_bytes().to_vec())))
-            .unwrap();
-        assert_eq!(
-            s.log_last().unwrap(),
-            Some(last.to_be_bytes().to_vec()),
-            "{first}..={last}"
-        );
-        // Remaining after purge: p+1..=last; after truncation: p+1..=t-1.
-        let p = first + (last - first) / 2;
-        s.log_purge_upto(p).unwrap();
-        let want = (last > p).then_some(last);
-        assert_eq!(
-            s.log_last().unwrap(),
-            want.map(|w| w.to_be_bytes().to_vec()),
-            "after purge"
-        );
-        let t = last - (last - first) / 4;
-        s.log_truncate_from(t).unwrap();
-        let want = t.checked_sub(1).filter(|w| *w > p);
-        assert_eq!(
-            s.log_last().unwrap(),
-            want.map(|w| w.to_be_bytes().to_vec()),
-            "after truncate"
-        );
-    }
 }

@@ -153,30 +153,24 @@ impl Wal {
 
     /// Makes every record written so far durable.
     pub fn sync(&self) -> Result<()> {
-        let (file, dir) = {
+        let file = {
             let g = self.lock();
             g.writable()?;
-            (g.active().file.clone(), g.dir.clone())
+            g.active().file.clone()
         };
-        file.sync_data().map_err(|e| {
-            let err = io("fdatasync in", &dir, e);
-            self.lock().failed = Some(err.to_string());
-            err
-        })
+        file.sync_data()
+            .map_err(|e| self.lock().fail("fdatasync in", e))
     }
 
     /// The entries with index in `[start, end)` (`end` `None`: to the last), in order.
     pub fn range(&self, start: u64, end: Option<u64>) -> Result<Vec<Vec<u8>>> {
-        let (locs, dir) = {
-            let g = self.lock();
-            (g.index.range(start, end), g.dir.clone())
-        };
+        let locs = self.lock().index.range(start, end);
         locs.iter()
             .map(|l| {
                 let mut buf = vec![0; l.len];
                 l.file
                     .read_exact_at(&mut buf, l.off)
-                    .map_err(|e| io("read in", &dir, e))?;
+                    .map_err(|e| io("read in", &self.lock().dir, e))?;
                 Ok(buf)
             })
             .collect()
@@ -270,15 +264,19 @@ impl Inner {
         }
     }
 
+    /// Marks the log failed by `e`; every later write is refused.
+    fn fail(&mut self, what: &str, e: std::io::Error) -> Error {
+        let err = io(what, &self.dir, e);
+        self.failed = Some(err.to_string());
+        err
+    }
+
     /// Writes `buf` at the end of the active segment; returns the offset it starts at.
     fn write(&mut self, buf: &[u8]) -> Result<u64> {
         self.writable()?;
         let at = self.active_len;
-        let r = (&*self.active().file).write_all(buf);
-        if let Err(e) = r {
-            let err = io("write in", &self.dir, e);
-            self.failed = Some(err.to_string());
-            return Err(err);
+        if let Err(e) = (&*self.active().file).write_all(buf) {
+            return Err(self.fail("write in", e));
         }
         self.active_len += buf.len() as u64;
         Ok(at)
@@ -286,7 +284,6 @@ impl Inner {
 
     /// Writes one non-entry record (with a pending committed value first).
     fn record(&mut self, rec: &Record<'_>) -> Result<()> {
-        self.writable()?;
         let mut buf = self.take_dirty_committed();
         record::encode(rec, &mut buf);
         self.write(&buf)?;
@@ -305,12 +302,10 @@ impl Inner {
     }
 
     fn sync_active(&mut self) -> Result<()> {
-        if let Err(e) = self.active().file.sync_data() {
-            let err = io("fdatasync in", &self.dir, e);
-            self.failed = Some(err.to_string());
-            return Err(err);
+        match self.active().file.sync_data() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail("fdatasync in", e)),
         }
-        Ok(())
     }
 
     /// Closes the active segment (durably) and opens the next.
