@@ -47,6 +47,12 @@ pub fn sys_catalog_changed() -> Vec<u8> {
     vec![KS_SYS, b'c']
 }
 
+/// Key of the redo record of the last apply written key by key ([`crate::redo`]).
+/// Local bookkeeping of one node: never part of a snapshot.
+pub fn sys_redo() -> Vec<u8> {
+    vec![KS_SYS, b'w']
+}
+
 /// Key of the replicated sync settings.
 pub fn sys_sync_settings() -> Vec<u8> {
     vec![KS_SYS, b'y']
@@ -314,6 +320,16 @@ mod tests {
     #[test]
     fn keyspaces_do_not_overlap() {
         assert_ne!(meta_obj("a")[0], meta_prop("a", "b")[0]);
-        assert_ne!(sys_applied(), sys_revision());
+        let sys = [
+            sys_applied(),
+            sys_revision(),
+            sys_meta_deleted(),
+            sys_services_index(),
+            sys_catalog_changed(),
+            sys_sync_settings(),
+            sys_redo(),
+        ];
+        let distinct: std::collections::BTreeSet<_> = sys.iter().collect();
+        assert_eq!(distinct.len(), sys.len());
     }
 }

@@ -24,6 +24,7 @@ mod load;
 mod log;
 mod meta;
 mod points;
+mod redo;
 mod services;
 mod snapshot;
 mod store;

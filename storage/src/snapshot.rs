@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 
-use crate::{Error, Result, Store};
+use crate::{keys, Error, Result, Store};
 
 const MAGIC: &[u8; 8] = b"MCSNAP1\n";
 const IMPORT_BATCH: usize = 4096;
@@ -18,8 +18,12 @@ impl Store {
     pub fn export_snapshot(&self, out: &mut impl Write) -> Result<u64> {
         out.write_all(MAGIC)?;
         let mut n = 0;
+        let redo = keys::sys_redo();
         for kv in self.sm().iter() {
             let (k, v) = kv?;
+            if *k == *redo {
+                continue;
+            }
             write_chunk(out, &k)?;
             write_chunk(out, &v)?;
             n += 1;

@@ -49,6 +49,9 @@ impl Store {
             None => 0,
         };
         let sm = db.open_tree(sm_tree_name(gen))?;
+        if crate::redo::replay(&sm)? {
+            tracing::info!("finished the apply a crash interrupted (redo record replayed)");
+        }
         Ok(Store {
             db,
             log,

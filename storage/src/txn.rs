@@ -1,6 +1,6 @@
 //! A write overlay over the state-machine tree: apply reads its own writes through
 //! it, and the whole overlay (every command of every entry in one apply call, plus
-//! `last_applied`) is committed as one atomic `sled::Batch`.
+//! `last_applied`) is committed as one atomic unit ([`crate::redo`]).
 
 use std::collections::BTreeMap;
 
@@ -22,14 +22,14 @@ impl Limits {
 
 pub(crate) struct Txn<'a> {
     tree: &'a sled::Tree,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: crate::redo::Writes,
 }
 
 impl<'a> Txn<'a> {
     pub(crate) fn new(tree: &'a sled::Tree) -> Self {
         Txn {
             tree,
-            writes: BTreeMap::new(),
+            writes: crate::redo::Writes::new(),
         }
     }
 
@@ -86,14 +86,6 @@ impl<'a> Txn<'a> {
     }
 
     pub(crate) fn commit(self) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in self.writes {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        crate::redo::commit(self.tree, self.writes)
     }
 }
