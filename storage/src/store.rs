@@ -118,7 +118,11 @@ impl Store {
 
     /// Applies committed entries in order, atomically with `applied_state` (opaque
     /// bytes of the raft layer: last applied log id and membership). Returns the
-    /// responses of each entry's commands. On error nothing of the call is written.
+    /// responses of each entry's commands. A command's own failure (not found, version
+    /// mismatch) is a response. An `Err` before the commit writes nothing; one from the
+    /// commit (sled failing) may leave the call half written until the next open
+    /// finishes it from its redo record ([`crate::redo`]), so the caller must stop
+    /// applying (raft does).
     pub fn apply(
         &self,
         entries: &[ApplyEntry],
