@@ -933,6 +933,9 @@ fn reopen_preserves_data_applied_state_and_revision() {
         s.log_append([(1, b"e1".to_vec()), (2, b"e2".to_vec())])
             .unwrap();
         s.set_raft_value("vote", b"v".to_vec()).unwrap();
+        // Small applies stay in sled's buffer until a flush (the raft log is what
+        // makes them durable); dropping the store flushes too.
+        s.flush_durable().unwrap();
         assert!(s.size_on_disk() > 0);
     }
     let s = reopen(dir.path());

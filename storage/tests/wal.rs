@@ -1,7 +1,7 @@
 //! The raft log's write-ahead log: what it keeps across reopen, a torn tail, segment
 //! rotation and deletion, and the values it must never lose.
 
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use metacenter_storage::Wal;
@@ -99,18 +99,83 @@ fn a_torn_tail_is_cut_off_and_the_log_goes_on() {
     drop(w);
     let seg = dir.path().join(&segments(dir.path())[0]);
     let len = std::fs::metadata(&seg).unwrap().len();
-    // Half of a frame, as a crash in the middle of a write leaves it.
-    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
-    f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 1, 9]).unwrap();
+    // Half of a frame right after the records, as a crash in the middle of a write
+    // leaves it in the preallocated segment.
+    let end = data_end(&seg);
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(&[40, 0, 0, 0, 1, 2, 3, 4, 1, 9], end)
+        .unwrap();
     drop(f);
 
     let w = Wal::open(dir.path()).unwrap();
     assert_eq!(all(&w).len(), 3);
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
+    assert_eq!(data_end(&seg), end, "the torn frame is gone");
     w.append(entries(4..=4)).unwrap();
     w.sync().unwrap();
     drop(w);
     assert_eq!(all(&Wal::open(dir.path()).unwrap()).len(), 4);
+}
+
+/// Where a segment's written bytes end: after them it holds only preallocated zeros.
+fn data_end(seg: &Path) -> u64 {
+    let bytes = std::fs::read(seg).unwrap();
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1)
+}
+
+#[test]
+fn segments_are_preallocated_and_appends_go_after_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wal::open_with(dir.path(), 1 << 20).unwrap();
+    w.append(entries(1..=3)).unwrap();
+    w.sync().unwrap();
+    let seg = dir.path().join(&segments(dir.path())[0]);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), 1 << 20);
+    assert!(
+        w.size_on_disk() < 1 << 10,
+        "counts records, not the preallocation"
+    );
+    drop(w);
+    let end = data_end(&seg);
+    let w = Wal::open_with(dir.path(), 1 << 20).unwrap();
+    w.append(entries(4..=5)).unwrap();
+    w.sync().unwrap();
+    drop(w);
+    assert!(data_end(&seg) > end);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), 1 << 20);
+    let w = Wal::open_with(dir.path(), 1 << 20).unwrap();
+    assert_eq!(
+        all(&w),
+        (1..=5).map(|i| format!("entry {i}")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn records_after_a_zeroed_frame_are_damage_not_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wal::open_with(dir.path(), 64).unwrap();
+    for i in 1..=6 {
+        w.append(entries(i..=i)).unwrap();
+    }
+    w.sync().unwrap();
+    drop(w);
+    let names = segments(dir.path());
+    assert!(names.len() >= 2, "{names:?}");
+    // A block of the first segment lost to zeros, records after it.
+    let first = dir.path().join(&names[0]);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap();
+    f.write_all_at(&[0; 12], 0).unwrap();
+    drop(f);
+    let err = Wal::open(dir.path())
+        .err()
+        .expect("a log with a zeroed frame is refused");
+    assert!(err.to_string().contains("damaged"), "{err}");
 }
 
 #[test]

@@ -5,14 +5,20 @@
 //! second that cost a third of a follower's CPU (BENCHMARKS.md). Here an append is
 //! one `write` of its frames and durability one `fdatasync` of the active segment, by
 //! whoever calls [`Wal::sync`] (the raft crate's flusher, once per group of appends).
+//! Segments are preallocated to their full size when created (`fallocate`, where the
+//! file system has it), so a sync writes data only: appending to a file that grows
+//! would also commit its new size to the file system's journal, every time (on ext4
+//! here a `fdatasync` of a growing file took 0.13–0.20 ms p50, of a preallocated one
+//! 0.07–0.12 ms; it is on the write path twice, leader then follower).
 //!
 //! Layout: `<dir>/<seq>.wal`, `seq` growing by one per segment. Records
 //! ([`record`]) are entries, the vote, the committed id, purges and truncations; each
 //! segment starts with the vote, committed and purged values current when it was
 //! opened, so deleting older segments loses none of them. Nothing is overwritten:
 //! a truncation is a record, and recovery replays every record in order
-//! ([`index::Index::apply`]). A torn frame at the end of the last segment (a crash
-//! mid-write) is cut off at open; a damaged frame anywhere else is an error.
+//! ([`index::Index::apply`]). A segment's records end where only zeros follow. A torn
+//! frame at the end of the last segment (a crash mid-write) is cut off at open; a
+//! damaged frame anywhere else is an error.
 //!
 //! Durability contract: records are durable once a later [`Wal::sync`] (or
 //! [`Wal::purge_upto`], which syncs) returns; syncs cover every record written before
@@ -23,7 +29,7 @@ mod index;
 mod record;
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -275,7 +281,7 @@ impl Inner {
     fn write(&mut self, buf: &[u8]) -> Result<u64> {
         self.writable()?;
         let at = self.active_len;
-        if let Err(e) = (&*self.active().file).write_all(buf) {
+        if let Err(e) = self.active().file.write_all_at(buf, at) {
             return Err(self.fail("write in", e));
         }
         self.active_len += buf.len() as u64;
@@ -320,10 +326,11 @@ impl Inner {
         let path = self.dir.join(segment_name(seq));
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| io("create", &path, e))?;
+        preallocate(&file, &path, self.segment_bytes);
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io("fsync", &self.dir, e))?;
@@ -373,7 +380,7 @@ impl Inner {
         let file = Arc::new(
             OpenOptions::new()
                 .read(true)
-                .append(true)
+                .write(true)
                 .open(&path)
                 .map_err(|e| io("open", &path, e))?,
         );
@@ -417,9 +424,30 @@ impl Inner {
                 }
             }
         }
+        if last {
+            preallocate(&file, &path, self.segment_bytes);
+        }
         self.segments.push(seg);
         self.active_len = pos as u64;
         Ok(())
+    }
+}
+
+/// Allocates `file` up to `bytes` (zeros), so that appends within it do not change its
+/// size. Best effort: where the file system cannot, the log only syncs slower.
+fn preallocate(file: &File, path: &Path, bytes: u64) {
+    let len = file.metadata().map(|m| m.len()).unwrap_or(bytes);
+    if len >= bytes {
+        return;
+    }
+    let Ok(bytes) = libc::off_t::try_from(bytes) else {
+        return;
+    };
+    // SAFETY: fallocate on an open descriptor we own, with plain integer arguments.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::debug!(error = %e, path = %path.display(), "cannot preallocate a raft log segment");
     }
 }
 

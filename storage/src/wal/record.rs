@@ -2,7 +2,8 @@
 //!
 //! A frame is `u32 LE body length, u32 LE crc32 of the body, body`; the body is a
 //! kind byte and the kind's fields (integers little-endian). A frame that is cut
-//! short or whose checksum fails marks the end of what a crash left readable.
+//! short or whose checksum fails marks the end of what a crash left readable; so does
+//! the start of an all-zero rest (the unwritten, preallocated end of a segment).
 
 /// Bytes before a frame's body: its length and checksum.
 pub(super) const HEADER: usize = 8;
@@ -76,9 +77,10 @@ pub(super) fn encode(rec: &Record<'_>, out: &mut Vec<u8>) {
     out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Reads the frame at the start of `buf`.
+/// Reads the frame at the start of `buf`. Nothing but zeros is the end: segments are
+/// preallocated, so the unwritten rest of one reads as zeros.
 pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
-    if buf.is_empty() {
+    if buf.iter().all(|&b| b == 0) {
         return Parsed::End;
     }
     if buf.len() < HEADER {
@@ -157,7 +159,27 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         assert!(matches!(parse(&flipped), Parsed::Broken(_)));
         assert_eq!(parse(&[]), Parsed::End);
-        let zeros = [0u8; 32];
-        assert!(matches!(parse(&zeros), Parsed::Broken(_)));
+    }
+
+    #[test]
+    fn zeros_end_the_log_and_a_torn_frame_before_them_is_broken() {
+        assert_eq!(parse(&[0u8; 32]), Parsed::End);
+        let mut junk = vec![0u8; 32];
+        junk[20] = 1;
+        assert!(matches!(parse(&junk), Parsed::Broken(_)));
+        let mut buf = Vec::new();
+        encode(&Record::Vote(b"vote"), &mut buf);
+        // A torn write into a preallocated segment: part of a frame, then zeros.
+        for cut in 1..buf.len() {
+            let mut torn = buf[..cut].to_vec();
+            torn.extend_from_slice(&[0u8; 32]);
+            assert!(matches!(parse(&torn), Parsed::Broken(_)), "cut {cut}");
+        }
+        let mut whole = buf.clone();
+        whole.extend_from_slice(&[0u8; 32]);
+        assert_eq!(
+            parse(&whole),
+            Parsed::Record(Record::Vote(b"vote"), buf.len())
+        );
     }
 }
