@@ -153,51 +153,47 @@ fn segments_are_preallocated_and_appends_go_after_the_records() {
     );
 }
 
-#[test]
-fn records_after_a_zeroed_frame_are_damage_not_the_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let w = Wal::open_with(dir.path(), 64).unwrap();
+/// A log of several small segments; returns the path of the first (closed) one.
+fn closed_segment(dir: &Path) -> std::path::PathBuf {
+    let w = Wal::open_with(dir, 64).unwrap();
     for i in 1..=6 {
         w.append(entries(i..=i)).unwrap();
     }
     w.sync().unwrap();
     drop(w);
-    let names = segments(dir.path());
+    let names = segments(dir);
     assert!(names.len() >= 2, "{names:?}");
+    dir.join(&names[0])
+}
+
+fn assert_refused_as_damaged(dir: &Path) {
+    let err = Wal::open(dir).err().expect("a damaged log is refused");
+    assert!(err.to_string().contains("damaged"), "{err}");
+}
+
+#[test]
+fn records_after_a_zeroed_frame_are_damage_not_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = closed_segment(dir.path());
     // A block of the first segment lost to zeros, records after it.
-    let first = dir.path().join(&names[0]);
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(&first)
         .unwrap();
     f.write_all_at(&[0; 12], 0).unwrap();
     drop(f);
-    let err = Wal::open(dir.path())
-        .err()
-        .expect("a log with a zeroed frame is refused");
-    assert!(err.to_string().contains("damaged"), "{err}");
+    assert_refused_as_damaged(dir.path());
 }
 
 #[test]
 fn damage_before_the_last_segment_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let w = Wal::open_with(dir.path(), 64).unwrap();
-    for i in 1..=6 {
-        w.append(entries(i..=i)).unwrap();
-    }
-    w.sync().unwrap();
-    drop(w);
-    let names = segments(dir.path());
-    assert!(names.len() >= 2, "{names:?}");
-    let first = dir.path().join(&names[0]);
+    let first = closed_segment(dir.path());
     let mut bytes = std::fs::read(&first).unwrap();
     let at = bytes.len() - 1;
     bytes[at] ^= 0xff;
     std::fs::write(&first, bytes).unwrap();
-    let err = Wal::open(dir.path())
-        .err()
-        .expect("a damaged log is refused");
-    assert!(err.to_string().contains("damaged"), "{err}");
+    assert_refused_as_damaged(dir.path());
 }
 
 #[test]
