@@ -126,6 +126,12 @@ fn members_json(m: &RaftMetrics) -> Value {
 #[utoipa::path(get, path = "/status", tag = "cluster",
     responses((status = 200, description = "Status", body = doc::NodeStatus)))]
 async fn status(State(s): St) -> Json<Value> {
+    // Counting objects scans sled and sizing the database walks its files: off the
+    // executor.
+    let node = s.node.clone();
+    let disk =
+        tokio::task::spawn_blocking(move || (node.store().meta_count(), node.storage_bytes()));
+    let (meta_count, storage_bytes) = disk.await.unwrap_or_default();
     let m = s.node.metrics();
     let last_log = m.last_log_index.unwrap_or(0);
     let replication: Option<BTreeMap<String, Value>> = m.replication.as_ref().map(|r| {
@@ -155,8 +161,8 @@ async fn status(State(s): St) -> Json<Value> {
         },
         "membership": members_json(&m),
         "replication": replication,
-        "counts": { "metadata": s.node.store().meta_count() },
-        "storageBytes": s.node.storage_bytes(),
+        "counts": { "metadata": meta_count },
+        "storageBytes": storage_bytes,
     }))
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -247,13 +247,25 @@ fn load_series(s: &AppState, out: &mut String) {
 #[utoipa::path(get, path = "/metrics", tag = "cluster", responses(
     (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
 async fn render(State(s): State<Arc<AppState>>) -> Response {
-    let mut out = String::new();
-    if let Some(h) = handle() {
-        h.run_upkeep();
-        out.push_str(&h.render());
+    // The node's series read sled and the files on disk: off the executor.
+    let out = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        if let Some(h) = handle() {
+            h.run_upkeep();
+            out.push_str(&h.render());
+        }
+        raft_series(&s, &mut out);
+        load_series(&s, &mut out);
+        process_series(&mut out);
+        out
+    })
+    .await;
+    match out {
+        Ok(out) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("metrics could not be rendered: {e}"),
+        )
+            .into_response(),
     }
-    raft_series(&s, &mut out);
-    load_series(&s, &mut out);
-    process_series(&mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

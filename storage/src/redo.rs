@@ -37,10 +37,7 @@ pub(crate) fn weight(writes: &Writes) -> usize {
 /// Writes `writes` to `tree` as one atomic unit (see the module doc).
 pub(crate) fn commit(tree: &sled::Tree, writes: Writes) -> Result<()> {
     if weight(&writes) > MAX_REDO {
-        let mut batch = batch_of(writes);
-        batch.remove(keys::sys_redo());
-        tree.apply_batch(batch)?;
-        return Ok(());
+        return write_as_batch(tree, writes);
     }
     tree.insert(keys::sys_redo(), encode(&writes))?;
     for (k, v) in writes {
@@ -58,13 +55,12 @@ pub(crate) fn replay(tree: &sled::Tree) -> Result<bool> {
     let Some(record) = tree.get(keys::sys_redo())? else {
         return Ok(false);
     };
-    let mut batch = batch_of(decode(&record)?);
-    batch.remove(keys::sys_redo());
-    tree.apply_batch(batch)?;
+    write_as_batch(tree, decode(&record)?)?;
     Ok(true)
 }
 
-fn batch_of(writes: Writes) -> sled::Batch {
+/// Writes `writes` and drops the redo record, in one sled batch.
+fn write_as_batch(tree: &sled::Tree, writes: Writes) -> Result<()> {
     let mut batch = sled::Batch::default();
     for (k, v) in writes {
         match v {
@@ -72,7 +68,9 @@ fn batch_of(writes: Writes) -> sled::Batch {
             None => batch.remove(k),
         }
     }
-    batch
+    batch.remove(keys::sys_redo());
+    tree.apply_batch(batch)?;
+    Ok(())
 }
 
 const DELETE: u32 = u32::MAX;
@@ -143,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn every_cut_of_a_record_is_refused() {
+    fn a_cut_record_never_decodes_to_other_values() {
         let bytes = encode(&sample());
         for cut in 1..bytes.len() {
             let r = decode(&bytes[..cut]);

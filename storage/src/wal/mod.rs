@@ -52,6 +52,8 @@ struct Segment {
     file: Arc<File>,
     /// Highest entry index ever written to it (0 if none).
     max_index: u64,
+    /// Bytes of records written to it (the file may be longer: preallocated zeros).
+    len: u64,
 }
 
 struct Inner {
@@ -59,7 +61,6 @@ struct Inner {
     segment_bytes: u64,
     /// Oldest first; the last one takes appends.
     segments: Vec<Segment>,
-    active_len: u64,
     index: Index,
     /// The committed value changed since it was last written.
     committed_dirty: bool,
@@ -84,7 +85,6 @@ impl Wal {
             dir: dir.to_path_buf(),
             segment_bytes,
             segments: Vec::new(),
-            active_len: 0,
             index: Index::default(),
             committed_dirty: false,
             failed: None,
@@ -119,7 +119,7 @@ impl Wal {
         let entries: Vec<_> = entries.into_iter().collect();
         let mut g = self.lock();
         g.writable()?;
-        if g.active_len >= g.segment_bytes {
+        if g.active().len >= g.segment_bytes {
             g.rotate()?;
         }
         let mut buf = g.take_dirty_committed();
@@ -239,15 +239,9 @@ impl Wal {
         self.lock().index.purged.as_ref().map(|(_, d)| d.clone())
     }
 
-    /// Bytes the segment files hold.
+    /// Bytes of records the segment files hold.
     pub fn size_on_disk(&self) -> u64 {
-        let g = self.lock();
-        let closed: u64 = g.segments[..g.segments.len() - 1]
-            .iter()
-            .filter_map(|s| s.file.metadata().ok())
-            .map(|m| m.len())
-            .sum();
-        closed + g.active_len
+        self.lock().segments.iter().map(|s| s.len).sum()
     }
 
     /// Number of segment files (for tests and metrics).
@@ -280,11 +274,11 @@ impl Inner {
     /// Writes `buf` at the end of the active segment; returns the offset it starts at.
     fn write(&mut self, buf: &[u8]) -> Result<u64> {
         self.writable()?;
-        let at = self.active_len;
+        let at = self.active().len;
         if let Err(e) = self.active().file.write_all_at(buf, at) {
             return Err(self.fail("write in", e));
         }
-        self.active_len += buf.len() as u64;
+        self.segments.last_mut().expect("an active segment").len += buf.len() as u64;
         Ok(at)
     }
 
@@ -338,8 +332,8 @@ impl Inner {
             seq,
             file: Arc::new(file),
             max_index: 0,
+            len: 0,
         });
-        self.active_len = 0;
         let mut buf = Vec::new();
         let ix = &self.index;
         if let Some(v) = &ix.vote {
@@ -388,6 +382,7 @@ impl Inner {
             seq,
             file: file.clone(),
             max_index: 0,
+            len: 0,
         };
         let mut pos = 0usize;
         loop {
@@ -427,8 +422,8 @@ impl Inner {
         if last {
             preallocate(&file, &path, self.segment_bytes);
         }
+        seg.len = pos as u64;
         self.segments.push(seg);
-        self.active_len = pos as u64;
         Ok(())
     }
 }
