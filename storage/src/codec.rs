@@ -50,6 +50,61 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
 }
 
+/// A position in a sequence written by [`encode`] (a `Vec<T>` or slice), to decode
+/// it one item at a time: a reader that needs only the first items decodes only those.
+/// It holds no borrow; each call is given the same bytes. Trailing bytes after the last
+/// item are an error, as in [`decode`].
+#[derive(Debug, Clone, Copy)]
+pub struct SeqCursor {
+    pos: usize,
+    left: u64,
+}
+
+impl SeqCursor {
+    /// Starts at the first item of `bytes`.
+    pub fn start(bytes: &[u8]) -> Result<SeqCursor> {
+        match bytes.split_first() {
+            Some((&FORMAT_V1, body)) => {
+                // A sequence's length is a varint u64 (a usize), as bincode writes it.
+                let (left, used) = decode_limited::<u64, 16>(body)?;
+                Ok(SeqCursor {
+                    pos: 1 + used,
+                    left,
+                })
+            }
+            Some((v, _)) => Err(Error::Codec(format!("unknown format version {v}"))),
+            None => Err(Error::Codec("empty value".into())),
+        }
+    }
+
+    /// The next item of `bytes` (the bytes given to [`SeqCursor::start`]).
+    pub fn next<T: DeserializeOwned>(&mut self, bytes: &[u8]) -> Option<Result<T>> {
+        let rest = bytes.get(self.pos..).unwrap_or_default();
+        if self.left == 0 {
+            self.pos = bytes.len();
+            return (!rest.is_empty())
+                .then(|| Err(Error::Codec(format!("{} trailing bytes", rest.len()))));
+        }
+        self.left -= 1;
+        let item = match rest.len() {
+            n if n <= 64 << 10 => decode_limited::<T, { 1 << 20 }>(rest),
+            n if n <= 16 << 20 => decode_limited::<T, { 256 << 20 }>(rest),
+            _ => decode_limited::<T, { 4 << 30 }>(rest),
+        };
+        match item {
+            Ok((value, used)) => {
+                self.pos += used;
+                Some(Ok(value))
+            }
+            Err(e) => {
+                // Nothing after a broken item can be trusted.
+                (self.left, self.pos) = (0, bytes.len());
+                Some(Err(e))
+            }
+        }
+    }
+}
+
 /// Decodes with bincode claiming at most `LIMIT` bytes; returns the bytes used.
 fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(body: &[u8]) -> Result<(T, usize)> {
     let config = bincode::config::standard().with_limit::<LIMIT>();
@@ -69,6 +124,27 @@ mod tests {
         assert_eq!(bytes[0], FORMAT_V1);
         let back: BTreeMap<String, String> = decode(&bytes).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn sequences_decode_item_by_item() {
+        let items: Vec<(u64, String)> = (0..300).map(|i| (i * 1000, format!("v{i}"))).collect();
+        let bytes = encode(&items).unwrap();
+        let all = |bytes: &[u8]| {
+            let mut c = SeqCursor::start(bytes).unwrap();
+            std::iter::from_fn(move || c.next::<(u64, String)>(bytes)).collect::<Vec<_>>()
+        };
+        let back: Vec<(u64, String)> = all(&bytes).into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(back, items);
+        let mut c = SeqCursor::start(&bytes).unwrap();
+        assert_eq!(c.next::<(u64, String)>(&bytes).unwrap().unwrap(), items[0]);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        let got = all(&trailing);
+        assert!(got.last().unwrap().is_err() && got.len() == 301);
+        let got = all(&bytes[..bytes.len() - 2]);
+        assert!(got.last().unwrap().is_err() && got.len() == 300);
+        assert!(SeqCursor::start(&[]).is_err() && SeqCursor::start(&[9, 0]).is_err());
     }
 
     #[test]

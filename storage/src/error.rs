@@ -11,6 +11,9 @@ pub enum Error {
     /// A stored value could not be decoded or encoded.
     #[error("codec: {0}")]
     Codec(String),
+    /// The data directory was written in a layout this version does not read.
+    #[error("data layout: {0}")]
+    Layout(String),
     /// Snapshot file I/O or format error.
     #[error("snapshot: {0}")]
     Snapshot(String),

@@ -28,8 +28,12 @@ pub const KS_LOAD_TOMB: u8 = 0x33;
 /// Keyspace: tombstones by age, `created_ns BE, request_id` -> () (for expiry).
 pub const KS_LOAD_TOMB_AGE: u8 = 0x34;
 
-/// Keyspace: metric points, `tenant 0x00 run(16) metric 0x00 time(8) index(8) pos(4)` -> point.
-pub const KS_POINT: u8 = 0x40;
+/// Keyspace of metric points stored one per key, before chunks; a store holding any is
+/// refused at open.
+pub const KS_POINT_V0: u8 = 0x40;
+/// Keyspace: metric point chunks, `tenant 0x00 run(16) metric 0x00` + [`crate::chunk`]'s
+/// key suffix -> the points of one series from one command.
+pub const KS_POINT: u8 = 0x43;
 /// Keyspace: running aggregates per series, `tenant 0x00 run(16) metric` -> aggregates.
 pub const KS_SERIES: u8 = 0x41;
 /// Keyspace: system metric points, `tenant 0x00 run(16) time(8) index(8) pos(4)` -> point.
@@ -190,7 +194,7 @@ pub fn series(tenant: &str, run: &[u8; 16], metric: &str) -> Vec<u8> {
     k
 }
 
-/// Prefix of the points of one series.
+/// Prefix of the point chunks of one series.
 pub fn point_series_prefix(tenant: &str, run: &[u8; 16], metric: &str) -> Vec<u8> {
     let mut k = run_prefix(KS_POINT, tenant, run);
     k.extend_from_slice(metric.as_bytes());
@@ -198,7 +202,7 @@ pub fn point_series_prefix(tenant: &str, run: &[u8; 16], metric: &str) -> Vec<u8
     k
 }
 
-/// Appends a point's position to a series (or run) prefix: time, revision and
+/// Appends a system point's position to a run prefix: time, revision and
 /// position, each bit-inverted so that key order is newest first. Forward scans then
 /// read history newest first (sled 0.34's reverse iterator can panic near key-byte
 /// boundaries, so nothing here iterates backwards).

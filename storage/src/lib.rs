@@ -16,6 +16,7 @@
 
 mod apply;
 mod catalog;
+mod chunk;
 pub mod codec;
 mod command;
 mod error;

@@ -3,8 +3,9 @@
 //! system metric points, and retention. Reads: history newest first with cursor
 //! pagination, latest, stats.
 //!
-//! Point keys end in `time, revision, position`: time-ordered, and unique because the
-//! revision is allocated once per command by apply.
+//! A command's points of one series are one chunk ([`chunk`]); system points are one
+//! key each, ending in `time, revision, position`: time-ordered, and unique because
+//! the revision is allocated once per command by apply.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -12,6 +13,7 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 
 use crate::apply::ApplyCtx;
+use crate::chunk::{self, ChunkKey, ChunkPoint, Placed};
 use crate::command::{PointIn, SystemPointIn};
 use crate::txn::Limits;
 use crate::{codec, keys, Response, Result, Store};
@@ -57,13 +59,6 @@ impl SeriesAgg {
     pub fn std_dev(&self) -> Option<f64> {
         (self.count > 1).then(|| (self.m2.max(0.0) / (self.count - 1) as f64).sqrt())
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredPoint {
-    step: Option<i64>,
-    value: f64,
-    metadata_json: Option<String>,
 }
 
 /// A point as read.
@@ -120,32 +115,29 @@ impl ApplyCtx<'_> {
             return Ok(Response::Invalid { reason });
         }
         let rev = self.bump_revision();
-        let mut aggs: BTreeMap<Vec<u8>, SeriesAgg> = BTreeMap::new();
+        let mut series: BTreeMap<(&[u8; 16], &str), Vec<ChunkPoint>> = BTreeMap::new();
         for (pos, p) in points.iter().enumerate() {
-            let prefix = keys::point_series_prefix(tenant, &p.run_id, &p.metric);
-            let key = keys::point_suffix(&prefix, p.time_ns, rev, pos as u32);
-            let stored = StoredPoint {
-                step: p.step,
-                value: p.value,
-                metadata_json: p.metadata_json.clone(),
-            };
-            self.txn.put(key, codec::encode(&stored)?);
-            let skey = keys::series(tenant, &p.run_id, &p.metric);
-            if !aggs.contains_key(&skey) {
-                let agg = self
-                    .txn
-                    .get(&skey)?
-                    .map(|v| codec::decode(&v))
-                    .transpose()?
-                    .unwrap_or_default();
-                aggs.insert(skey.clone(), agg);
-            }
-            aggs.get_mut(&skey)
-                .expect("inserted above")
-                .add(p.value, p.time_ns);
+            series
+                .entry((&p.run_id, p.metric.as_str()))
+                .or_default()
+                .push(ChunkPoint {
+                    time_ns: p.time_ns,
+                    pos: pos as u32,
+                    step: p.step,
+                    value: p.value,
+                    metadata_json: p.metadata_json.clone(),
+                });
         }
-        for (k, agg) in aggs {
-            self.txn.put(k, codec::encode(&agg)?);
+        for ((run, metric), chunk_points) in series {
+            let skey = keys::series(tenant, run, metric);
+            let mut agg: SeriesAgg = self.get_decoded(&skey)?.unwrap_or_default();
+            chunk_points
+                .iter()
+                .for_each(|p| agg.add(p.value, p.time_ns));
+            self.txn.put(skey, codec::encode(&agg)?);
+            let (suffix, value) = chunk::build(rev, chunk_points)?;
+            let prefix = keys::point_series_prefix(tenant, run, metric);
+            self.txn.put([prefix.as_slice(), &suffix].concat(), value);
         }
         let names = points.iter().map(|p| (p.metric.as_str(), p.time_ns));
         self.catalog_note_points(tenant, names)?;
@@ -180,34 +172,12 @@ impl ApplyCtx<'_> {
     /// Removes the tenant's points (and system points) older than `cutoff`, fixing the
     /// aggregates of every series it touched.
     pub(crate) fn points_retain(&mut self, tenant: &str, cutoff: i64) -> Result<Response> {
-        let mut tenant_prefix = vec![keys::KS_SERIES];
-        tenant_prefix.extend_from_slice(tenant.as_bytes());
-        tenant_prefix.push(0);
         let mut removed = 0u64;
-        for (skey, _) in self.txn.scan_prefix(&tenant_prefix)? {
-            let mut pkey = skey.clone();
-            pkey[0] = keys::KS_POINT;
-            pkey.push(0);
-            // Newest first: the points older than the cutoff are the tail of the series.
-            let lo = [pkey.as_slice(), &keys::desc_time(cutoff), &[0xff; 13]].concat();
-            let old = self.txn.scan_range(&lo, &keys::prefix_end(&pkey))?;
-            if old.is_empty() {
-                continue;
-            }
-            removed += old.len() as u64;
-            for (k, _) in old {
-                self.txn.delete(k);
-            }
-            let mut agg = SeriesAgg::default();
-            for (k, v) in self.txn.scan_prefix(&pkey)? {
-                let p: StoredPoint = codec::decode(&v)?;
-                agg.add(p.value, keys::parse_desc_time(&k[pkey.len()..]));
-            }
-            if agg.count == 0 {
-                self.txn.delete(skey);
-            } else {
-                self.txn.put(skey, codec::encode(&agg)?);
-            }
+        for (skey, _) in self
+            .txn
+            .scan_prefix(&keys::tenant_prefix(keys::KS_SERIES, tenant))?
+        {
+            removed += self.series_retain(skey, cutoff)?;
         }
         let mut sys = vec![keys::KS_SYSPOINT];
         sys.extend_from_slice(tenant.as_bytes());
@@ -220,13 +190,57 @@ impl ApplyCtx<'_> {
         }
         Ok(Response::PointsRemoved { count: removed })
     }
+
+    /// Drops the points of one series (aggregates at `skey`) older than `cutoff`:
+    /// whole chunks when all their points are, else the chunk is rewritten with the
+    /// rest. Returns how many points went.
+    fn series_retain(&mut self, skey: Vec<u8>, cutoff: i64) -> Result<u64> {
+        let mut prefix = skey.clone();
+        prefix[0] = keys::KS_POINT;
+        prefix.push(0);
+        let chunks = self.txn.scan_prefix(&prefix)?;
+        let mut parsed = Vec::with_capacity(chunks.len());
+        for (k, v) in chunks {
+            parsed.push((ChunkKey::parse(&k[prefix.len()..])?, k, v));
+        }
+        if parsed.iter().all(|(ck, _, _)| ck.oldest_ns >= cutoff) {
+            return Ok(0);
+        }
+        let (mut removed, mut agg) = (0u64, SeriesAgg::default());
+        for (ck, k, v) in parsed {
+            let all = chunk::decode(&v)?;
+            if ck.oldest_ns >= cutoff {
+                all.iter().for_each(|p| agg.add(p.value, p.time_ns));
+                continue;
+            }
+            let total = all.len();
+            let kept: Vec<ChunkPoint> = all.into_iter().filter(|p| p.time_ns >= cutoff).collect();
+            removed += (total - kept.len()) as u64;
+            kept.iter().for_each(|p| agg.add(p.value, p.time_ns));
+            self.txn.delete(k);
+            if !kept.is_empty() {
+                let (suffix, value) = chunk::build(ck.rev, kept)?;
+                self.txn.put([prefix.as_slice(), &suffix].concat(), value);
+            }
+        }
+        if agg.count == 0 {
+            self.txn.delete(skey);
+        } else {
+            self.txn.put(skey, codec::encode(&agg)?);
+        }
+        Ok(removed)
+    }
 }
 
-/// Where a newest-first scan of `metric` starts, given the time filter and the
-/// cursor of the previous page (whichever is further along).
-fn start_bound(prefix: &[u8], metric: &str, q: &PointQuery) -> Bound<Vec<u8>> {
-    let at = |t: i64, tie: &[u8]| [prefix, &keys::desc_time(t), tie].concat();
-    let by_time = Bound::Included(at(q.end_ns.unwrap_or(i64::MAX), &[]));
+/// The sort key (see [`chunk`]) from which a newest-first read of `metric` starts,
+/// given the time filter and the cursor of the previous page (whichever is further
+/// along).
+fn start_bound(metric: &str, q: &PointQuery) -> Bound<Vec<u8>> {
+    let at = |t: i64, tie: &[u8]| [&keys::desc_time(t)[..], tie].concat();
+    let by_time = match q.end_ns {
+        Some(end) => Bound::Included(at(end, &[])),
+        None => Bound::Unbounded,
+    };
     let Some(c) = &q.after else { return by_time };
     let by_cursor = match metric.cmp(c.metric.as_str()) {
         // Metrics sort descending: a smaller name still has the cursor's own time ahead.
@@ -246,6 +260,17 @@ fn start_bound(prefix: &[u8], metric: &str, q: &PointQuery) -> Bound<Vec<u8>> {
 }
 
 impl Store {
+    /// The chunks of one series in key order, as (key suffix, value).
+    fn series_chunks(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec)>> + '_ {
+        let skip = prefix.len();
+        self.sm()
+            .scan_prefix(prefix)
+            .map(move |kv| Ok(kv.map(|(k, v)| (k[skip..].to_vec(), v))?))
+    }
+
     /// Newest-first points of one series (at most `q.limit`).
     pub fn series_points(
         &self,
@@ -255,40 +280,27 @@ impl Store {
         q: &PointQuery,
     ) -> Result<Vec<Point>> {
         let prefix = keys::point_series_prefix(tenant, run, metric);
-        let lo = start_bound(&prefix, metric, q);
-        let oldest = q.start_ns.unwrap_or(i64::MIN);
-        let hi =
-            Bound::Included([prefix.as_slice(), &keys::desc_time(oldest), &[0xff; 12]].concat());
-        let mut out = Vec::new();
-        for kv in self.sm().range::<Vec<u8>, _>((lo, hi)) {
-            if out.len() >= q.limit {
-                break;
-            }
-            let (k, v) = kv?;
-            let p: StoredPoint = codec::decode(&v)?;
-            if !q.step_ok(p.step) {
-                continue;
-            }
-            let rest = &k[prefix.len()..];
-            let time_ns = keys::parse_desc_time(rest);
-            let tie: [u8; 12] = rest[8..20]
-                .try_into()
-                .map_err(|_| crate::Error::Codec("short point key".into()))?;
-            let cursor = Cursor {
-                time_ns,
+        let keep = |p: &ChunkPoint| q.step_ok(p.step);
+        let window = chunk::Window {
+            from: start_bound(metric, q),
+            oldest_ns: q.start_ns.unwrap_or(i64::MIN),
+            limit: q.limit,
+            keep: &keep,
+        };
+        let placed = chunk::newest_first(self.series_chunks(&prefix), &window)?;
+        let point = |Placed { key, point: p }: Placed| Point {
+            metric: metric.to_string(),
+            step: p.step,
+            value: p.value,
+            time_ns: p.time_ns,
+            metadata_json: p.metadata_json,
+            cursor: Cursor {
+                time_ns: p.time_ns,
                 metric: metric.to_string(),
-                tie,
-            };
-            out.push(Point {
-                metric: metric.to_string(),
-                step: p.step,
-                value: p.value,
-                time_ns,
-                metadata_json: p.metadata_json,
-                cursor,
-            });
-        }
-        Ok(out)
+                tie: key[8..].try_into().expect("12 bytes"),
+            },
+        };
+        Ok(placed.into_iter().map(point).collect())
     }
 
     /// Newest-first points of every metric of a run, merged (at most `q.limit`).
@@ -357,13 +369,21 @@ impl Store {
         end: i64,
     ) -> Result<SeriesAgg> {
         let prefix = keys::point_series_prefix(tenant, run, metric);
-        let lo = [prefix.as_slice(), &keys::desc_time(end)].concat();
-        let hi = [prefix.as_slice(), &keys::desc_time(start), &[0xff; 12]].concat();
         let mut agg = SeriesAgg::default();
-        for kv in self.sm().range(lo..=hi) {
-            let (k, v) = kv?;
-            let p: StoredPoint = codec::decode(&v)?;
-            agg.add(p.value, keys::parse_desc_time(&k[prefix.len()..]));
+        for kv in self.series_chunks(&prefix) {
+            let (suffix, value) = kv?;
+            let ck = ChunkKey::parse(&suffix)?;
+            if ck.newest_ns < start {
+                break;
+            }
+            if ck.oldest_ns > end {
+                continue;
+            }
+            for p in chunk::decode(&value)? {
+                if (start..=end).contains(&p.time_ns) {
+                    agg.add(p.value, p.time_ns);
+                }
+            }
         }
         Ok(agg)
     }

@@ -52,6 +52,13 @@ impl Store {
         if crate::redo::replay(&sm)? {
             tracing::info!("finished the apply a crash interrupted (redo record replayed)");
         }
+        if sm.scan_prefix([keys::KS_POINT_V0]).next().is_some() {
+            return Err(Error::Layout(format!(
+                "{} holds metric points stored one per key (before point chunks); \
+                 this version cannot read them: start from an empty data directory",
+                dir.display()
+            )));
+        }
         Ok(Store {
             db,
             log,
@@ -172,6 +179,23 @@ impl Store {
     }
 }
 
+/// sled's segment size for a new database. sled writes a page (a tree node with its
+/// values) larger than a quarter of a segment to a file of its own, created per write;
+/// with the default 512 KiB a node of a dozen point chunks crosses that line, so 8 MiB
+/// keeps nodes in the log.
+const NEW_SEGMENT_SIZE: usize = 8 << 20;
+
+/// The segment size to open `dir` with: sled refuses any size but the one a database
+/// was created with, which it records in its `conf` file as a line `segment_size: N`
+/// (followed, after the text, by a binary checksum).
+fn segment_size(dir: &Path) -> usize {
+    let conf = std::fs::read(dir.join("conf")).unwrap_or_default();
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size:")?.trim().parse().ok())
+        .unwrap_or(NEW_SEGMENT_SIZE)
+}
+
 /// Opens the sled database. sled releases the directory lock of a database dropped
 /// in this process from background threads, so a reopen right after a drop (an
 /// in-process restart) retries the lock for a few seconds.
@@ -181,6 +205,7 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
         let r = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
+            .segment_size(segment_size(dir))
             .open();
         match r {
             // sled wraps the lock's EWOULDBLOCK in an error of kind Other.
@@ -198,4 +223,42 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
 
 fn sm_tree_name(gen: u64) -> String {
     format!("sm.{gen}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_keeps_the_segment_size_it_was_created_with() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = sled::Config::new()
+            .path(dir.path())
+            .segment_size(512 << 10)
+            .open();
+        old.expect("sled with 512 KiB segments")
+            .flush()
+            .expect("flush");
+        assert_eq!(segment_size(dir.path()), 512 << 10);
+        Store::open(dir.path()).expect("an older database opens");
+        let new = tempfile::tempdir().expect("tempdir");
+        drop(Store::open(new.path()).expect("open"));
+        assert_eq!(segment_size(new.path()), NEW_SEGMENT_SIZE);
+    }
+
+    #[test]
+    fn points_stored_one_per_key_are_refused_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let key = [keys::KS_POINT_V0, b'x'];
+            store.sm().insert(key, &b"v"[..]).expect("insert");
+            store.db.flush().expect("flush");
+        }
+        match Store::open(dir.path()) {
+            Err(Error::Layout(msg)) => assert!(msg.contains("empty data directory"), "{msg}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a store with per-key points opened"),
+        }
+    }
 }

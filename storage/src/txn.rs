@@ -49,6 +49,8 @@ impl<'a> Txn<'a> {
     }
 
     /// All live pairs under `prefix`, in key order, own writes included.
+    /// (Every read of apply goes through the overlay: nodes group entries into apply
+    /// calls differently, so reading the tree alone would not be deterministic.)
     pub(crate) fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         for kv in self.tree.scan_prefix(prefix) {
@@ -59,24 +61,6 @@ impl<'a> Txn<'a> {
             if !k.starts_with(prefix) {
                 break;
             }
-            merged.insert(k.clone(), v.clone());
-        }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect())
-    }
-
-    /// All live pairs with `lo <= key < hi`, in key order, own writes included.
-    /// (Every read of apply goes through the overlay: nodes group entries into apply
-    /// calls differently, so reading the tree alone would not be deterministic.)
-    pub(crate) fn scan_range(&self, lo: &[u8], hi: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for kv in self.tree.range(lo..hi) {
-            let (k, v) = kv?;
-            merged.insert(k.to_vec(), Some(v.to_vec()));
-        }
-        for (k, v) in self.writes.range(lo.to_vec()..hi.to_vec()) {
             merged.insert(k.clone(), v.clone());
         }
         Ok(merged
