@@ -173,16 +173,12 @@ impl ApplyCtx<'_> {
     /// aggregates of every series it touched.
     pub(crate) fn points_retain(&mut self, tenant: &str, cutoff: i64) -> Result<Response> {
         let mut removed = 0u64;
-        for (skey, _) in self
-            .txn
-            .scan_prefix(&keys::tenant_prefix(keys::KS_SERIES, tenant))?
-        {
+        let series = keys::tenant_prefix(keys::KS_SERIES, tenant);
+        for skey in self.txn.scan_prefix_keys(&series)? {
             removed += self.series_retain(skey, cutoff)?;
         }
-        let mut sys = vec![keys::KS_SYSPOINT];
-        sys.extend_from_slice(tenant.as_bytes());
-        sys.push(0);
-        for (k, _) in self.txn.scan_prefix(&sys)? {
+        let sys = keys::tenant_prefix(keys::KS_SYSPOINT, tenant);
+        for k in self.txn.scan_prefix_keys(&sys)? {
             if keys::parse_desc_time(&k[sys.len() + 16..]) < cutoff {
                 self.txn.delete(k);
                 removed += 1;
@@ -198,16 +194,17 @@ impl ApplyCtx<'_> {
         let mut prefix = skey.clone();
         prefix[0] = keys::KS_POINT;
         prefix.push(0);
-        let chunks = self.txn.scan_prefix(&prefix)?;
-        let mut parsed = Vec::with_capacity(chunks.len());
-        for (k, v) in chunks {
-            parsed.push((ChunkKey::parse(&k[prefix.len()..])?, k, v));
+        // Keys first: a series with nothing to drop costs no value copy.
+        let mut parsed = Vec::new();
+        for k in self.txn.scan_prefix_keys(&prefix)? {
+            parsed.push((ChunkKey::parse(&k[prefix.len()..])?, k));
         }
-        if parsed.iter().all(|(ck, _, _)| ck.oldest_ns >= cutoff) {
+        if parsed.iter().all(|(ck, _)| ck.oldest_ns >= cutoff) {
             return Ok(0);
         }
         let (mut removed, mut agg) = (0u64, SeriesAgg::default());
-        for (ck, k, v) in parsed {
+        for (ck, k) in parsed {
+            let v = self.txn.get(&k)?.unwrap_or_default();
             let all = chunk::decode(&v)?;
             if ck.oldest_ns >= cutoff {
                 all.iter().for_each(|p| agg.add(p.value, p.time_ns));

@@ -69,6 +69,25 @@ impl<'a> Txn<'a> {
             .collect())
     }
 
+    /// The live keys under `prefix`, in key order, own writes included; no value is
+    /// copied.
+    pub(crate) fn scan_prefix_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut merged: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
+        for k in self.tree.scan_prefix(prefix).keys() {
+            merged.insert(k?.to_vec(), true);
+        }
+        for (k, v) in self.writes.range(prefix.to_vec()..) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            merged.insert(k.clone(), v.is_some());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, live)| live.then_some(k))
+            .collect())
+    }
+
     pub(crate) fn commit(self) -> Result<()> {
         crate::redo::commit(self.tree, self.writes)
     }
