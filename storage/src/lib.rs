@@ -22,6 +22,7 @@ mod command;
 mod error;
 pub mod keys;
 mod load;
+mod load_view;
 mod log;
 mod meta;
 mod points;

@@ -227,33 +227,17 @@ impl ApplyCtx<'_> {
 }
 
 impl Store {
-    /// The engines of one cluster with their counters, by ip.
+    /// The engines of one cluster with their counters, by ip (from the in-memory
+    /// [`crate::load_view`]).
     pub fn load_cluster(&self, cluster: &str) -> Result<Vec<(String, EngineLoad)>> {
         let _consistent = self.read_gate();
-        let prefix = keys::load_cluster_prefix(cluster);
-        let mut out = Vec::new();
-        for kv in self.sm().scan_prefix(&prefix) {
-            let (k, v) = kv?;
-            out.push((
-                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
-                codec::decode(&v)?,
-            ));
-        }
-        Ok(out)
+        Ok(self.load_view().cluster(cluster))
     }
 
     /// Every engine of every cluster: (cluster, ip, counters).
     pub fn load_engines(&self) -> Result<Vec<(String, String, EngineLoad)>> {
-        let mut out = Vec::new();
-        for kv in self.sm().scan_prefix([keys::KS_LOAD_ENGINE]) {
-            let (k, v) = kv?;
-            let rest = &k[1..];
-            let sep = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-            let cluster = String::from_utf8_lossy(&rest[..sep]).into_owned();
-            let ip = String::from_utf8_lossy(rest.get(sep + 1..).unwrap_or_default()).into_owned();
-            out.push((cluster, ip, codec::decode(&v)?));
-        }
-        Ok(out)
+        let _consistent = self.read_gate();
+        Ok(self.load_view().all())
     }
 
     /// Whether any request or tombstone is older than the given ages (so the leader

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use crate::apply::ApplyCtx;
+use crate::load_view::LoadView;
 use crate::txn::Txn;
 use crate::{codec, keys, Command, Error, Response, Result};
 
@@ -33,6 +34,8 @@ pub struct Store {
     applied: Arc<std::sync::atomic::AtomicU64>,
     /// sled's data file, fdatasynced after each flush (see [`Store::flush_durable`]).
     data_file: Arc<std::fs::File>,
+    /// The engine counters in memory, kept equal to the tree's.
+    load_view: Arc<LoadView>,
 }
 
 const CONTROL_SM_GEN: &[u8] = b"sm_generation";
@@ -59,11 +62,13 @@ impl Store {
                 dir.display()
             )));
         }
+        let load_view = Arc::new(LoadView::build(&sm)?);
         Ok(Store {
             db,
             log,
             raft_meta,
             control,
+            load_view,
             sm: Arc::new(RwLock::new(sm)),
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -94,6 +99,10 @@ impl Store {
     }
 
     /// The current state-machine tree (a cheap handle).
+    pub(crate) fn load_view(&self) -> &LoadView {
+        &self.load_view
+    }
+
     pub(crate) fn sm(&self) -> sled::Tree {
         self.sm.read().expect("sm lock poisoned").clone()
     }
@@ -108,9 +117,11 @@ impl Store {
     /// Switches to generation `gen` (already filled and flushed) and drops the old tree.
     pub(crate) fn switch_sm(&self, gen: u64, tree: sled::Tree) -> Result<()> {
         let old = self.sm_generation()?;
+        let view = LoadView::build(&tree)?;
         self.control.insert(CONTROL_SM_GEN, codec::encode(&gen)?)?;
         self.db.flush()?;
         *self.sm.write().expect("sm lock poisoned") = tree;
+        self.load_view.replace(view);
         if old != gen {
             self.db.drop_tree(sm_tree_name(old))?;
         }
@@ -146,8 +157,10 @@ impl Store {
             }
             out.push(rs);
         }
+        let engines = ctx.txn.writes_under(&[keys::KS_LOAD_ENGINE]);
         let _exclusive = self.gate.write().expect("gate poisoned");
         ctx.finish(applied_state)?;
+        self.load_view.note(engines)?;
         if let Some(last) = entries.last() {
             self.applied
                 .store(last.index, std::sync::atomic::Ordering::Release);

@@ -88,6 +88,15 @@ impl<'a> Txn<'a> {
             .collect())
     }
 
+    /// The writes so far to keys under `prefix` (`None`: removed), in key order.
+    pub(crate) fn writes_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.writes
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     pub(crate) fn commit(self) -> Result<()> {
         crate::redo::commit(self.tree, self.writes)
     }

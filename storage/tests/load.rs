@@ -845,3 +845,67 @@ fn same_commands_give_byte_equal_snapshots() {
     );
     assert_eq!(a, b, "byte-equal snapshot exports");
 }
+
+/// Engine rows of the tree, from the snapshot export: (cluster, ip, counters).
+fn tree_engines(export: &[u8]) -> Vec<(String, String, EngineLoad)> {
+    records(export)
+        .into_iter()
+        .filter(|(k, _)| k[0] == keys::KS_LOAD_ENGINE)
+        .map(|(k, v)| {
+            let rest = String::from_utf8(k[1..].to_vec()).expect("UTF-8 key");
+            let (cluster, ip) = rest.split_once('\0').expect("cluster 0x00 ip");
+            let e = metacenter_storage::codec::decode(&v).expect("engine value");
+            (cluster.to_string(), ip.to_string(), e)
+        })
+        .collect()
+}
+
+#[test]
+fn engine_reads_match_the_tree_after_every_entry_a_reopen_and_a_snapshot_install() {
+    let mut sm = Sm::new();
+    for cmds in workload() {
+        sm.entry(cmds);
+        let want = tree_engines(&sm.export());
+        assert_eq!(
+            sm.store.load_engines().unwrap(),
+            want,
+            "after entry {}",
+            sm.index
+        );
+        for cluster in ["a", "b"] {
+            let listed: Vec<(String, String, EngineLoad)> = (sm.store.load_cluster(cluster))
+                .unwrap()
+                .into_iter()
+                .map(|(ip, e)| (cluster.to_string(), ip, e))
+                .collect();
+            let of_cluster: Vec<_> = want.iter().filter(|w| w.0 == cluster).cloned().collect();
+            assert_eq!(
+                listed, of_cluster,
+                "cluster {cluster} after entry {}",
+                sm.index
+            );
+        }
+    }
+    let export = sm.export();
+    let want = tree_engines(&export);
+    assert!(!want.is_empty(), "the workload leaves engines");
+
+    // A snapshot install replaces the engines (the receiver had others).
+    let mut other = Sm::new();
+    other.entry(vec![add("elsewhere", "x", "10.9.9.9", 1, T0)]);
+    other
+        .store
+        .import_snapshot(&mut export.as_slice())
+        .expect("import");
+    assert_eq!(
+        other.store.load_engines().unwrap(),
+        want,
+        "after an install"
+    );
+
+    // A reopen reads them back from disk.
+    let dir = sm._dir;
+    drop(sm.store);
+    let reopened = Store::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.load_engines().unwrap(), want, "after a reopen");
+}
