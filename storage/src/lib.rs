@@ -11,8 +11,12 @@
 //!   once to move it into the [`Wal`], then emptied
 //! - tree `control`: which generation of the state-machine tree is current
 //! - tree `sm.<gen>`: every state-machine keyspace, each under its own one-byte prefix
-//!   (see [`keys`]). One tree is used so that an entry's data and `last_applied` are
-//!   written by one atomic `sled::Batch`: sled's multi-tree transactions cannot scan.
+//!   (see [`keys`]). One tree is used so that an apply call's data and `last_applied`
+//!   reach sled as one unit (one `sled::Batch`, or key by key behind a redo record,
+//!   see `redo`): sled's multi-tree transactions cannot scan. Metric points are stored
+//!   as chunks, one value per series per command (see `chunk`).
+//! - in memory beside it: a copy of the engine counters for fast reads, derived from the
+//!   tree and never read by apply (see `load_view`).
 
 mod apply;
 mod catalog;
