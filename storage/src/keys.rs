@@ -31,7 +31,7 @@ pub const KS_LOAD_TOMB_AGE: u8 = 0x34;
 /// Keyspace of metric points stored one per key, before chunks; a store holding any is
 /// refused at open.
 pub const KS_POINT_V0: u8 = 0x40;
-/// Keyspace: metric point chunks, `tenant 0x00 run(16) metric 0x00` + [`crate::chunk`]'s
+/// Keyspace: metric point chunks, `tenant 0x00 run(16) metric 0x00` + the chunk module's
 /// key suffix -> the points of one series from one command.
 pub const KS_POINT: u8 = 0x43;
 /// Keyspace: running aggregates per series, `tenant 0x00 run(16) metric` -> aggregates.
