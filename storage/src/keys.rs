@@ -51,7 +51,7 @@ pub fn sys_catalog_changed() -> Vec<u8> {
     vec![KS_SYS, b'c']
 }
 
-/// Key of the redo record of the last apply written key by key ([`crate::redo`]).
+/// Key of the redo record of the last apply written key by key (see the redo module).
 /// Local bookkeeping of one node: never part of a snapshot.
 pub fn sys_redo() -> Vec<u8> {
     vec![KS_SYS, b'w']
