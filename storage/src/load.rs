@@ -227,8 +227,8 @@ impl ApplyCtx<'_> {
 }
 
 impl Store {
-    /// The engines of one cluster with their counters, by ip (from the in-memory
-    /// [`crate::load_view`]).
+    /// The engines of one cluster with their counters, by ip (from the in-memory copy,
+    /// see the `load_view` module).
     pub fn load_cluster(&self, cluster: &str) -> Result<Vec<(String, EngineLoad)>> {
         let _consistent = self.read_gate();
         Ok(self.load_view().cluster(cluster))
