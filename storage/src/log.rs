@@ -9,7 +9,7 @@ use crate::{keys, Result, Store};
 
 impl Store {
     /// Inserts log entries `(index, encoded entry)` in one atomic batch (not fsynced:
-    /// call [`Store::flush`]).
+    /// call [`Store::flush_durable`]).
     pub fn log_append(&self, entries: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (i, v) in entries {
