@@ -41,7 +41,7 @@ impl Store {
         Ok(self.raft_meta.get(name)?.map(|v| v.to_vec()))
     }
 
-    /// Writes a raft value (not fsynced: call [`Store::flush`]).
+    /// Writes a raft value (not fsynced: call [`Store::flush_durable`]).
     pub fn set_raft_value(&self, name: &str, value: Vec<u8>) -> Result<()> {
         self.raft_meta.insert(name, value)?;
         Ok(())
