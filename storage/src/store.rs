@@ -139,7 +139,7 @@ impl Store {
     /// responses of each entry's commands. A command's own failure (not found, version
     /// mismatch) is a response. An `Err` before the commit writes nothing; one from the
     /// commit (sled failing) may leave the call half written until the next open
-    /// finishes it from its redo record ([`crate::redo`]), so the caller must stop
+    /// finishes it from its redo record (the redo module), so the caller must stop
     /// applying (raft does).
     pub fn apply(
         &self,
