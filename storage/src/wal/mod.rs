@@ -12,11 +12,11 @@
 //! 0.07–0.12 ms; it is on the write path twice, leader then follower).
 //!
 //! Layout: `<dir>/<seq>.wal`, `seq` growing by one per segment. Records
-//! ([`record`]) are entries, the vote, the committed id, purges and truncations; each
+//! (module `record`) are entries, the vote, the committed id, purges and truncations; each
 //! segment starts with the vote, committed and purged values current when it was
 //! opened, so deleting older segments loses none of them. Nothing is overwritten:
 //! a truncation is a record, and recovery replays every record in order
-//! ([`index::Index::apply`]). A segment's records end where only zeros follow. A torn
+//! (`index::Index::apply`). A segment's records end where only zeros follow. A torn
 //! frame at the end of the last segment (a crash mid-write) is cut off at open; a
 //! damaged frame anywhere else is an error.
 //!
