@@ -12,6 +12,7 @@
 #              no peer.
 #   load       `loadgen load`: 64 clients of add/first-token/done updates over 100 engines
 #              in 4 clusters, then GET of a cluster of 1,000 engines (1 and 8 clients);
+#              then the same updates 10 and 100 per `POST /v1/load/batch` (updates/s);
 #              peer (ceiling): a single redis-server, `redis-benchmark -t incr -c 64`.
 #   points     `loadgen points`: 8 writers, batches of 1,000 points, then history of
 #              10,000 points, latest and stats (1 and 8 clients); peer: a single VictoriaMetrics
@@ -233,6 +234,12 @@ run_load() {
   # shellcheck disable=SC2046
   run "$BIN/loadgen" load --targets "$MC_TARGETS" --clients 64 --engines 100 --clusters 4 \
     --read-engines 1000 --read-clients 1,8 $(timing) >>"$RESULTS"
+  local n
+  for n in 10 100; do
+    # shellcheck disable=SC2046
+    run "$BIN/loadgen" load --targets "$MC_TARGETS" --clients 64 --engines 100 --clusters 4 \
+      --batch "$n" --read-engines 0 $(timing) >>"$RESULTS"
+  done
 }
 
 run_points() {

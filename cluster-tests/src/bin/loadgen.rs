@@ -175,6 +175,10 @@ struct LoadArgs {
     /// Skip the update phase.
     #[arg(long)]
     reads_only: bool,
+    /// Updates per request: above 1, sent together through `POST /v1/load/batch` and
+    /// reported as `load-update-batch-N` in updates per second.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
 }
 
 #[derive(Args)]
@@ -377,13 +381,21 @@ async fn load(a: LoadArgs) -> Result<()> {
         read_engines: a.read_engines,
         run,
         timeout: c.timeout,
+        batch: a.batch,
     };
     if !a.reads_only {
         let stats = run_updates(&spec, &run_config(c, clients)).await?;
-        emit(
-            &report("load-update", "metacenter", clients, &stats),
-            c.json,
-        )?;
+        let row = match a.batch {
+            1 => report("load-update", "metacenter", clients, &stats),
+            n => report(
+                &format!("load-update-batch-{n}"),
+                "metacenter",
+                clients,
+                &stats,
+            )
+            .per_item(n as u64),
+        };
+        emit(&row, c.json)?;
     }
     if a.read_engines > 0 {
         let all = run_reads(&spec, &a.read_clients, &run_config(c, 1)).await?;

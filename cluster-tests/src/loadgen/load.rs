@@ -4,7 +4,9 @@
 //! three updates sent in order to the same node: `POST /v1/load/stats` (request queued on
 //! an engine), `DELETE /v1/load/prompt` (first token) and `DELETE /v1/load/stats` (done).
 //! Each update is one operation. Requests go to `engines` engines spread over `clusters`
-//! clusters (`bench-{run}-{k}`, engine IPs `10.{k}.x.y`).
+//! clusters (`bench-{run}-{k}`, engine IPs `10.{k}.x.y`). With `batch` above 1, a client
+//! sends its next `batch` updates (same order, same contents) in one
+//! `POST /v1/load/batch`, and every operation in the answer must be `OK`.
 //!
 //! Read phase: `read_engines` engines of one cluster get one open request each (so they
 //! stay present), then clients repeat `GET /v1/load/stats?cluster=` on every target.
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{
     call_json, drive, http_client, send_ack, GetAck, Limit, OpError, RunConfig, RunStats, Workload,
@@ -31,6 +33,8 @@ pub struct LoadSpec {
     pub read_engines: usize,
     /// Distinguishes request ids and cluster names of this run from earlier ones.
     pub run: String,
+    /// Updates per HTTP request (1: each on its own endpoint).
+    pub batch: usize,
     pub timeout: Duration,
 }
 
@@ -59,8 +63,8 @@ pub struct LoadUpdates {
 
 impl LoadUpdates {
     pub fn new(spec: &LoadSpec) -> Result<Self> {
-        if spec.engines == 0 || spec.clusters == 0 {
-            bail!("engines and clusters must be at least 1");
+        if spec.engines == 0 || spec.clusters == 0 || spec.batch == 0 {
+            bail!("engines, clusters and batch must be at least 1");
         }
         Ok(LoadUpdates {
             http: http_client(spec.clients, spec.timeout)?,
@@ -72,14 +76,12 @@ impl LoadUpdates {
             spec: spec.clone(),
         })
     }
-}
 
-impl Workload for LoadUpdates {
-    async fn op(&self, client: usize, seq: u64) -> Result<(), OpError> {
-        let base = &self.bases[client % self.bases.len()];
+    /// Update `seq` of `client`: its batch `op` name and its body.
+    fn update(&self, client: usize, seq: u64) -> (&'static str, Value) {
         let request = seq / 3;
         let request_id = format!("{}-{client}-{request}", self.spec.run);
-        let req = match seq % 3 {
+        match seq % 3 {
             0 => {
                 let engine = (client * 31 + request as usize) % self.spec.engines;
                 let cluster = engine % self.spec.clusters;
@@ -89,16 +91,54 @@ impl Workload for LoadUpdates {
                     "prompt_length": 100 + request % 1000,
                     "ip": engine_ip(cluster, engine),
                 });
-                self.http.post(format!("{base}stats")).json(&body)
+                ("add", body)
             }
-            1 => self
-                .http
-                .delete(format!("{base}prompt"))
-                .json(&json!({ "request_id": request_id })),
-            _ => self
-                .http
-                .delete(format!("{base}stats"))
-                .json(&json!({ "request_id": request_id })),
+            1 => ("prompt_done", json!({ "request_id": request_id })),
+            _ => ("done", json!({ "request_id": request_id })),
+        }
+    }
+
+    /// The operations of batch `seq` of `client`: its updates `seq * batch ..`.
+    fn batch_operations(&self, client: usize, seq: u64) -> Vec<Value> {
+        let n = self.spec.batch as u64;
+        (seq * n..(seq + 1) * n)
+            .map(|s| {
+                let (op, mut body) = self.update(client, s);
+                body["op"] = json!(op);
+                body
+            })
+            .collect()
+    }
+
+    /// Sends batch `seq` of `client`; `Ok` when every operation in it is `OK`.
+    async fn batch(&self, base: &str, client: usize, seq: u64) -> Result<(), OpError> {
+        let operations = self.batch_operations(client, seq);
+        let req = self.http.post(format!("{base}batch"));
+        let (status, answer) = call_json(req.json(&json!({ "operations": operations }))).await?;
+        if status != 200 {
+            return Err(OpError::Status(status.to_string()));
+        }
+        let results = answer["data"].as_array().map_or(&[][..], Vec::as_slice);
+        let all_ok =
+            results.len() == operations.len() && results.iter().all(|r| r["status"] == "OK");
+        if all_ok {
+            Ok(())
+        } else {
+            Err(OpError::Status("batch operation failed".into()))
+        }
+    }
+}
+
+impl Workload for LoadUpdates {
+    async fn op(&self, client: usize, seq: u64) -> Result<(), OpError> {
+        let base = &self.bases[client % self.bases.len()];
+        if self.spec.batch > 1 {
+            return self.batch(base, client, seq).await;
+        }
+        let req = match self.update(client, seq) {
+            ("add", body) => self.http.post(format!("{base}stats")).json(&body),
+            ("prompt_done", body) => self.http.delete(format!("{base}prompt")).json(&body),
+            (_, body) => self.http.delete(format!("{base}stats")).json(&body),
         };
         send_ack(req).await
     }
@@ -194,4 +234,46 @@ pub async fn run_reads(
         out.push(drive(Arc::new(get), &cfg).await?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn updates(batch: usize) -> LoadUpdates {
+        LoadUpdates::new(&LoadSpec {
+            targets: vec!["127.0.0.1:1".into()],
+            clients: 2,
+            engines: 10,
+            clusters: 2,
+            read_engines: 0,
+            run: "r".into(),
+            timeout: Duration::from_secs(1),
+            batch,
+        })
+        .expect("spec")
+    }
+
+    #[test]
+    fn a_batch_carries_the_same_updates_in_order() {
+        let (one, four) = (updates(1), updates(4));
+        for seq in 0..3u64 {
+            let ops = four.batch_operations(1, seq);
+            assert_eq!(ops.len(), 4);
+            for (k, op) in ops.iter().enumerate() {
+                let (name, mut want) = one.update(1, seq * 4 + k as u64);
+                want["op"] = json!(name);
+                assert_eq!(op, &want, "batch {seq}, operation {k}");
+            }
+        }
+        // add, prompt_done, done of one request, then the next request's add.
+        let first = four.batch_operations(0, 0);
+        let names: Vec<&str> = first.iter().map(|o| o["op"].as_str().unwrap()).collect();
+        assert_eq!(names, ["add", "prompt_done", "done", "add"]);
+        assert!(LoadUpdates::new(&LoadSpec {
+            batch: 0,
+            ..four.spec.clone()
+        })
+        .is_err());
+    }
 }
