@@ -79,9 +79,13 @@ impl ChunkKey {
     }
 }
 
-/// Builds the chunk of `points` (non-empty) of command `rev`: its key suffix and value.
-/// The points are stored newest first.
-pub(crate) fn build(rev: u64, mut points: Vec<ChunkPoint>) -> Result<([u8; SUFFIX_LEN], Vec<u8>)> {
+/// Builds the chunk of `points` (non-empty) of command `rev` in the series at
+/// `prefix`: its key and value. The points are stored newest first.
+pub(crate) fn build(
+    prefix: &[u8],
+    rev: u64,
+    mut points: Vec<ChunkPoint>,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     points.sort_by_key(|p| (Reverse(p.time_ns), Reverse(p.pos)));
     let (Some(newest), Some(oldest)) = (points.first(), points.last()) else {
         return Err(Error::Codec("empty point chunk".into()));
@@ -91,7 +95,7 @@ pub(crate) fn build(rev: u64, mut points: Vec<ChunkPoint>) -> Result<([u8; SUFFI
         rev,
         oldest_ns: oldest.time_ns,
     };
-    Ok((key.suffix(), codec::encode(&points)?))
+    Ok(([prefix, &key.suffix()].concat(), codec::encode(&points)?))
 }
 
 /// Decodes a chunk's points.
@@ -289,8 +293,7 @@ mod tests {
             .enumerate()
             .map(|(rev, times)| {
                 let pts = times.iter().enumerate().map(|(i, t)| pt(*t, i as u32));
-                let (k, v) = build(rev as u64 + 1, pts.collect()).unwrap();
-                (k.to_vec(), v)
+                build(&[], rev as u64 + 1, pts.collect()).unwrap()
             })
             .collect();
         chunks.sort();

@@ -41,21 +41,23 @@ impl LoadView {
         *self.engines.write().expect("load view poisoned") = rows;
     }
 
-    /// Applies the engine rows an apply call committed. All are decoded before any is
-    /// applied, so an error leaves the view as it was.
-    pub fn note(&self, writes: EngineWrites) -> Result<()> {
-        let mut decoded = Vec::with_capacity(writes.len());
-        for (k, v) in writes {
-            decoded.push((k, v.map(|v| codec::decode::<EngineLoad>(&v)).transpose()?));
-        }
+    /// Decodes the engine rows an apply call wrote, before it commits them.
+    pub fn decode(writes: EngineWrites) -> Result<Vec<(Vec<u8>, Option<EngineLoad>)>> {
+        writes
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.map(|v| codec::decode(&v)).transpose()?)))
+            .collect()
+    }
+
+    /// Applies the engine rows an apply call committed (from [`LoadView::decode`]).
+    pub fn note(&self, rows: Vec<(Vec<u8>, Option<EngineLoad>)>) {
         let mut engines = self.engines.write().expect("load view poisoned");
-        for (k, v) in decoded {
+        for (k, v) in rows {
             match v {
                 Some(e) => engines.insert(k, e),
                 None => engines.remove(&k),
             };
         }
-        Ok(())
     }
 
     /// The engines of one cluster: (ip, counters), by ip.

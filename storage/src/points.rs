@@ -135,9 +135,9 @@ impl ApplyCtx<'_> {
                 .iter()
                 .for_each(|p| agg.add(p.value, p.time_ns));
             self.txn.put(skey, codec::encode(&agg)?);
-            let (suffix, value) = chunk::build(rev, chunk_points)?;
             let prefix = keys::point_series_prefix(tenant, run, metric);
-            self.txn.put([prefix.as_slice(), &suffix].concat(), value);
+            let (key, value) = chunk::build(&prefix, rev, chunk_points)?;
+            self.txn.put(key, value);
         }
         let names = points.iter().map(|p| (p.metric.as_str(), p.time_ns));
         self.catalog_note_points(tenant, names)?;
@@ -216,8 +216,8 @@ impl ApplyCtx<'_> {
             kept.iter().for_each(|p| agg.add(p.value, p.time_ns));
             self.txn.delete(k);
             if !kept.is_empty() {
-                let (suffix, value) = chunk::build(ck.rev, kept)?;
-                self.txn.put([prefix.as_slice(), &suffix].concat(), value);
+                let (key, value) = chunk::build(&prefix, ck.rev, kept)?;
+                self.txn.put(key, value);
             }
         }
         if agg.count == 0 {

@@ -98,11 +98,12 @@ impl Store {
         self.gate.read().expect("gate poisoned")
     }
 
-    /// The current state-machine tree (a cheap handle).
+    /// The in-memory copy of the engine counters.
     pub(crate) fn load_view(&self) -> &LoadView {
         &self.load_view
     }
 
+    /// The current state-machine tree (a cheap handle).
     pub(crate) fn sm(&self) -> sled::Tree {
         self.sm.read().expect("sm lock poisoned").clone()
     }
@@ -157,10 +158,11 @@ impl Store {
             }
             out.push(rs);
         }
-        let engines = ctx.txn.writes_under(&[keys::KS_LOAD_ENGINE]);
+        // Decoded before the commit: nothing can fail once it is written.
+        let engines = LoadView::decode(ctx.txn.writes_under(&[keys::KS_LOAD_ENGINE]))?;
         let _exclusive = self.gate.write().expect("gate poisoned");
         ctx.finish(applied_state)?;
-        self.load_view.note(engines)?;
+        self.load_view.note(engines);
         if let Some(last) = entries.last() {
             self.applied
                 .store(last.index, std::sync::atomic::Ordering::Release);
