@@ -14,6 +14,7 @@
 pub mod batcher;
 mod coalesce;
 mod error;
+mod flusher;
 pub mod log_store;
 pub mod network;
 pub mod node;

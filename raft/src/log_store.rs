@@ -1,19 +1,16 @@
 //! openraft's `RaftLogStorage` over the storage crate's [`Wal`].
 //!
-//! Durability: `append` writes the entries and hands its `LogFlushed` callback to a
-//! flusher thread, which fdatasyncs the log once for every callback queued meanwhile
-//! (group fsync) and completes them in order; `save_vote` queues a waiter of its own
-//! on the same flusher and returns once the vote is durable.
+//! Durability: `append` writes the entries and has them made durable by the
+//! [`crate::flusher`] (queued for its thread's group fsync, or synced inline when
+//! lightly loaded) before its `LogFlushed` callback completes; `save_vote` waits for
+//! a durable flush of its own. A sync that stalls fails (see the flusher), and a failed
+//! log write stops raft on this node (openraft's contract), so the node answers 503
+//! until restarted.
 //!
 //! The state machine (sled) is not flushed with the log: after a crash it may
 //! recover to an earlier applied index, and raft re-applies the entries after it
 //! from this log. So `purge` first makes the state machine durable: no entry leaves
 //! the log before the state it produced is on disk.
-//!
-//! A sync that does not finish within [`FLUSH_STALL`] fails: a log that never
-//! reports would hang every client write instead of failing it. A failed log write
-//! stops raft on this node (openraft's contract), so the node answers 503 until
-//! restarted.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -23,7 +20,9 @@ use std::sync::Arc;
 
 use metacenter_storage::{codec, Store, Wal};
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError};
+
+use crate::flusher::{Flusher, Waiter, INLINE_MAX_COMMANDS};
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -31,8 +30,7 @@ const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
-/// How long a flush may take before the disk counts as failed.
-pub const FLUSH_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+pub use crate::flusher::FLUSH_STALL;
 
 /// The raft log of one node. Clones share the log and the flusher.
 #[derive(Clone)]
@@ -40,26 +38,7 @@ pub struct LogStore {
     wal: Arc<Wal>,
     /// The state machine's store, made durable before a purge.
     store: Store,
-    flusher: std::sync::mpsc::Sender<Waiter>,
-}
-
-/// Who waits for the next durable flush.
-enum Waiter {
-    /// An `append`'s callback into openraft.
-    Append(LogFlushed<TypeConfig>),
-    /// `save_vote` or `purge`, awaiting the answer.
-    Direct(tokio::sync::oneshot::Sender<std::io::Result<()>>),
-}
-
-impl Waiter {
-    fn complete(self, r: std::io::Result<()>) {
-        match self {
-            Waiter::Append(cb) => cb.log_io_completed(r),
-            Waiter::Direct(tx) => {
-                let _ = tx.send(r);
-            }
-        }
-    }
+    flusher: Flusher,
 }
 
 pub(crate) fn io_err(
@@ -86,16 +65,11 @@ impl LogStore {
     pub fn open(store: Store, dir: &Path) -> Result<LogStore, StorageError> {
         let wal = Arc::new(Wal::open(dir).map_err(read_err)?);
         migrate_legacy(&store, &wal).map_err(write_err)?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let w = wal.clone();
-        std::thread::Builder::new()
-            .name("raft-log-flusher".into())
-            .spawn(move || flusher(w, rx))
-            .expect("spawn the log flusher thread");
+        let flusher = Flusher::spawn(wal.clone());
         Ok(LogStore {
             wal,
             store,
-            flusher: tx,
+            flusher,
         })
     }
 
@@ -115,10 +89,8 @@ impl LogStore {
 
     async fn flush(&self) -> Result<(), StorageError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        self.flusher.queue(Waiter::Direct(tx)).map_err(write_err)?;
         let stopped = || write_err(std::io::Error::other("log flusher stopped"));
-        self.flusher
-            .send(Waiter::Direct(tx))
-            .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?.map_err(write_err)
     }
 }
@@ -151,78 +123,6 @@ fn migrate_legacy(store: &Store, wal: &Wal) -> metacenter_storage::Result<()> {
     wal.append(entries)?;
     wal.sync()?;
     store.clear_legacy_log()
-}
-
-fn stalled() -> std::io::Error {
-    std::io::Error::other(format!(
-        "a sync of the raft log did not finish within {FLUSH_STALL:?} (disk full or failing)"
-    ))
-}
-
-/// Runs flushes on their own thread so the flusher can give up on one that stalls.
-struct Fsync {
-    req: std::sync::mpsc::Sender<()>,
-    done: std::sync::mpsc::Receiver<Result<(), String>>,
-    stalled: bool,
-}
-
-impl Fsync {
-    fn spawn(wal: Arc<Wal>) -> Fsync {
-        let (req, req_rx) = std::sync::mpsc::channel::<()>();
-        let (done_tx, done) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("raft-log-fsync".into())
-            .spawn(move || {
-                while req_rx.recv().is_ok() {
-                    let r = wal.sync().map_err(|e| e.to_string());
-                    if done_tx.send(r).is_err() {
-                        return;
-                    }
-                }
-            })
-            .expect("spawn the log fsync thread");
-        Fsync {
-            req,
-            done,
-            stalled: false,
-        }
-    }
-
-    /// Flushes, or fails once a flush has taken longer than [`FLUSH_STALL`] (and
-    /// every flush after it: the stuck one still holds the thread).
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.stalled {
-            return Err(stalled());
-        }
-        self.req
-            .send(())
-            .map_err(|_| std::io::Error::other("the fsync thread stopped"))?;
-        match self.done.recv_timeout(FLUSH_STALL) {
-            Ok(r) => r.map_err(std::io::Error::other),
-            Err(_) => {
-                self.stalled = true;
-                tracing::error!("{}", stalled());
-                Err(stalled())
-            }
-        }
-    }
-}
-
-/// Runs until every sender is gone: one durable flush per group of callbacks.
-fn flusher(wal: Arc<Wal>, rx: std::sync::mpsc::Receiver<Waiter>) {
-    let mut fsync = Fsync::spawn(wal);
-    while let Ok(first) = rx.recv() {
-        let mut pending = vec![first];
-        pending.extend(rx.try_iter());
-        let res = fsync.flush();
-        for waiter in pending {
-            let r = res
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| std::io::Error::other(e.to_string()));
-            waiter.complete(r);
-        }
-    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -302,14 +202,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = Vec::new();
+        let (mut batch, mut commands) = (Vec::new(), 0);
         for e in entries {
+            if let EntryPayload::Normal(req) = &e.payload {
+                commands += req.commands.len();
+            }
             batch.push((e.log_id.index, codec::encode(&e).map_err(write_err)?));
         }
         self.wal.append(batch).map_err(write_err)?;
-        self.flusher
-            .send(Waiter::Append(callback))
-            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))
+        let waiter = Waiter::Append(callback);
+        let r = if commands <= INLINE_MAX_COMMANDS {
+            self.flusher.sync_inline(waiter)
+        } else {
+            self.flusher.queue(waiter)
+        };
+        r.map_err(write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
