@@ -12,7 +12,8 @@
 #              no peer.
 #   load       `loadgen load`: 64 clients of add/first-token/done updates over 100 engines
 #              in 4 clusters, then GET of a cluster of 1,000 engines (1 and 8 clients);
-#              then the same updates 10 and 100 per `POST /v1/load/batch` (updates/s);
+#              then the same updates 10 and 100 per `POST /v1/load/batch` (updates/s),
+#              and the HTTP floor: GET of a one-engine cluster, 64 clients;
 #              peer (ceiling): a single redis-server, `redis-benchmark -t incr -c 64`.
 #   points     `loadgen points`: 8 writers, batches of 1,000 points, then history of
 #              10,000 points, latest and stats (1 and 8 clients); peer: a single VictoriaMetrics

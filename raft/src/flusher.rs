@@ -42,7 +42,7 @@ const WATCH_TICK: Duration = Duration::from_secs(1);
 pub(crate) enum Waiter {
     /// An `append`'s callback into openraft.
     Append(LogFlushed<TypeConfig>),
-    /// `save_vote` or `purge`, awaiting the answer.
+    /// `save_vote`, awaiting the answer.
     Direct(tokio::sync::oneshot::Sender<std::io::Result<()>>),
 }
 
@@ -96,12 +96,17 @@ impl Watch {
             .as_ref()
             .is_some_and(|(t, _)| now.duration_since(*t) >= limit)
         {
-            self.stalled.store(true, Ordering::SeqCst);
-            tracing::error!("{}", stalled());
+            self.stall();
             if let Some((_, w)) = slot.take() {
                 w.complete(Err(stalled()));
             }
         }
+    }
+
+    /// Marks the log stalled: every later sync fails at once.
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        tracing::error!("{}", stalled());
     }
 
     fn is_stalled(&self) -> bool {
@@ -191,8 +196,7 @@ impl Fsync {
         match self.done.recv_timeout(FLUSH_STALL) {
             Ok(r) => r.map_err(std::io::Error::other),
             Err(_) => {
-                watch.stalled.store(true, Ordering::SeqCst);
-                tracing::error!("{}", stalled());
+                watch.stall();
                 Err(stalled())
             }
         }
