@@ -90,11 +90,7 @@ async fn expire_load(state: &AppState) {
 /// cluster writes nothing). Failures are logged; the next tick retries.
 async fn reap_services(state: &AppState) {
     let (now, threshold) = (now_ms(), state.cfg.stale_threshold_ms);
-    let due = match state.node.store().services() {
-        Ok(s) => s.iter().any(|(_, e)| e.expired(now, threshold)),
-        Err(e) => return tracing::warn!(error = %e, "cannot read services"),
-    };
-    if !due {
+    if !state.node.store().services_reap_due(now, threshold) {
         return;
     }
     let cmd = Command::ServiceReap {

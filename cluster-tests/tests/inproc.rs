@@ -1,5 +1,6 @@
 //! In-process cluster tests: replication, forwarding, leader loss, minority partition,
-//! snapshot catch-up of a new member, restart from disk, linearizable follower reads.
+//! snapshot catch-up of a new member, restart from disk, linearizable follower reads,
+//! service deregistration by a new leader.
 //!
 //! Each test starts its own cluster through [`cluster_tests::inproc::Cluster`] and holds
 //! [`cluster_tests::inproc::serial`] so that only one cluster runs at a time.
@@ -8,6 +9,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
 
 use cluster_tests::inproc::{init_tracing, serial, Api, Cluster, SETTLE};
 use cluster_tests::poll;
@@ -383,6 +387,53 @@ async fn linearizable_read_on_a_follower_sees_the_latest_write() {
             (r.status, r.body.as_str()),
             (200, value.as_str()),
             "round {round}"
+        );
+    }
+    c.shutdown().await;
+}
+
+/// `deregisterAfterMs` is enforced by the leader's reaper from its own applied state: a
+/// service registered through the old leader, and due only after that leader stops, is
+/// removed by the new one (and one without the field stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_leader_reaps_services_registered_before_failover() {
+    let _serial = serial().await;
+    init_tracing();
+    let settings = [
+        ("services.stale_threshold_ms", "200"),
+        ("services.reap_interval_ms", "50"),
+    ];
+    let mut c = Cluster::start(3, &settings).await.expect("cluster");
+    let old = c.leader_id().await;
+    for (name, body) in [
+        ("eph", json!({ "version": "1", "deregisterAfterMs": 5_000 })),
+        ("keep", json!({ "version": "1" })),
+    ] {
+        let path = format!("/services/{name}");
+        let r = c.api().send(old, Method::PUT, &path, Some(body)).await;
+        let r = r.expect("PUT answered");
+        assert!(r.ok(), "register {name}: {} {}", r.status, r.body);
+    }
+    c.stop(old).await.expect("stop the leader");
+    let new = c.leader_id().await;
+    assert_ne!(new, old);
+    let present = c.api().send(new, Method::GET, "/services/eph", None).await;
+    assert_eq!(
+        present.expect("GET answered").status,
+        200,
+        "due 5.2 s after its registration, it outlives the election"
+    );
+    poll::until("the new leader reaps `eph`", SETTLE, || async {
+        let r = c.api().send(new, Method::GET, "/services/eph", None).await;
+        (r.ok()?.status == 404).then_some(())
+    })
+    .await;
+    for id in c.live_ids() {
+        let r = c.api().send(id, Method::GET, "/services/keep", None).await;
+        assert_eq!(
+            r.expect("GET answered").status,
+            200,
+            "node {id} kept `keep`"
         );
     }
     c.shutdown().await;

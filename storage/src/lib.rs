@@ -15,8 +15,9 @@
 //!   reach sled as one unit (one `sled::Batch`, or key by key behind a redo record,
 //!   see `redo`): sled's multi-tree transactions cannot scan. Metric points are stored
 //!   as chunks, one value per series per command (see `chunk`).
-//! - in memory beside it: a copy of the engine counters for fast reads, derived from the
-//!   tree and never read by apply (see `load_view`).
+//! - in memory beside it: a copy of the engine counters for fast reads, and the
+//!   services' deregistration deadlines for the leader's reaper, both derived from the
+//!   tree and never read by apply (see `load_view`, `reap_view`).
 
 mod apply;
 mod catalog;
@@ -30,6 +31,7 @@ mod load_view;
 mod log;
 mod meta;
 mod points;
+mod reap_view;
 mod redo;
 mod services;
 mod snapshot;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::apply::ApplyCtx;
+use crate::reap_view::base_deadline;
 use crate::{codec, keys, Response, Result, Store};
 
 /// A stored registration.
@@ -40,6 +41,9 @@ impl ApplyCtx<'_> {
     fn put_service(&mut self, name: &str, mut e: ServiceEntry) -> Result<()> {
         e.mod_index = self.index;
         self.txn.put(keys::service(name), codec::encode(&e)?);
+        if let Some(due) = base_deadline(&e) {
+            self.deadlines.push((name.to_string(), Some(due)));
+        }
         self.touch_services()
     }
 
@@ -63,6 +67,10 @@ impl ApplyCtx<'_> {
             deregister_after_ms,
             mod_index: 0,
         };
+        if deregister_after_ms.is_none() {
+            // A registration may replace one that had a deadline.
+            self.deadlines.push((name.to_string(), None));
+        }
         self.put_service(name, e)?;
         Ok(Response::Ok)
     }
@@ -82,6 +90,7 @@ impl ApplyCtx<'_> {
             return Ok(Response::NotFound);
         }
         self.txn.delete(keys::service(name));
+        self.deadlines.push((name.to_string(), None));
         self.touch_services()?;
         Ok(Response::Ok)
     }
@@ -95,7 +104,9 @@ impl ApplyCtx<'_> {
         for (k, v) in self.txn.scan_prefix(&[keys::KS_SERVICE])? {
             let e: ServiceEntry = codec::decode(&v)?;
             if e.expired(now_ms, stale_threshold_ms) {
-                removed.push(String::from_utf8_lossy(&k[1..]).into_owned());
+                let name = String::from_utf8_lossy(&k[1..]).into_owned();
+                self.deadlines.push((name.clone(), None));
+                removed.push(name);
                 self.txn.delete(k);
             }
         }
@@ -119,6 +130,12 @@ impl Store {
             ));
         }
         Ok(out)
+    }
+
+    /// Whether a reap at `now_ms` would remove some service (in memory, O(1): the
+    /// leader asks every second).
+    pub fn services_reap_due(&self, now_ms: u64, stale_threshold_ms: u64) -> bool {
+        self.reap_view().any_due(now_ms, stale_threshold_ms)
     }
 
     /// One registered service.

@@ -32,6 +32,21 @@ impl Sm {
         }
     }
 
+    /// Closes the store and opens it again from its directory.
+    fn reopen(self) -> Sm {
+        let Sm {
+            store,
+            next_index,
+            _dir,
+        } = self;
+        drop(store);
+        Sm {
+            store: Store::open(_dir.path()).expect("reopen store"),
+            next_index,
+            _dir,
+        }
+    }
+
     /// Applies `commands` as one log entry; returns the entry's index and responses.
     fn entry(&mut self, commands: Vec<Command>) -> (u64, Vec<Response>) {
         let index = self.next_index;
@@ -330,6 +345,70 @@ fn reap_sees_writes_of_the_same_entry() {
     let (_, rs) = sm.entry(vec![heartbeat("y", 100), reap(105, 10)]);
     assert_eq!(rs, vec![Response::Ok, reaped(&[])]);
     assert!(sm.service("y").is_some());
+}
+
+/// The leader's reaper asks [`Store::services_reap_due`] (in memory) instead of reading
+/// every service: it must agree with the rule applied to what is stored, at every time.
+fn assert_due_agrees(sm: &Sm, threshold: u64, what: &str) {
+    let services = sm.store.services().expect("list services");
+    for now in (0..6_000).step_by(25).chain([u64::MAX / 2, u64::MAX]) {
+        let want = services.iter().any(|(_, e)| e.expired(now, threshold));
+        assert_eq!(
+            sm.store.services_reap_due(now, threshold),
+            want,
+            "{what}: now {now} threshold {threshold}"
+        );
+    }
+}
+
+#[test]
+fn reap_due_agrees_with_the_stored_services() {
+    let mut sm = Sm::new();
+    let check = |sm: &Sm, what: &str| {
+        for threshold in [0, 100, 1_000] {
+            assert_due_agrees(sm, threshold, what);
+        }
+    };
+    check(&sm, "empty");
+    sm.one(register("forever", 0, None));
+    check(&sm, "no deadline");
+    sm.one(register("a", 1_000, Some(500)));
+    sm.one(register("b", 2_000, Some(100)));
+    check(&sm, "registered");
+    sm.one(heartbeat("a", 3_000));
+    check(&sm, "heartbeat moves a's deadline");
+    sm.one(register("a", 3_100, None));
+    check(&sm, "re-registered without deregisterAfterMs");
+    sm.entry(vec![register("c", 100, Some(0)), heartbeat("c", 4_000)]);
+    check(&sm, "register and heartbeat in one entry");
+    sm.one(deregister("b"));
+    check(&sm, "deregistered");
+    assert_eq!(sm.one(reap(5_000, 100)).1, reaped(&["c"]));
+    assert!(
+        !sm.store.services_reap_due(u64::MAX, 0),
+        "only `forever` and `a`, no deadline"
+    );
+
+    // Built from the tree when the store opens.
+    sm.one(register("d", 1_000, Some(10)));
+    let sm = sm.reopen();
+    check(&sm, "reopened");
+    assert!(sm.store.services_reap_due(1_011, 0));
+
+    // Replaced by a snapshot install.
+    let mut snap = Vec::new();
+    sm.store.export_snapshot(&mut snap).expect("export");
+    let mut other = Sm::new();
+    other.one(register("gone", 0, Some(0)));
+    other
+        .store
+        .import_snapshot(&mut snap.as_slice())
+        .expect("import");
+    check(&other, "after a snapshot install");
+    assert!(
+        !other.store.services_reap_due(1_010, 0),
+        "`gone` went with its tree"
+    );
 }
 
 // ----------------------------------------------------------------- CID index
