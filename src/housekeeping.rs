@@ -90,8 +90,10 @@ async fn expire_load(state: &AppState) {
 /// cluster writes nothing). Failures are logged; the next tick retries.
 async fn reap_services(state: &AppState) {
     let (now, threshold) = (now_ms(), state.cfg.stale_threshold_ms);
-    if !state.node.store().services_reap_due(now, threshold) {
-        return;
+    match state.node.store().services_reap_due(now, threshold) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => return tracing::warn!(error = %e, "cannot read the services' deadlines"),
     }
     let cmd = Command::ServiceReap {
         now_ms: now,

@@ -6,7 +6,6 @@
 //! error aborts the whole apply call (nothing of it is written) and is returned to
 //! the raft layer, which must stop the node: it cannot be answered deterministically.
 
-use crate::reap_view::DeadlineWrites;
 use crate::txn::{Limits, Txn};
 use crate::{codec, keys, Command, Response, Result};
 
@@ -16,8 +15,6 @@ pub(crate) struct ApplyCtx<'a> {
     revision: u64,
     /// Raft index of the entry being applied (the modification index of what it changes).
     pub(crate) index: u64,
-    /// Deregistration deadlines this call changed, for the store's reap view.
-    pub(crate) deadlines: DeadlineWrites,
 }
 
 impl<'a> ApplyCtx<'a> {
@@ -30,7 +27,6 @@ impl<'a> ApplyCtx<'a> {
             txn,
             revision,
             index: 0,
-            deadlines: Vec::new(),
         })
     }
 

@@ -16,6 +16,9 @@ pub const KS_META_PROP: u8 = 0x11;
 pub const KS_META_CID: u8 = 0x12;
 /// Keyspace: registered services, `name` -> service entry.
 pub const KS_SERVICE: u8 = 0x20;
+/// Keyspace: services by deregistration deadline, `last heartbeat + deregisterAfterMs BE,
+/// name` -> () (only services registered with `deregisterAfterMs`; for the reap).
+pub const KS_SERVICE_DUE: u8 = 0x21;
 
 /// Keyspace: load per engine, `cluster 0x00 ip` -> engine counters.
 pub const KS_LOAD_ENGINE: u8 = 0x30;
@@ -131,6 +134,11 @@ pub fn service(name: &str) -> Vec<u8> {
     k.push(KS_SERVICE);
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// Key of a service's entry in the deadline index.
+pub fn service_due(due_ms: u64, name: &str) -> Vec<u8> {
+    by_age(KS_SERVICE_DUE, due_ms, name)
 }
 
 /// Key of one engine of a load cluster.

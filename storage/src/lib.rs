@@ -15,9 +15,8 @@
 //!   reach sled as one unit (one `sled::Batch`, or key by key behind a redo record,
 //!   see `redo`): sled's multi-tree transactions cannot scan. Metric points are stored
 //!   as chunks, one value per series per command (see `chunk`).
-//! - in memory beside it: a copy of the engine counters for fast reads, and the
-//!   services' deregistration deadlines for the leader's reaper, both derived from the
-//!   tree and never read by apply (see `load_view`, `reap_view`).
+//! - in memory beside it: a copy of the engine counters for fast reads, derived from the
+//!   tree and never read by apply (see `load_view`).
 
 mod apply;
 mod catalog;
@@ -31,8 +30,8 @@ mod load_view;
 mod log;
 mod meta;
 mod points;
-mod reap_view;
 mod redo;
+mod service_due;
 mod services;
 mod snapshot;
 mod store;

@@ -177,15 +177,13 @@ impl ApplyCtx<'_> {
 
     /// Ids in an age index older than `cutoff`.
     fn older_than(&self, ks: u8, cutoff: u64) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for (k, _) in self.txn.scan_prefix(&[ks])? {
-            let t = u64::from_be_bytes(k[1..9].try_into().expect("age keys carry 8 time bytes"));
-            if t >= cutoff {
-                break;
-            }
-            out.push(String::from_utf8_lossy(&k[9..]).into_owned());
-        }
-        Ok(out)
+        let below = keys::by_age(ks, cutoff, "");
+        Ok(self
+            .txn
+            .keys_between(&[ks], &below)?
+            .into_iter()
+            .map(|k| String::from_utf8_lossy(&k[9..]).into_owned())
+            .collect())
     }
 
     pub(crate) fn load_expire(

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::apply::ApplyCtx;
-use crate::reap_view::base_deadline;
+use crate::service_due::base_deadline;
 use crate::{codec, keys, Response, Result, Store};
 
 /// A stored registration.
@@ -38,12 +38,11 @@ impl ApplyCtx<'_> {
             .transpose()
     }
 
-    fn put_service(&mut self, name: &str, mut e: ServiceEntry) -> Result<()> {
+    /// Writes `e`, and moves its deadline index key from `old_due`.
+    fn put_service(&mut self, name: &str, mut e: ServiceEntry, old_due: Option<u64>) -> Result<()> {
         e.mod_index = self.index;
+        self.move_deadline(name, old_due, base_deadline(&e));
         self.txn.put(keys::service(name), codec::encode(&e)?);
-        if let Some(due) = base_deadline(&e) {
-            self.deadlines.push((name.to_string(), Some(due)));
-        }
         self.touch_services()
     }
 
@@ -67,11 +66,8 @@ impl ApplyCtx<'_> {
             deregister_after_ms,
             mod_index: 0,
         };
-        if deregister_after_ms.is_none() {
-            // A registration may replace one that had a deadline.
-            self.deadlines.push((name.to_string(), None));
-        }
-        self.put_service(name, e)?;
+        let old_due = self.service(name)?.as_ref().and_then(base_deadline);
+        self.put_service(name, e, old_due)?;
         Ok(Response::Ok)
     }
 
@@ -79,18 +75,19 @@ impl ApplyCtx<'_> {
         let Some(mut e) = self.service(name)? else {
             return Ok(Response::NotFound);
         };
+        let old_due = base_deadline(&e);
         // Heartbeats stamped by different nodes may arrive out of order: never go back.
         e.last_heartbeat_ms = e.last_heartbeat_ms.max(now_ms);
-        self.put_service(name, e)?;
+        self.put_service(name, e, old_due)?;
         Ok(Response::Ok)
     }
 
     pub(crate) fn service_deregister(&mut self, name: &str) -> Result<Response> {
-        if self.service(name)?.is_none() {
+        let Some(e) = self.service(name)? else {
             return Ok(Response::NotFound);
-        }
+        };
         self.txn.delete(keys::service(name));
-        self.deadlines.push((name.to_string(), None));
+        self.move_deadline(name, base_deadline(&e), None);
         self.touch_services()?;
         Ok(Response::Ok)
     }
@@ -100,16 +97,28 @@ impl ApplyCtx<'_> {
         now_ms: u64,
         stale_threshold_ms: u64,
     ) -> Result<Response> {
+        // Only the services the deadline index shows due are read.
         let mut removed = Vec::new();
-        for (k, v) in self.txn.scan_prefix(&[keys::KS_SERVICE])? {
-            let e: ServiceEntry = codec::decode(&v)?;
-            if e.expired(now_ms, stale_threshold_ms) {
-                let name = String::from_utf8_lossy(&k[1..]).into_owned();
-                self.deadlines.push((name.clone(), None));
-                removed.push(name);
-                self.txn.delete(k);
+        for (key, name) in self.due_services(now_ms, stale_threshold_ms)? {
+            match self.service(&name)? {
+                Some(e) if e.expired(now_ms, stale_threshold_ms) => {
+                    self.txn.delete(keys::service(&name));
+                    self.move_deadline(&name, base_deadline(&e), None);
+                    removed.push(name);
+                }
+                // An index key that does not match its service (a bug): every node
+                // has the same, so each repairs it the same way.
+                e => {
+                    tracing::warn!(service = %name, "repairing a stale deadline index key");
+                    self.txn.delete(key);
+                    if let Some(due) = e.as_ref().and_then(base_deadline) {
+                        self.txn.put(keys::service_due(due, &name), Vec::new());
+                    }
+                }
             }
         }
+        // Answered in name order, as when the reap scanned the services.
+        removed.sort_unstable();
         if !removed.is_empty() {
             self.touch_services()?;
         }
@@ -130,12 +139,6 @@ impl Store {
             ));
         }
         Ok(out)
-    }
-
-    /// Whether a reap at `now_ms` would remove some service (in memory, O(1): the
-    /// leader asks every second).
-    pub fn services_reap_due(&self, now_ms: u64, stale_threshold_ms: u64) -> bool {
-        self.reap_view().any_due(now_ms, stale_threshold_ms)
     }
 
     /// One registered service.

@@ -5,7 +5,6 @@ use std::sync::{Arc, RwLock};
 
 use crate::apply::ApplyCtx;
 use crate::load_view::LoadView;
-use crate::reap_view::ReapView;
 use crate::txn::Txn;
 use crate::{codec, keys, Command, Error, Response, Result};
 
@@ -37,8 +36,6 @@ pub struct Store {
     data_file: Arc<std::fs::File>,
     /// The engine counters in memory, kept equal to the tree's.
     load_view: Arc<LoadView>,
-    /// The services' deregistration deadlines in memory, kept equal to the tree's.
-    reap_view: Arc<ReapView>,
 }
 
 const CONTROL_SM_GEN: &[u8] = b"sm_generation";
@@ -65,15 +62,16 @@ impl Store {
                 dir.display()
             )));
         }
+        if crate::service_due::ensure_index(&sm)? {
+            tracing::info!("built the services' deadline index");
+        }
         let load_view = Arc::new(LoadView::build(&sm)?);
-        let reap_view = Arc::new(ReapView::build(&sm)?);
         Ok(Store {
             db,
             log,
             raft_meta,
             control,
             load_view,
-            reap_view,
             sm: Arc::new(RwLock::new(sm)),
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -108,11 +106,6 @@ impl Store {
         &self.load_view
     }
 
-    /// The services' deregistration deadlines.
-    pub(crate) fn reap_view(&self) -> &ReapView {
-        &self.reap_view
-    }
-
     /// The current state-machine tree (a cheap handle).
     pub(crate) fn sm(&self) -> sled::Tree {
         self.sm.read().expect("sm lock poisoned").clone()
@@ -128,13 +121,12 @@ impl Store {
     /// Switches to generation `gen` (already filled and flushed) and drops the old tree.
     pub(crate) fn switch_sm(&self, gen: u64, tree: sled::Tree) -> Result<()> {
         let old = self.sm_generation()?;
+        crate::service_due::ensure_index(&tree)?;
         let view = LoadView::build(&tree)?;
-        let deadlines = ReapView::build(&tree)?;
         self.control.insert(CONTROL_SM_GEN, codec::encode(&gen)?)?;
         self.db.flush()?;
         *self.sm.write().expect("sm lock poisoned") = tree;
         self.load_view.replace(view);
-        self.reap_view.replace(deadlines);
         if old != gen {
             self.db.drop_tree(sm_tree_name(old))?;
         }
@@ -173,10 +165,8 @@ impl Store {
         // Decoded before the commit: nothing can fail once it is written.
         let engines = LoadView::decode(ctx.txn.writes_under(&[keys::KS_LOAD_ENGINE]))?;
         let _exclusive = self.gate.write().expect("gate poisoned");
-        let deadlines = std::mem::take(&mut ctx.deadlines);
         ctx.finish(applied_state)?;
         self.load_view.note(engines);
-        self.reap_view.note(deadlines);
         if let Some(last) = entries.last() {
             self.applied
                 .store(last.index, std::sync::atomic::Ordering::Release);

@@ -88,6 +88,25 @@ impl<'a> Txn<'a> {
             .collect())
     }
 
+    /// The live keys `k` with `from <= k < to`, in key order, own writes included.
+    /// Bounded on both sides, so a scan for what is due reads only what is due.
+    pub(crate) fn keys_between(&self, from: &[u8], to: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut merged: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        for k in self.tree.range(from..to).keys() {
+            merged.insert(k?.to_vec(), true);
+        }
+        for (k, v) in self.writes.range(from.to_vec()..to.to_vec()) {
+            merged.insert(k.clone(), v.is_some());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, live)| live.then_some(k))
+            .collect())
+    }
+
     /// The writes so far to keys under `prefix` (`None`: removed), in key order.
     pub(crate) fn writes_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         self.writes

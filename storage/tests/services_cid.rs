@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use metacenter_storage::{ApplyEntry, Command, Response, ServiceEntry, Store, CID_PROPS};
+use metacenter_storage::{keys, ApplyEntry, Command, Response, ServiceEntry, Store, CID_PROPS};
 use tempfile::TempDir;
 
 /// A store in a temporary directory and the raft index of the next entry.
@@ -354,7 +354,9 @@ fn assert_due_agrees(sm: &Sm, threshold: u64, what: &str) {
     for now in (0..6_000).step_by(25).chain([u64::MAX / 2, u64::MAX]) {
         let want = services.iter().any(|(_, e)| e.expired(now, threshold));
         assert_eq!(
-            sm.store.services_reap_due(now, threshold),
+            sm.store
+                .services_reap_due(now, threshold)
+                .expect("reap due"),
             want,
             "{what}: now {now} threshold {threshold}"
         );
@@ -385,7 +387,7 @@ fn reap_due_agrees_with_the_stored_services() {
     check(&sm, "deregistered");
     assert_eq!(sm.one(reap(5_000, 100)).1, reaped(&["c"]));
     assert!(
-        !sm.store.services_reap_due(u64::MAX, 0),
+        !sm.store.services_reap_due(u64::MAX, 0).unwrap(),
         "only `forever` and `a`, no deadline"
     );
 
@@ -393,7 +395,7 @@ fn reap_due_agrees_with_the_stored_services() {
     sm.one(register("d", 1_000, Some(10)));
     let sm = sm.reopen();
     check(&sm, "reopened");
-    assert!(sm.store.services_reap_due(1_011, 0));
+    assert!(sm.store.services_reap_due(1_011, 0).unwrap());
 
     // Replaced by a snapshot install.
     let mut snap = Vec::new();
@@ -406,9 +408,63 @@ fn reap_due_agrees_with_the_stored_services() {
         .expect("import");
     check(&other, "after a snapshot install");
     assert!(
-        !other.store.services_reap_due(1_010, 0),
+        !other.store.services_reap_due(1_010, 0).unwrap(),
         "`gone` went with its tree"
     );
+}
+
+/// A snapshot without the deadline index (as written before it): the records of
+/// `snap` other than the index's keys.
+fn without_deadline_index(snap: &[u8]) -> Vec<u8> {
+    let (magic, mut rest) = snap.split_at(8);
+    let mut out = magic.to_vec();
+    let chunk = |rest: &mut &[u8]| {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let c = rest[4..4 + len].to_vec();
+        *rest = &rest[4 + len..];
+        c
+    };
+    loop {
+        let key = chunk(&mut rest);
+        if key.is_empty() {
+            break;
+        }
+        let value = chunk(&mut rest);
+        if key[0] == keys::KS_SERVICE_DUE {
+            continue;
+        }
+        for c in [&key, &value] {
+            out.extend_from_slice(&(c.len() as u32).to_be_bytes());
+            out.extend_from_slice(c);
+        }
+    }
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out
+}
+
+#[test]
+fn a_store_from_before_the_deadline_index_gets_it_built() {
+    let mut sm = Sm::new();
+    sm.one(register("a", 1_000, Some(500)));
+    sm.one(register("b", 2_000, None));
+    sm.one(register("c", 1_200, Some(100)));
+    let mut snap = Vec::new();
+    sm.store.export_snapshot(&mut snap).expect("export");
+    let old = without_deadline_index(&snap);
+    assert!(old.len() < snap.len(), "the export holds the index");
+
+    let mut other = Sm::new();
+    other.next_index = sm.next_index;
+    other
+        .store
+        .import_snapshot(&mut old.as_slice())
+        .expect("import");
+    for threshold in [0, 100, 1_000] {
+        assert_due_agrees(&other, threshold, "installed from an old snapshot");
+    }
+    assert_eq!(other.one(reap(1_401, 100)).1, reaped(&["c"]));
+    assert_eq!(other.one(reap(1_601, 100)).1, reaped(&["a"]));
+    assert_eq!(other.store.services().unwrap().len(), 1);
 }
 
 // ----------------------------------------------------------------- CID index
