@@ -29,8 +29,9 @@ pub(crate) fn expired_below(now_ms: u64, stale_threshold_ms: u64) -> Option<u64>
     now_ms.checked_sub(stale_threshold_ms)
 }
 
-fn name_of(key: &[u8]) -> String {
-    String::from_utf8_lossy(&key[9..]).into_owned()
+/// The index keys below this one are of services expired at `now_ms`; `None`: none is.
+fn expired_below_key(now_ms: u64, stale_threshold_ms: u64) -> Option<Vec<u8>> {
+    expired_below(now_ms, stale_threshold_ms).map(|bound| keys::service_due(bound, ""))
 }
 
 impl ApplyCtx<'_> {
@@ -53,15 +54,14 @@ impl ApplyCtx<'_> {
         now_ms: u64,
         stale_threshold_ms: u64,
     ) -> Result<Vec<(Vec<u8>, String)>> {
-        let Some(bound) = expired_below(now_ms, stale_threshold_ms) else {
+        let Some(below) = expired_below_key(now_ms, stale_threshold_ms) else {
             return Ok(Vec::new());
         };
-        let below = keys::service_due(bound, "");
         let due = self.txn.keys_between(&[keys::KS_SERVICE_DUE], &below)?;
         Ok(due
             .into_iter()
             .map(|k| {
-                let name = name_of(&k);
+                let name = String::from_utf8_lossy(&k[9..]).into_owned();
                 (k, name)
             })
             .collect())
@@ -95,14 +95,11 @@ impl Store {
     /// Whether a reap at `now_ms` would remove some service: one key read (the leader
     /// asks every `services.reap_interval_ms`).
     pub fn services_reap_due(&self, now_ms: u64, stale_threshold_ms: u64) -> Result<bool> {
-        let Some(bound) = expired_below(now_ms, stale_threshold_ms) else {
+        let Some(below) = expired_below_key(now_ms, stale_threshold_ms) else {
             return Ok(false);
         };
         let first = self.sm().scan_prefix([keys::KS_SERVICE_DUE]).keys().next();
-        Ok(match first.transpose()? {
-            Some(k) => k[..] < keys::service_due(bound, "")[..],
-            None => false,
-        })
+        Ok(first.transpose()?.is_some_and(|k| k[..] < below[..]))
     }
 }
 

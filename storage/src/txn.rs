@@ -72,39 +72,21 @@ impl<'a> Txn<'a> {
     /// The live keys under `prefix`, in key order, own writes included; no value is
     /// copied.
     pub(crate) fn scan_prefix_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let mut merged: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
-        for k in self.tree.scan_prefix(prefix).keys() {
-            merged.insert(k?.to_vec(), true);
-        }
-        for (k, v) in self.writes.range(prefix.to_vec()..) {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            merged.insert(k.clone(), v.is_some());
-        }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, live)| live.then_some(k))
-            .collect())
+        let own = self
+            .writes
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix));
+        live_keys(self.tree.scan_prefix(prefix).keys(), own)
     }
 
     /// The live keys `k` with `from <= k < to`, in key order, own writes included.
     /// Bounded on both sides, so a scan for what is due reads only what is due.
     pub(crate) fn keys_between(&self, from: &[u8], to: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let mut merged: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
         if from >= to {
             return Ok(Vec::new());
         }
-        for k in self.tree.range(from..to).keys() {
-            merged.insert(k?.to_vec(), true);
-        }
-        for (k, v) in self.writes.range(from.to_vec()..to.to_vec()) {
-            merged.insert(k.clone(), v.is_some());
-        }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, live)| live.then_some(k))
-            .collect())
+        let own = self.writes.range(from.to_vec()..to.to_vec());
+        live_keys(self.tree.range(from..to).keys(), own)
     }
 
     /// The writes so far to keys under `prefix` (`None`: removed), in key order.
@@ -119,4 +101,23 @@ impl<'a> Txn<'a> {
     pub(crate) fn commit(self) -> Result<()> {
         crate::redo::commit(self.tree, self.writes)
     }
+}
+
+/// The keys of `tree` overlaid with the writes `own` of the same range (`None`: removed),
+/// in key order, without the removed ones.
+fn live_keys<'w>(
+    tree: impl Iterator<Item = sled::Result<sled::IVec>>,
+    own: impl Iterator<Item = (&'w Vec<u8>, &'w Option<Vec<u8>>)>,
+) -> Result<Vec<Vec<u8>>> {
+    let mut merged: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
+    for k in tree {
+        merged.insert(k?.to_vec(), true);
+    }
+    for (k, v) in own {
+        merged.insert(k.clone(), v.is_some());
+    }
+    Ok(merged
+        .into_iter()
+        .filter_map(|(k, live)| live.then_some(k))
+        .collect())
 }

@@ -347,8 +347,9 @@ fn reap_sees_writes_of_the_same_entry() {
     assert!(sm.service("y").is_some());
 }
 
-/// The leader's reaper asks [`Store::services_reap_due`] (in memory) instead of reading
-/// every service: it must agree with the rule applied to what is stored, at every time.
+/// The leader's reaper asks [`Store::services_reap_due`] (the deadline index) instead of
+/// reading every service: it must agree with the rule applied to what is stored, at every
+/// time.
 fn assert_due_agrees(sm: &Sm, threshold: u64, what: &str) {
     let services = sm.store.services().expect("list services");
     for now in (0..6_000).step_by(25).chain([u64::MAX / 2, u64::MAX]) {
@@ -391,13 +392,13 @@ fn reap_due_agrees_with_the_stored_services() {
         "only `forever` and `a`, no deadline"
     );
 
-    // Built from the tree when the store opens.
+    // The index survives a reopen.
     sm.one(register("d", 1_000, Some(10)));
     let sm = sm.reopen();
     check(&sm, "reopened");
     assert!(sm.store.services_reap_due(1_011, 0).unwrap());
 
-    // Replaced by a snapshot install.
+    // A snapshot install replaces it with the snapshot's.
     let mut snap = Vec::new();
     sm.store.export_snapshot(&mut snap).expect("export");
     let mut other = Sm::new();
