@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use metacenter_storage::Command;
 
+use crate::http::read_store;
 use crate::http::services::now_ms;
 use crate::server::AppState;
 
@@ -69,7 +70,8 @@ async fn expire_load(state: &AppState) {
         ns(c.load_engine_expire),
         ns(c.load_tombstone_ttl),
     );
-    match state.node.store().load_expiry_due(now, req, engine, tomb) {
+    let due = read_store(state, move |st| st.load_expiry_due(now, req, engine, tomb));
+    match due.await {
         Ok(true) => {}
         Ok(false) => return,
         Err(e) => return tracing::warn!(error = %e, "cannot read load state"),
@@ -90,7 +92,7 @@ async fn expire_load(state: &AppState) {
 /// cluster writes nothing). Failures are logged; the next tick retries.
 async fn reap_services(state: &AppState) {
     let (now, threshold) = (now_ms(), state.cfg.stale_threshold_ms);
-    match state.node.store().services_reap_due(now, threshold) {
+    match read_store(state, move |st| st.services_reap_due(now, threshold)).await {
         Ok(true) => {}
         Ok(false) => return,
         Err(e) => return tracing::warn!(error = %e, "cannot read the services' deadlines"),

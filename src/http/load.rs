@@ -12,14 +12,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::Extension;
-use metacenter_storage::{Command, LoadOutcome, Response as R};
-use serde::{Deserialize, Serialize};
+use metacenter_storage::{Command, EngineLoad, LoadOutcome, Response as R};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::mcenv::{code, Data, Envelope, McError};
+use super::mcenv::{code, Data, Envelope, McError, Written};
 use super::openapi::load as doc;
 use super::openapi::load::McErrorEnvelope as Err;
 use super::TraceId;
@@ -223,16 +223,6 @@ async fn stats(
     envelope(t, read_stats(&s, &headers, q.as_deref()).await)
 }
 
-/// One engine of `GET /v1/load/stats` (serialised directly: a cluster may have
-/// thousands of engines, and building a JSON tree per engine was most of the cost).
-#[derive(Serialize)]
-struct EngineRow<'a> {
-    ip: &'a str,
-    prompt_length: u64,
-    queued_req_num: u64,
-    updated_time: u64,
-}
-
 async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Result<Data, McError> {
     let cluster = q
         .unwrap_or("")
@@ -244,21 +234,42 @@ async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Resul
     if super::wants_linearizable(headers, q) {
         s.node.read_barrier().await?;
     }
-    let engines = super::read_store(s, move |st| st.load_cluster(&cluster)).await?;
+    // An in-memory read: done here unless an apply holds the store, then on a thread
+    // that may wait for it.
+    let engines = match s.node.store().try_load_cluster(&cluster) {
+        Some(engines) => engines,
+        None => super::read_store(s, move |st| st.load_cluster(&cluster)).await?,
+    };
     if engines.is_empty() {
         return Ok(Data::Tree(Value::Null));
     }
-    let rows: Vec<EngineRow> = engines
-        .iter()
-        .map(|(ip, e)| EngineRow {
-            ip,
-            prompt_length: e.prompt_length,
-            queued_req_num: e.queued_req_num,
-            updated_time: e.updated_ns,
-        })
-        .collect();
-    let written = serde_json::value::to_raw_value(&rows).map_err(McError::internal)?;
-    Ok(Data::Written(written))
+    let mut w = Written::with_capacity(2 + engines.len() * 112);
+    engine_rows(w.buf(), &engines);
+    Ok(Data::Written(w))
+}
+
+/// Writes the JSON array `GET /v1/load/stats` answers with, by hand: a cluster may have
+/// thousands of engines, and serde's per-field path was a third of a 1,000-engine read.
+/// Each row is `{"ip","prompt_length","queued_req_num","updated_time"}`, in that order.
+fn engine_rows(out: &mut Vec<u8>, engines: &[(String, EngineLoad)]) {
+    let mut num = itoa::Buffer::new();
+    out.push(b'[');
+    for (i, (ip, e)) in engines.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"ip\":");
+        // The ip is validated IPv4 on the way in, but a string is escaped all the same.
+        serde_json::to_writer(&mut *out, ip).expect("a string serialises into a Vec");
+        out.extend_from_slice(b",\"prompt_length\":");
+        out.extend_from_slice(num.format(e.prompt_length).as_bytes());
+        out.extend_from_slice(b",\"queued_req_num\":");
+        out.extend_from_slice(num.format(e.queued_req_num).as_bytes());
+        out.extend_from_slice(b",\"updated_time\":");
+        out.extend_from_slice(num.format(e.updated_ns).as_bytes());
+        out.push(b'}');
+    }
+    out.push(b']');
 }
 
 /// Decodes a percent-encoded query value (`+` is a space).
@@ -403,6 +414,36 @@ mod tests {
     fn decodes_query_values() {
         assert_eq!(percent_decode("llama%2D7b+x"), "llama-7b x");
         assert_eq!(percent_decode("a%zz"), "a%zz");
+    }
+
+    #[test]
+    fn engine_rows_are_the_json_serde_would_write() {
+        let e = |q, p, t| EngineLoad {
+            queued_req_num: q,
+            prompt_length: p,
+            updated_ns: t,
+        };
+        let engines = vec![
+            ("10.0.0.1".to_string(), e(3, 120, 1_700_000_000_000_000_000)),
+            ("q\"\\\u{1}é".to_string(), e(0, u64::MAX, 0)),
+        ];
+        let expected: Vec<Value> = engines
+            .iter()
+            .map(|(ip, e)| {
+                json!({"ip": ip, "prompt_length": e.prompt_length,
+                    "queued_req_num": e.queued_req_num, "updated_time": e.updated_ns})
+            })
+            .collect();
+        let mut written = Vec::new();
+        engine_rows(&mut written, &engines);
+        let parsed: Value = serde_json::from_slice(&written).expect("valid JSON");
+        assert_eq!(parsed, Value::Array(expected.clone()));
+        // Same bytes as serde, so field order and number format match the old answers.
+        let serde_text = serde_json::to_string(&expected).unwrap();
+        assert_eq!(String::from_utf8(written).unwrap(), serde_text);
+        let mut empty = Vec::new();
+        engine_rows(&mut empty, &[]);
+        assert_eq!(empty, b"[]");
     }
 
     #[test]

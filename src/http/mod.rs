@@ -207,10 +207,16 @@ pub fn json_response<T: serde::Serialize>(
     value: &T,
     capacity: usize,
 ) -> Response {
-    use axum::response::IntoResponse;
     let mut buf = Vec::with_capacity(capacity);
-    match serde_json::to_writer(&mut buf, value) {
-        Ok(()) => {
+    let written = serde_json::to_writer(&mut buf, value).map(|()| buf);
+    json_bytes_response(status, written)
+}
+
+/// JSON text already written as a response with `status`; a failed write answers 500.
+pub fn json_bytes_response(status: StatusCode, body: serde_json::Result<Vec<u8>>) -> Response {
+    use axum::response::IntoResponse;
+    match body {
+        Ok(buf) => {
             let json = HeaderValue::from_static("application/json");
             (status, [(axum::http::header::CONTENT_TYPE, json)], buf).into_response()
         }

@@ -174,6 +174,11 @@ pub fn by_age(ks: u8, time_ns: u64, id: &str) -> Vec<u8> {
     k
 }
 
+/// The id of a [`by_age`] key.
+pub fn by_age_id(key: &[u8]) -> String {
+    String::from_utf8_lossy(key.get(9..).unwrap_or_default()).into_owned()
+}
+
 /// Order-preserving encoding of a signed time (unix ns).
 pub fn time_key(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
@@ -292,6 +297,12 @@ pub fn parse_log_index(key: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn by_age_id_reads_back_the_id() {
+        assert_eq!(by_age_id(&by_age(KS_SERVICE_DUE, 42, "svc-é")), "svc-é");
+        assert_eq!(by_age_id(&by_age(KS_SERVICE_DUE, u64::MAX, "")), "");
+    }
 
     #[test]
     fn log_keys_sort_numerically() {

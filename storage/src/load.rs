@@ -182,7 +182,7 @@ impl ApplyCtx<'_> {
             .txn
             .keys_between(&[ks], &below)?
             .into_iter()
-            .map(|k| String::from_utf8_lossy(&k[9..]).into_owned())
+            .map(|k| keys::by_age_id(&k))
             .collect())
     }
 
@@ -230,6 +230,14 @@ impl Store {
     pub fn load_cluster(&self, cluster: &str) -> Result<Vec<(String, EngineLoad)>> {
         let _consistent = self.read_gate();
         Ok(self.load_view().cluster(cluster))
+    }
+
+    /// [`Store::load_cluster`] if no apply holds the store now, `None` if one does: for
+    /// readers on an async runtime, which must not block, and otherwise pay a hop to a
+    /// blocking thread (a third of a small read's cost).
+    pub fn try_load_cluster(&self, cluster: &str) -> Option<Vec<(String, EngineLoad)>> {
+        let _consistent = self.try_read_gate()?;
+        Some(self.load_view().cluster(cluster))
     }
 
     /// Every engine of every cluster: (cluster, ip, counters).

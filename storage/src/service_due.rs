@@ -61,7 +61,7 @@ impl ApplyCtx<'_> {
         Ok(due
             .into_iter()
             .map(|k| {
-                let name = String::from_utf8_lossy(&k[9..]).into_owned();
+                let name = keys::by_age_id(&k);
                 (k, name)
             })
             .collect())

@@ -101,6 +101,15 @@ impl Store {
         self.gate.read().expect("gate poisoned")
     }
 
+    /// The gate for reading if no apply holds it now, `None` if one does.
+    pub(crate) fn try_read_gate(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        match self.gate.try_read() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+            Err(std::sync::TryLockError::Poisoned(_)) => panic!("gate poisoned"),
+        }
+    }
+
     /// The in-memory copy of the engine counters.
     pub(crate) fn load_view(&self) -> &LoadView {
         &self.load_view
@@ -263,6 +272,17 @@ mod tests {
         let new = tempfile::tempdir().expect("tempdir");
         drop(Store::open(new.path()).expect("open"));
         assert_eq!(segment_size(new.path()), NEW_SEGMENT_SIZE);
+    }
+
+    #[test]
+    fn try_load_cluster_never_waits_for_an_apply() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        assert_eq!(store.try_load_cluster("c"), Some(Vec::new()));
+        let apply = store.gate.write().expect("gate");
+        assert_eq!(store.try_load_cluster("c"), None);
+        drop(apply);
+        assert_eq!(store.try_load_cluster("c"), Some(Vec::new()));
     }
 
     #[test]

@@ -79,6 +79,12 @@ impl Sm {
 
     fn engine(&self, cluster: &str, ip: &str) -> Option<EngineLoad> {
         let engines = self.store.load_cluster(cluster).expect("load_cluster");
+        let uncontended = self.store.try_load_cluster(cluster);
+        assert_eq!(
+            uncontended.as_ref(),
+            Some(&engines),
+            "try_load_cluster differs"
+        );
         let mut found = engines.iter().filter(|(i, _)| i == ip);
         let e = found.next().map(|(_, e)| *e);
         assert!(found.next().is_none(), "engine {ip} listed twice");
