@@ -9,8 +9,9 @@
 //!
 //! The state machine (sled) is not flushed with the log: after a crash it may
 //! recover to an earlier applied index, and raft re-applies the entries after it
-//! from this log. So `purge` first makes the state machine durable: no entry leaves
-//! the log before the state it produced is on disk.
+//! from this log. So `purge` first waits for the state machine to reach the purged
+//! index (a snapshot being installed) and makes it durable: no entry leaves the log
+//! before the state it produced is on disk.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -32,6 +33,10 @@ const LAST_PURGED: &str = "last_purged";
 
 pub use crate::flusher::FLUSH_STALL;
 
+/// How long a purge waits for the state machine to reach it (a snapshot install).
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+const PURGE_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The raft log of one node. Clones share the log and the flusher.
 #[derive(Clone)]
 pub struct LogStore {
@@ -39,6 +44,8 @@ pub struct LogStore {
     /// The state machine's store, made durable before a purge.
     store: Store,
     flusher: Flusher,
+    /// Whether a purge waits for the state machine to reach it (see `wait_applied`).
+    purge_waits_for_apply: bool,
 }
 
 pub(crate) fn io_err(
@@ -70,7 +77,15 @@ impl LogStore {
             wal,
             store,
             flusher,
+            purge_waits_for_apply: true,
         })
+    }
+
+    /// This log with purges that do not wait for the state machine: for a harness that
+    /// drives the log alone and never applies (openraft's conformance suite).
+    pub fn without_purge_wait(mut self) -> LogStore {
+        self.purge_waits_for_apply = false;
+        self
     }
 
     /// The commit index last saved by raft on this node (0 if none).
@@ -85,6 +100,24 @@ impl LogStore {
     /// Bytes the log's files hold.
     pub fn size_on_disk(&self) -> u64 {
         self.wal.size_on_disk()
+    }
+
+    /// Waits until the state machine has applied `index`. openraft purges only what a
+    /// snapshot covers, but after a follower accepts a snapshot it asks for the purge
+    /// while the state machine is still installing it: entries purged then, with the
+    /// old state on disk and the new snapshot not yet published, would leave a crash
+    /// with neither (and openraft refusing to start on a purge past its snapshot). An
+    /// install publishes the applied index only once its snapshot and state are durable.
+    async fn wait_applied(&self, index: u64) -> Result<(), StorageError> {
+        let deadline = tokio::time::Instant::now() + PURGE_WAIT;
+        while self.purge_waits_for_apply && self.store.applied_index() < index {
+            if tokio::time::Instant::now() > deadline {
+                let msg = format!("purge up to {index}: not applied within {PURGE_WAIT:?}");
+                return Err(write_err(std::io::Error::other(msg)));
+            }
+            tokio::time::sleep(PURGE_POLL).await;
+        }
+        Ok(())
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
@@ -224,11 +257,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.wait_applied(log_id.index).await?;
         let bytes = codec::encode(&log_id).map_err(write_err)?;
         let (store, wal) = (self.store.clone(), self.wal.clone());
         tokio::task::spawn_blocking(move || {
-            // raft purges only what a snapshot covers, so what is applied now reaches
-            // past `log_id`: once it is durable the entries are no longer needed.
+            // What is applied now reaches past `log_id` (waited for above): once it is
+            // durable the entries are no longer needed.
             store.flush_durable()?;
             wal.purge_upto(log_id.index, &bytes)
         })

@@ -10,7 +10,7 @@
 //! worker between applies; the builder then only publishes the finished file.
 
 use std::io::{Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use metacenter_storage::{codec, ApplyEntry, Command, Store};
@@ -79,6 +79,13 @@ impl StateMachine {
             st.membership = m;
         }
         st.current = crate::snapshot_files::latest_meta(&snapshot_dir).map_err(snap_err)?;
+        if let Some(meta) = st.current.clone() {
+            if meta.last_log_id > st.last_applied {
+                restore_own_snapshot(&store, &snapshot_dir, &meta)?;
+                st.last_applied = meta.last_log_id;
+                st.membership = meta.last_membership;
+            }
+        }
         store.set_applied_index(st.last_applied.map_or(0, |l| l.index));
         let (events, _) = broadcast::channel(1024);
         Ok(StateMachine {
@@ -203,21 +210,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let mut file = snapshot.into_std().await;
-        let applied =
-            codec::encode(&(meta.last_log_id, &meta.last_membership)).map_err(snap_err)?;
         let store = self.store.clone();
         let dir = self.dir.clone();
         let meta_c = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
             file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
-            store
-                .import_snapshot(&mut std::io::BufReader::new(&mut file))
-                .map_err(snap_err)?;
-            store.apply(&[], &applied).map_err(snap_err)?;
-            // Durable before it counts as applied: the watermark may record it next.
+            import(&store, &mut file, &meta_c)?;
+            // The published file is what a crash from here on recovers from (see
+            // `restore_own_snapshot`); durable before it counts as applied, as the
+            // watermark and a waiting log purge read the applied index.
+            crate::snapshot_files::publish(&dir, &meta_c, file).map_err(snap_err)?;
             store.flush_durable().map_err(snap_err)?;
             store.set_applied_index(meta_c.last_log_id.map_or(0, |l| l.index));
-            crate::snapshot_files::publish(&dir, &meta_c, file).map_err(snap_err)
+            Ok(())
         })
         .await
         .map_err(join_err)??;
@@ -263,7 +268,46 @@ impl StateMachine {
     }
 }
 
-/// Publishes a snapshot exported by `get_snapshot_builder`.
+/// Imports this node's own snapshot `meta` into a store that recovered to an earlier
+/// applied index: after a crash in a snapshot install between publishing the received
+/// file and flushing its state, or in a data dir of an earlier version, which published
+/// built snapshots before the state machine was durable (see [`SnapshotBuilder`]).
+/// openraft refuses to start on a snapshot past the commit index it recovers, which is
+/// at most the applied index when the crash also lost the saved commit index. The
+/// snapshot holds only committed entries, so applying it is what raft would have done.
+fn restore_own_snapshot(
+    store: &Store,
+    dir: &Path,
+    meta: &SnapshotMeta,
+) -> Result<(), StorageError> {
+    tracing::warn!(
+        snapshot = %meta.snapshot_id,
+        "the state machine recovered behind this node's own snapshot: installing it"
+    );
+    let mut file = crate::snapshot_files::open(dir, &meta.snapshot_id).map_err(snap_err)?;
+    import(store, &mut file, meta)?;
+    store.flush_durable().map_err(snap_err)
+}
+
+/// Replaces the store's state with snapshot `file` and records `meta` as applied (not
+/// yet durable, nor published as the applied index).
+fn import(
+    store: &Store,
+    file: &mut std::fs::File,
+    meta: &SnapshotMeta,
+) -> Result<(), StorageError> {
+    let applied = codec::encode(&(meta.last_log_id, &meta.last_membership)).map_err(snap_err)?;
+    store
+        .import_snapshot(&mut std::io::BufReader::new(file))
+        .map_err(snap_err)?;
+    store.apply(&[], &applied).map_err(snap_err)?;
+    Ok(())
+}
+
+/// Publishes a snapshot exported by `get_snapshot_builder`, once the state machine is
+/// durable up to it: a published snapshot must never be ahead of what a crash leaves of
+/// the state machine (openraft's invariant: snapshot <= committed at start-up, where the
+/// recovered commit index may be no more than the applied one).
 pub struct SnapshotBuilder {
     sm: StateMachine,
     last: Option<LogId>,
@@ -286,14 +330,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id: id,
         };
-        let dir = self.sm.dir.clone();
+        let (dir, store) = (self.sm.dir.clone(), self.sm.store.clone());
         let m = meta.clone();
         let f = tokio::task::spawn_blocking(move || {
-            crate::snapshot_files::publish_path(&dir, &m, &tmp)
+            // Everything up to `last` was applied before the export: flushed now.
+            store.flush_durable().map_err(snap_err)?;
+            crate::snapshot_files::publish_path(&dir, &m, &tmp).map_err(snap_err)
         })
         .await
-        .map_err(join_err)?
-        .map_err(snap_err)?;
+        .map_err(join_err)??;
         self.sm.lock().current = Some(meta.clone());
         Ok(Snapshot {
             meta,

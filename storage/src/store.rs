@@ -32,6 +32,8 @@ pub struct Store {
     gate: Arc<RwLock<()>>,
     /// Index of the last applied entry, published under the gate with its data.
     applied: Arc<std::sync::atomic::AtomicU64>,
+    /// The applied index as of the last [`Store::flush_durable`] (0 before one).
+    durable: Arc<std::sync::atomic::AtomicU64>,
     /// sled's data file, fdatasynced after each flush (see [`Store::flush_durable`]).
     data_file: Arc<std::fs::File>,
     /// The engine counters in memory, kept equal to the tree's.
@@ -75,6 +77,7 @@ impl Store {
             sm: Arc::new(RwLock::new(sm)),
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            durable: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             data_file: Arc::new(
                 std::fs::File::open(dir.join("db"))
                     .map_err(|e| Error::Engine(format!("open sled data file: {e}")))?,
@@ -195,10 +198,22 @@ impl Store {
     /// loss could still take acknowledged writes. An `fdatasync` of sled's data file
     /// after the flush closes that gap (fdatasync acts on the file, whatever handle).
     pub fn flush_durable(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        // Read first: the data of every entry applied by now is in sled's buffers,
+        // so the flush below covers it.
+        let applied = self.applied.load(Ordering::Acquire);
         self.db.flush()?;
         self.data_file
             .sync_data()
-            .map_err(|e| Error::Engine(format!("fdatasync: {e}")))
+            .map_err(|e| Error::Engine(format!("fdatasync: {e}")))?;
+        self.durable.fetch_max(applied, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The applied index that the last [`Store::flush_durable`] made durable: a crash
+    /// now recovers at least this far (0 before the first flush of this process).
+    pub fn durable_index(&self) -> u64 {
+        self.durable.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Bytes the database occupies on disk.
