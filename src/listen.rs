@@ -58,16 +58,16 @@ async fn run(listener: TcpListener, router: Router, stop: CancellationToken, hea
         // No Nagle: answers are small and latency-bound (raft RPCs, forwarded writes).
         let _ = tcp.set_nodelay(true);
         let (builder, router) = (builder.clone(), router.clone());
-        let watcher = graceful.watcher();
+        let (watcher, stop) = (graceful.watcher(), stop.clone());
         tokio::spawn(async move {
             // hyper's head timer starts only once bytes arrive: a connection that sends
-            // nothing at all is timed here.
+            // nothing at all is timed here. The watcher it holds counts for the drain, so
+            // shutdown closes it too: clients' pools open such connections and may never
+            // use them, and the drain would otherwise wait out the whole period.
             let mut byte = [0u8; 1];
-            if tokio::time::timeout(header, tcp.peek(&mut byte))
-                .await
-                .is_err()
-            {
-                return;
+            tokio::select! {
+                r = tokio::time::timeout(header, tcp.peek(&mut byte)) => if r.is_err() { return },
+                () = stop.cancelled() => return,
             }
             let service = TowerToHyperService::new(router);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);

@@ -109,3 +109,25 @@ async fn a_blocking_query_outlives_both_timeouts() {
     assert!(start.elapsed() >= Duration::from_millis(900));
     assert_eq!(body["metadata"]["title"], "t");
 }
+
+/// A connection a client opened and never used (a connection pool's spare) must not
+/// hold shutdown for the drain period: the node is stopping, and a leader that lingers
+/// delays the election that replaces it.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_silent_connection() {
+    // The default head timeout (10 s) is longer than the drain (5 s).
+    let mut node = Node::single(&[]).await;
+    let mut silent = connect(&node).await;
+    let mut idle = connect(&node).await;
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.expect("an answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let bound = metacenter::listen::DRAIN / 2;
+    let stopped = tokio::time::timeout(bound, node.stop()).await;
+    assert!(stopped.is_ok(), "shutdown waited on idle connections");
+    read_to_close(&mut silent).await;
+    read_to_close(&mut idle).await;
+}
