@@ -87,26 +87,7 @@ impl Server {
             peer: cfg.peer_addr().to_string(),
             api: cfg.api_addr().to_string(),
         };
-        let mut ncfg = NodeConfig::new(
-            cfg.id,
-            cfg.data_dir.clone(),
-            addr.clone(),
-            cfg.secret.clone(),
-        );
-        ncfg.heartbeat_ms = cfg.heartbeat_ms;
-        ncfg.election_min_ms = cfg.election_min_ms;
-        ncfg.election_max_ms = cfg.election_max_ms;
-        ncfg.snapshot_every = cfg.snapshot_every;
-        ncfg.keep_logs = cfg.keep_logs;
-        ncfg.forward_timeout = cfg.forward_timeout;
-        ncfg.batch = BatchLimits {
-            max_commands: cfg.batch_max_commands,
-            max_in_flight: cfg.batch_max_in_flight,
-            ..BatchLimits::default()
-        };
-        ncfg.forward_in_flight = cfg.forward_max_in_flight;
-        ncfg.faults = cfg.faults.clone();
-        let node = RaftNode::start(ncfg).await?;
+        let node = RaftNode::start(node_config(&cfg, addr.clone())).await?;
         let shutdown = CancellationToken::new();
         let (search, search_tasks) = crate::search::Search::start(
             node.clone(),
@@ -126,26 +107,7 @@ impl Server {
             shutdown: shutdown.clone(),
         });
         let mut tasks = search_tasks;
-        let (hub, events, stop) = (state.streams.clone(), node.subscribe(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
-            tokio::select! {
-                () = hub.run(events) => {}
-                () = stop.cancelled() => {}
-            }
-        }));
-        let header_timeout = state.cfg.header_read_timeout;
-        tasks.push(listen::spawn(
-            peer,
-            metacenter_raft::peer::router(node.clone()),
-            shutdown.clone(),
-            header_timeout,
-        ));
-        tasks.push(listen::spawn(
-            api,
-            crate::http::router(state.clone()),
-            shutdown.clone(),
-            header_timeout,
-        ));
+        tasks.extend(serve(&state, api, peer));
         if state.cfg.bootstrap && !node.is_initialized().await {
             tracing::info!(id = state.cfg.id, "bootstrapping a new one-node cluster");
             node.initialize(BTreeMap::from([(state.cfg.id, addr.clone())]))
@@ -155,6 +117,7 @@ impl Server {
             let l = bind(&state.cfg.pprof_listen).await?;
             tracing::info!(addr = %state.cfg.pprof_listen, "CPU profiles at /debug/pprof/profile");
             let router = crate::profiling::router();
+            let header_timeout = state.cfg.header_read_timeout;
             tasks.push(listen::spawn(l, router, shutdown.clone(), header_timeout));
         }
         tasks.push(tokio::spawn(crate::housekeeping::run(state.clone())));
@@ -193,6 +156,54 @@ impl Server {
         }
         self.state.node.shutdown().await;
     }
+}
+
+/// The raft layer's settings, taken from the node's configuration.
+fn node_config(cfg: &Config, addr: NodeAddr) -> NodeConfig {
+    let mut ncfg = NodeConfig::new(
+        cfg.id,
+        cfg.data_dir.clone(),
+        addr.clone(),
+        cfg.secret.clone(),
+    );
+    ncfg.heartbeat_ms = cfg.heartbeat_ms;
+    ncfg.election_min_ms = cfg.election_min_ms;
+    ncfg.election_max_ms = cfg.election_max_ms;
+    ncfg.snapshot_every = cfg.snapshot_every;
+    ncfg.keep_logs = cfg.keep_logs;
+    ncfg.forward_timeout = cfg.forward_timeout;
+    ncfg.batch = BatchLimits {
+        max_commands: cfg.batch_max_commands,
+        max_in_flight: cfg.batch_max_in_flight,
+        ..BatchLimits::default()
+    };
+    ncfg.forward_in_flight = cfg.forward_max_in_flight;
+    ncfg.faults = cfg.faults.clone();
+    ncfg
+}
+
+/// Spawns the live-stream hub and serves the peer and client routers.
+fn serve(state: &Arc<AppState>, api: TcpListener, peer: TcpListener) -> Vec<JoinHandle<()>> {
+    let node = &state.node;
+    let (hub, events, stop) = (
+        state.streams.clone(),
+        node.subscribe(),
+        state.shutdown.clone(),
+    );
+    let hub_task = tokio::spawn(async move {
+        tokio::select! {
+            () = hub.run(events) => {}
+            () = stop.cancelled() => {}
+        }
+    });
+    let header_timeout = state.cfg.header_read_timeout;
+    let peer_router = metacenter_raft::peer::router(node.clone());
+    let api_router = crate::http::router(state.clone());
+    vec![
+        hub_task,
+        listen::spawn(peer, peer_router, state.shutdown.clone(), header_timeout),
+        listen::spawn(api, api_router, state.shutdown.clone(), header_timeout),
+    ]
 }
 
 fn local(l: &TcpListener) -> Result<SocketAddr, StartError> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use metacenter_raft::RaftNode;
-use metacenter_storage::{Command, Response, SyncOutcome, SyncRecord, SyncSettings};
+use metacenter_storage::{Command, MetricDocIn, Response, SyncOutcome, SyncRecord, SyncSettings};
 use tokio_util::sync::CancellationToken;
 
 use super::settings::{SyncConfig, SyncSource};
@@ -161,7 +161,32 @@ impl Syncer {
             errors,
             ..SyncReport::default()
         };
-        for chunk in docs.chunks(settings.batch_size.max(1) as usize) {
+        let batch = settings.batch_size.max(1) as usize;
+        self.upsert(tenant, gen, full, &docs, batch, &mut report)
+            .await?;
+        report.duration = clock.elapsed();
+        let outcome = SyncOutcome::Completed {
+            processed: report.processed,
+            added: report.added,
+            updated: report.updated,
+            duration_ns: report.duration.as_nanos() as u64,
+            errors: report.errors.clone(),
+        };
+        report.removed = self.finish(tenant, gen, full, outcome).await?;
+        Ok(report)
+    }
+
+    /// Writes `docs` in commands of `batch`, counting what they added and updated.
+    async fn upsert(
+        &self,
+        tenant: &str,
+        gen: u64,
+        full: bool,
+        docs: &[MetricDocIn],
+        batch: usize,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        for chunk in docs.chunks(batch) {
             let cmd = Command::CatalogUpsert {
                 tenant: tenant.into(),
                 gen,
@@ -177,16 +202,7 @@ impl Syncer {
                 other => return Err(SyncError::Unexpected(format!("{other:?}"))),
             }
         }
-        report.duration = clock.elapsed();
-        let outcome = SyncOutcome::Completed {
-            processed: report.processed,
-            added: report.added,
-            updated: report.updated,
-            duration_ns: report.duration.as_nanos() as u64,
-            errors: report.errors.clone(),
-        };
-        report.removed = self.finish(tenant, gen, full, outcome).await?;
-        Ok(report)
+        Ok(())
     }
 
     async fn begin(&self, tenant: &str, full: bool, now: i64) -> Result<u64, SyncError> {
