@@ -1,0 +1,288 @@
+//! [`KEYS`]: every setting with its default and meaning, in the README's order.
+//! [`super::Config`]'s defaults are set from it; the README's reference is written from it.
+
+/// One documented setting: key, default (as text), meaning.
+pub struct Key {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Every setting, in the order the README lists them.
+pub const KEYS: &[Key] = &[
+    Key {
+        key: "node.id",
+        default: "1",
+        help: "raft node id (unique, stable, > 0)",
+    },
+    Key {
+        key: "node.data_dir",
+        default: "./metacenter-data",
+        help: "database, raft log and snapshots",
+    },
+    Key {
+        key: "node.listen",
+        default: "127.0.0.1:8080",
+        help: "client API listener",
+    },
+    Key {
+        key: "node.peer_listen",
+        default: "127.0.0.1:8090",
+        help: "peer (raft) listener",
+    },
+    Key {
+        key: "node.advertise_api",
+        default: "(listen)",
+        help: "API address other nodes and clients are told",
+    },
+    Key {
+        key: "node.advertise_peer",
+        default: "(peer_listen)",
+        help: "peer address other nodes use",
+    },
+    Key {
+        key: "node.bootstrap",
+        default: "false",
+        help: "initialise a one-node cluster on first start",
+    },
+    Key {
+        key: "node.join",
+        default: "",
+        help: "API address of a member to ask to add this node",
+    },
+    Key {
+        key: "cluster.secret",
+        default: "",
+        help: "shared secret required on every peer request",
+    },
+    Key {
+        key: "cluster.insecure",
+        default: "false",
+        help: "allow a non-loopback peer listener without a secret",
+    },
+    Key {
+        key: "auth.tokens",
+        default: "",
+        help: "client API bearer tokens `TOKEN:ROLE[:tenant1|tenant2],...`; `[[auth.tokens]] token, role, tenants` in TOML (none: no authentication)",
+    },
+    Key {
+        key: "raft.heartbeat_ms",
+        default: "100",
+        help: "leader heartbeat interval",
+    },
+    Key {
+        key: "raft.election_min_ms",
+        default: "500",
+        help: "election timeout, lower bound",
+    },
+    Key {
+        key: "raft.election_max_ms",
+        default: "1000",
+        help: "election timeout, upper bound (also the leader lease)",
+    },
+    Key {
+        key: "raft.snapshot_every",
+        default: "20000",
+        help: "entries applied between snapshots",
+    },
+    Key {
+        key: "raft.keep_logs",
+        default: "5000",
+        help: "entries kept behind a snapshot",
+    },
+    Key {
+        key: "raft.forward_timeout_ms",
+        default: "10000",
+        help: "how long a request waits for a leader",
+    },
+    Key {
+        key: "raft.batch_max_commands",
+        default: "4096",
+        help: "group commit: commands per log entry",
+    },
+    Key {
+        key: "raft.batch_max_in_flight",
+        default: "1",
+        help: "group commit: entries committing at once",
+    },
+    Key {
+        key: "raft.forward_max_in_flight",
+        default: "2",
+        help: "a follower's packs of forwarded writes on their way to the leader at once",
+    },
+    Key {
+        key: "limits.max_body_bytes",
+        default: "1048576",
+        help: "largest request body (413 above)",
+    },
+    Key {
+        key: "limits.header_read_timeout_ms",
+        default: "10000",
+        help: "a request head must arrive within this (the connection is closed otherwise)",
+    },
+    Key {
+        key: "limits.body_read_timeout_ms",
+        default: "30000",
+        help: "a request body must arrive within this (408 otherwise)",
+    },
+    Key {
+        key: "limits.max_key_bytes",
+        default: "512",
+        help: "longest hash id, property name, set member, service name (at most 512)",
+    },
+    Key {
+        key: "limits.max_value_bytes",
+        default: "65536",
+        help: "longest property value or service record (at most 65536; 413 / 400 above)",
+    },
+    Key {
+        key: "limits.max_properties",
+        default: "4096",
+        help: "most properties in one metadata object (at most 4096)",
+    },
+    Key {
+        key: "limits.max_point_metadata_bytes",
+        default: "16384",
+        help: "largest `metadata` object of one metric point, as JSON",
+    },
+    Key {
+        key: "limits.meta_list_max",
+        default: "10000",
+        help: "largest page of GET /meta",
+    },
+    Key {
+        key: "limits.max_waiters",
+        default: "4096",
+        help: "blocking queries waiting at once (429 above)",
+    },
+    Key {
+        key: "files.root",
+        default: "./files",
+        help: "root of files served by /file and /data (env FILES_PATH also accepted)",
+    },
+    Key {
+        key: "services.stale_threshold_ms",
+        default: "60000",
+        help: "a service is `stale` after this long without a heartbeat (env STALE_THRESHOLD_MS also accepted)",
+    },
+    Key {
+        key: "services.reap_interval_ms",
+        default: "1000",
+        help: "how often the leader removes services past deregisterAfterMs",
+    },
+    Key {
+        key: "load.gc_interval_ms",
+        default: "60000",
+        help: "how often the leader expires load requests, engines and tombstones",
+    },
+    Key {
+        key: "load.req_expire_ms",
+        default: "660000",
+        help: "a load request older than this is removed with its counters",
+    },
+    Key {
+        key: "load.engine_expire_ms",
+        default: "660000",
+        help: "an engine not updated for this long is removed",
+    },
+    Key {
+        key: "load.tombstone_ttl_ms",
+        default: "60000",
+        help: "how long a finish that arrived before its add waits for the add",
+    },
+    Key {
+        key: "points.max_batch",
+        default: "1000",
+        help: "most points in one POST /api/v1/metrics/batch",
+    },
+    Key {
+        key: "points.retention",
+        default: "",
+        help: "per-tenant retention, e.g. `default=30d,team-a=7d` (empty: keep forever)",
+    },
+    Key {
+        key: "points.retention_interval_ms",
+        default: "60000",
+        help: "how often the leader applies retention",
+    },
+    Key {
+        key: "limits.max_websockets",
+        default: "10000",
+        help: "open WebSocket streams per node (503 above)",
+    },
+    Key {
+        key: "sync.enabled",
+        default: "true",
+        help: "run metric metadata syncs on the leader (replicated settings win once PUT)",
+    },
+    Key {
+        key: "sync.strategy",
+        default: "hybrid",
+        help: "full, incremental (lookback) or hybrid (incremental plus periodic full)",
+    },
+    Key {
+        key: "sync.interval",
+        default: "15m",
+        help: "time between syncs of a tenant (ns or `15m`)",
+    },
+    Key {
+        key: "sync.full_sync_interval",
+        default: "24h",
+        help: "hybrid: a full sync when the last one is older than this",
+    },
+    Key {
+        key: "sync.batch_size",
+        default: "5000",
+        help: "metrics per replicated upsert command",
+    },
+    Key {
+        key: "sync.max_retries",
+        default: "3",
+        help: "retries of a failed source request (exponential backoff)",
+    },
+    Key {
+        key: "sync.retry_delay",
+        default: "1s",
+        help: "first retry delay (doubles each retry, at most 30s)",
+    },
+    Key {
+        key: "sync.lookback",
+        default: "24h",
+        help: "time range of the series a sync asks its source for",
+    },
+    Key {
+        key: "sync.timeout",
+        default: "30s",
+        help: "per-request timeout towards a source",
+    },
+    Key {
+        key: "sync.sources",
+        default: "",
+        help: "`TENANT=URL,...`; `[[sync.sources]] tenant, url, username, password, bearer_token, match` in TOML",
+    },
+    Key {
+        key: "search.index_dir",
+        default: "(data_dir/index)",
+        help: "directory of the tantivy search index (derived; deleting it forces a rebuild)",
+    },
+    Key {
+        key: "pprof.enable",
+        default: "false",
+        help: "serve CPU profiles at /debug/pprof/profile on pprof.listen ([PProf] Enable)",
+    },
+    Key {
+        key: "pprof.listen",
+        default: "127.0.0.1:6060",
+        help: "profiling listener ([PProf] Port sets its port)",
+    },
+    Key {
+        key: "log.level",
+        default: "info",
+        help: "trace, debug, info, warn, error",
+    },
+    Key {
+        key: "log.format",
+        default: "text",
+        help: "text or json",
+    },
+];
