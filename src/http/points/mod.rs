@@ -1,0 +1,301 @@
+//! Metric points (Metric Service, API.md section 5): batch ingest, history newest
+//! first with filters, cursor pagination and downsampling, latest, stats, system
+//! metrics. Errors are `{"error":"..."}`; bad input is a 400 naming the item and
+//! field, and nothing of a bad batch is written. Tenant from `X-Tenant-ID`.
+//!
+//! Here: the router and the handlers; `error` holds the [`PtError`] envelope, `input`
+//! the parsing and validation of bodies, headers, queries and cursors, `output` the
+//! JSON written back.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use metacenter_storage::{Command, PointQuery, Response as R};
+use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::openapi::metric as doc;
+use super::openapi::ApiError as Err;
+use crate::server::AppState;
+
+mod error;
+mod input;
+mod output;
+
+use error::bad;
+pub use error::{internal, storage, PtError};
+pub use input::{
+    batch_items, decode_cursor, encode_cursor, history_params, parse_run, point_in,
+    system_point_in, tenant, HistoryParams, MAX_LIMIT,
+};
+use input::{parse_items, query_pairs};
+use output::HistoryOut;
+pub use output::{downsample, point_json, rfc3339, PointOut};
+
+type St = State<Arc<AppState>>;
+type Body = Result<Bytes, BytesRejection>;
+
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(write_batch))
+        .routes(routes!(write_system))
+        .routes(routes!(history))
+        .routes(routes!(series_history))
+        .routes(routes!(latest))
+        .routes(routes!(stats))
+        .routes(routes!(system_history))
+}
+
+async fn commit(s: &AppState, cmd: Command) -> Result<Response, PtError> {
+    match s.node.write_one(cmd).await? {
+        R::PointsWritten { count } => {
+            let body = json!({ "message": "Metrics written successfully", "count": count });
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        R::Invalid { reason } => Err(bad(reason)),
+        other => Err(internal(format!("unexpected response {other:?}"))),
+    }
+}
+
+/// Write metric points (all or none)
+#[utoipa::path(post, path = "/api/v1/metrics/batch", tag = "points",
+    params(doc::TenantHeader), request_body = doc::PointsBatch,
+    responses((status = 201, description = "Written", body = doc::Written),
+        (status = 400, description = "Bad body, naming the item and field; nothing is written", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
+async fn write_batch(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
+    let tenant = tenant(&headers)?;
+    let points = parse_items(&s, body, point_in)?;
+    commit(&s, Command::PointsWrite { tenant, points }).await
+}
+
+/// Write system metrics (all or none)
+#[utoipa::path(post, path = "/api/v1/metrics/system/batch", tag = "points",
+    params(doc::TenantHeader), request_body = doc::SystemPointsBatch,
+    responses((status = 201, description = "Written", body = doc::Written),
+        (status = 400, description = "Bad body, naming the item and field; nothing is written", body = Err),
+        (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
+        (status = 503, description = "No leader available", body = Err)))]
+async fn write_system(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
+    let tenant = tenant(&headers)?;
+    let points = parse_items(&s, body, system_point_in)?;
+    commit(&s, Command::SystemPointsWrite { tenant, points }).await
+}
+
+async fn read_history(
+    s: &AppState,
+    headers: &HeaderMap,
+    run_id: &str,
+    metric: Option<String>,
+    raw: Option<&str>,
+) -> Result<Response, PtError> {
+    let tenant = tenant(headers)?;
+    let run = parse_run(run_id)?;
+    let mut p = history_params(raw)?;
+    if super::wants_linearizable(headers, raw) {
+        s.node.read_barrier().await?;
+    }
+    let metric = metric.or(p.metric_name.take());
+    let want = p.q.limit;
+    p.q.limit = want + 1;
+    let (m, q) = (metric.clone(), p.q.clone());
+    let mut points = super::read_store(s, move |store| match &m {
+        Some(m) => store.series_points(&tenant, &run, m, &q),
+        None => store.run_points(&tenant, &run, &q),
+    })
+    .await?;
+    let next = (points.len() > want).then(|| encode_cursor(&points[want - 1].cursor));
+    points.truncate(want);
+    if let Some(n) = p.downsample {
+        points = downsample(points, n);
+    }
+    let metrics: Vec<PointOut> = points.iter().map(|pt| PointOut::new(run_id, pt)).collect();
+    let out = HistoryOut {
+        count: metrics.len(),
+        metric_name: metric.as_deref(),
+        metrics,
+        next,
+        run_id,
+    };
+    // ~200 bytes per point without metadata.
+    let capacity = 256 + out.metrics.len() * 200;
+    Ok(super::json_response(StatusCode::OK, &out, capacity))
+}
+
+/// A run's points, newest first
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        doc::HistoryQuery, ("metric_name" = Option<String>, Query, description = "Only this metric"),
+        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses((status = 200, description = "Points", body = doc::History),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
+async fn history(
+    State(s): St,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, PtError> {
+    read_history(&s, &headers, &run_id, None, q.as_deref()).await
+}
+
+/// One metric's points, newest first
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics/{metric_name}", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("metric_name" = String, Path, description = "Metric name"),
+        doc::HistoryQuery, doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses((status = 200, description = "Points", body = doc::History),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
+async fn series_history(
+    State(s): St,
+    Path((run_id, metric)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, PtError> {
+    read_history(&s, &headers, &run_id, Some(metric), q.as_deref()).await
+}
+
+fn not_found() -> PtError {
+    PtError(StatusCode::NOT_FOUND, "Metric not found".into())
+}
+
+/// One metric's newest point
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics/{metric_name}/latest", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("metric_name" = String, Path, description = "Metric name"),
+        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses(
+        (status = 200, description = "The point", body = doc::Point),
+        (status = 404, description = "Metric not found", body = Err),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
+async fn latest(
+    State(s): St,
+    Path((run_id, metric)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, PtError> {
+    let tenant = tenant(&headers)?;
+    let run = parse_run(&run_id)?;
+    if super::wants_linearizable(&headers, q.as_deref()) {
+        s.node.read_barrier().await?;
+    }
+    let q = PointQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    let p = s
+        .node
+        .store()
+        .series_points(&tenant, &run, &metric, &q)?
+        .pop()
+        .ok_or_else(not_found)?;
+    Ok(Json(point_json(&run_id, &p)))
+}
+
+/// Count, min, max, mean and standard deviation of one metric (O(1) without a time range)
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics/{metric_name}/stats", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("metric_name" = String, Path, description = "Metric name"),
+        ("start_time" = Option<String>, Query, description = "RFC3339, inclusive"),
+        ("end_time" = Option<String>, Query, description = "RFC3339, inclusive"),
+        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses(
+        (status = 200, description = "Statistics", body = doc::SeriesStats),
+        (status = 404, description = "Metric not found (or no point in the range)", body = Err),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
+async fn stats(
+    State(s): St,
+    Path((run_id, metric)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, PtError> {
+    let tenant = tenant(&headers)?;
+    let run = parse_run(&run_id)?;
+    let p = history_params(q.as_deref())?;
+    if super::wants_linearizable(&headers, q.as_deref()) {
+        s.node.read_barrier().await?;
+    }
+    let agg = if p.q.start_ns.is_some() || p.q.end_ns.is_some() {
+        let (start, end) = (
+            p.q.start_ns.unwrap_or(i64::MIN),
+            p.q.end_ns.unwrap_or(i64::MAX),
+        );
+        let m = metric.clone();
+        let agg = super::read_store(&s, move |st| {
+            st.series_agg_range(&tenant, &run, &m, start, end)
+        })
+        .await?;
+        Some(agg).filter(|a| a.count > 0)
+    } else {
+        s.node.store().series_agg(&tenant, &run, &metric)?
+    };
+    let a = agg.ok_or_else(not_found)?;
+    Ok(Json(json!({
+        "metric_name": metric,
+        "count": a.count,
+        "min_value": a.min,
+        "max_value": a.max,
+        "avg_value": a.mean,
+        "std_dev": a.std_dev(),
+        "first_time": rfc3339(a.first_ns),
+        "last_time": rfc3339(a.last_ns),
+    })))
+}
+
+/// A run's system metrics, newest first
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/system-metrics", tag = "points",
+    params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
+        ("start_time" = Option<String>, Query, description = "RFC3339, inclusive"),
+        ("end_time" = Option<String>, Query, description = "RFC3339, inclusive"),
+        ("limit" = Option<u64>, Query, description = "Default 1000, clamped to 1..=10000"),
+        ("metric_type" = Option<String>, Query, description = "Only this type"),
+        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    responses((status = 200, description = "System metrics", body = doc::SystemHistory),
+        (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
+        (status = 503, description = "No leader for a linearizable read", body = Err)))]
+async fn system_history(
+    State(s): St,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, PtError> {
+    let tenant = tenant(&headers)?;
+    let run = parse_run(&run_id)?;
+    let p = history_params(q.as_deref())?;
+    let kind = query_pairs(q.as_deref())
+        .into_iter()
+        .find(|(k, _)| k == "metric_type")
+        .map(|(_, v)| v);
+    if super::wants_linearizable(&headers, q.as_deref()) {
+        s.node.read_barrier().await?;
+    }
+    let range = (
+        p.q.start_ns.unwrap_or(i64::MIN),
+        p.q.end_ns.unwrap_or(i64::MAX),
+    );
+    let limit = p.q.limit;
+    let rows = super::read_store(&s, move |st| {
+        st.system_points(&tenant, &run, range, kind.as_deref(), limit)
+    })
+    .await?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|(kind, value, t, meta)| {
+            let meta: Value = meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or(json!({}));
+            json!({ "time": rfc3339(t), "run_id": run_id, "metric_type": kind, "value": value, "metadata": meta })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "run_id": run_id, "metrics": items, "count": items.len() }),
+    ))
+}
