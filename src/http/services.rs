@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use metacenter_storage::{Command, Response as R, ServiceEntry};
@@ -83,21 +83,26 @@ async fn list(
     State(s): St,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, CoreError> {
+) -> Result<Response, CoreError> {
     if super::wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
     if let Some(w) = watch_params(&q)? {
         watch::block(&s, w, || s.node.store().services_index()).await?;
     }
-    let services: Vec<Value> = super::read_store(&s, |st| st.services())
-        .await?
-        .iter()
-        .map(|(n, e)| view(&s, n, e))
-        .collect();
-    Ok(Json(
-        json!({ "count": services.len(), "services": services }),
-    ))
+    // A snapshot, taken in O(1): no scan, and apply is not held off while it is read.
+    let list = s.node.store().services();
+    // Rendering is ~2.5 µs per service (25 ms for 10,000): off the async workers, where
+    // it would hold up every other connection and raft task sharing the worker.
+    let body = tokio::task::spawn_blocking(move || {
+        let services: Vec<Value> = list.iter().map(|(n, e)| view(&s, n, e)).collect();
+        let mut buf = Vec::with_capacity(64 + 160 * services.len());
+        let page = json!({ "count": services.len(), "services": services });
+        serde_json::to_writer(&mut buf, &page).map(|()| buf)
+    })
+    .await
+    .map_err(|e| CoreError::internal(format!("rendering the service list: {e}")))?;
+    Ok(super::json_bytes_response(StatusCode::OK, body))
 }
 
 /// One service

@@ -15,8 +15,9 @@
 //!   reach sled as one unit (one `sled::Batch`, or key by key behind a redo record,
 //!   see `redo`): sled's multi-tree transactions cannot scan. Metric points are stored
 //!   as chunks, one value per series per command (see `chunk`).
-//! - in memory beside it: a copy of the engine counters for fast reads, derived from the
-//!   tree and never read by apply (see `load_view`).
+//! - in memory beside it: copies of the engine counters and of the service
+//!   registrations for fast reads, derived from the tree and never read by apply (see
+//!   `load_view`, `service_view`).
 
 mod apply;
 mod catalog;
@@ -32,6 +33,7 @@ mod meta;
 mod points;
 mod redo;
 mod service_due;
+mod service_view;
 mod services;
 mod snapshot;
 mod store;
@@ -46,6 +48,7 @@ pub use error::{Error, Result};
 pub use load::EngineLoad;
 pub use meta::{MetaList, MetaObject, CID_PROPS};
 pub use points::{Cursor, Point, PointQuery, SeriesAgg};
+pub use service_view::ServiceList;
 pub use services::ServiceEntry;
 pub use store::{ApplyEntry, Store};
 pub use txn::Limits;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::ApplyCtx;
 use crate::service_due::base_deadline;
+use crate::service_view::ServiceList;
 use crate::{codec, keys, Response, Result, Store};
 
 /// A stored registration.
@@ -127,18 +128,10 @@ impl ApplyCtx<'_> {
 }
 
 impl Store {
-    /// Every registered service, by name.
-    pub fn services(&self) -> Result<Vec<(String, ServiceEntry)>> {
-        let _consistent = self.read_gate();
-        let mut out = Vec::new();
-        for kv in self.sm().scan_prefix([keys::KS_SERVICE]) {
-            let (k, v) = kv?;
-            out.push((
-                String::from_utf8_lossy(&k[1..]).into_owned(),
-                codec::decode(&v)?,
-            ));
-        }
-        Ok(out)
+    /// Every registered service, by name, as of the last committed apply: a snapshot
+    /// taken in O(1) without holding off apply (see `service_view`).
+    pub fn services(&self) -> ServiceList {
+        self.service_view().list()
     }
 
     /// One registered service.

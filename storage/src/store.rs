@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::apply::ApplyCtx;
 use crate::load_view::LoadView;
+use crate::service_view::ServiceView;
 use crate::txn::Txn;
 use crate::{codec, keys, Command, Error, Response, Result};
 
@@ -38,6 +39,8 @@ pub struct Store {
     data_file: Arc<std::fs::File>,
     /// The engine counters in memory, kept equal to the tree's.
     load_view: Arc<LoadView>,
+    /// The service registrations in memory, kept equal to the tree's.
+    service_view: Arc<ServiceView>,
 }
 
 const CONTROL_SM_GEN: &[u8] = b"sm_generation";
@@ -68,12 +71,14 @@ impl Store {
             tracing::info!("built the services' deadline index");
         }
         let load_view = Arc::new(LoadView::build(&sm)?);
+        let service_view = Arc::new(ServiceView::build(&sm)?);
         Ok(Store {
             db,
             log,
             raft_meta,
             control,
             load_view,
+            service_view,
             sm: Arc::new(RwLock::new(sm)),
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -118,6 +123,11 @@ impl Store {
         &self.load_view
     }
 
+    /// The in-memory copy of the service registrations.
+    pub(crate) fn service_view(&self) -> &ServiceView {
+        &self.service_view
+    }
+
     /// The current state-machine tree (a cheap handle).
     pub(crate) fn sm(&self) -> sled::Tree {
         self.sm.read().expect("sm lock poisoned").clone()
@@ -135,10 +145,12 @@ impl Store {
         let old = self.sm_generation()?;
         crate::service_due::ensure_index(&tree)?;
         let view = LoadView::build(&tree)?;
+        let services = ServiceView::build(&tree)?;
         self.control.insert(CONTROL_SM_GEN, codec::encode(&gen)?)?;
         self.db.flush()?;
         *self.sm.write().expect("sm lock poisoned") = tree;
         self.load_view.replace(view);
+        self.service_view.replace(services);
         if old != gen {
             self.db.drop_tree(sm_tree_name(old))?;
         }
@@ -176,9 +188,11 @@ impl Store {
         }
         // Decoded before the commit: nothing can fail once it is written.
         let engines = LoadView::decode(ctx.txn.writes_under(&[keys::KS_LOAD_ENGINE]))?;
+        let services = ServiceView::decode(ctx.txn.writes_under(&[keys::KS_SERVICE]))?;
         let _exclusive = self.gate.write().expect("gate poisoned");
         ctx.finish(applied_state)?;
         self.load_view.note(engines);
+        self.service_view.note(services);
         if let Some(last) = entries.last() {
             self.applied
                 .store(last.index, std::sync::atomic::Ordering::Release);
