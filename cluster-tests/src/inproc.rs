@@ -417,6 +417,11 @@ impl Api {
         })
     }
 
+    /// The client API address of node `id`.
+    pub fn addr(&self, id: NodeId) -> Option<SocketAddr> {
+        self.addrs.get(&id).copied()
+    }
+
     /// Sends `method path` to node `id` with an optional JSON body. `Err` only when no
     /// HTTP answer arrived.
     pub async fn send(

@@ -134,6 +134,10 @@ struct HeartbeatArgs {
     /// Service name prefix (names `{prefix}-000000`...).
     #[arg(long, default_value = "bench-svc")]
     prefix: String,
+    /// Also read the whole list (`GET /services`, first target) this often while the
+    /// heartbeats run, e.g. `200ms`; reported as `service-list`.
+    #[arg(long, value_parser = parse_duration)]
+    list_every: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -321,13 +325,29 @@ async fn heartbeat(a: HeartbeatArgs) -> Result<()> {
         clients,
         prefix: a.prefix.clone(),
         timeout: c.timeout,
+        list_every: a.list_every,
     };
-    let (registered, beats) = run_heartbeat(&spec, &run_config(c, clients)).await?;
+    let run = run_heartbeat(&spec, &run_config(c, clients)).await?;
+    let (registered, beats) = (&run.registered, &run.beats);
     emit(
-        &report("service-register", "metacenter", clients, &registered),
+        &report("service-register", "metacenter", clients, registered),
         c.json,
     )?;
-    emit(&report("heartbeat", "metacenter", clients, &beats), c.json)
+    let Some(lists) = &run.lists else {
+        return emit(&report("heartbeat", "metacenter", clients, beats), c.json);
+    };
+    let every = a.list_every.unwrap_or_default().as_millis();
+    let listed = format!("heartbeat-while-listing-every-{every}ms");
+    emit(&report(&listed, "metacenter", clients, beats), c.json)?;
+    emit(
+        &report(
+            &format!("service-list-{}", a.services),
+            "metacenter",
+            1,
+            lists,
+        ),
+        c.json,
+    )
 }
 
 async fn search(a: SearchArgs) -> Result<()> {

@@ -3,16 +3,20 @@
 //! Registers `services` services (`PUT /services/{name}`), then every client repeats
 //! `POST /services/{name}/heartbeat`, walking over all services so that consecutive
 //! heartbeats of the whole run touch every service in turn. Client `i` talks to
-//! `targets[i % len]`. Registration is measured too (its own report).
+//! `targets[i % len]`. Registration is measured too (its own report). With
+//! `list_every`, one more client reads the whole list (`GET /services` on the first
+//! target) at that pace while the heartbeats run, as a dashboard or a discovery
+//! client would, and is measured on its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::{drive, http_client, send_ack, Limit, OpError, RunConfig, RunStats, Workload};
+use tokio::sync::watch;
 
 /// Parameters of the heartbeat workload.
 #[derive(Clone, Debug)]
@@ -23,6 +27,8 @@ pub struct HeartbeatSpec {
     pub clients: usize,
     pub prefix: String,
     pub timeout: Duration,
+    /// Read the whole list this often during the heartbeats (`None`: never).
+    pub list_every: Option<Duration>,
 }
 
 fn service_name(prefix: &str, i: usize) -> String {
@@ -97,8 +103,16 @@ impl Workload for Heartbeat {
     }
 }
 
-/// Registers the services (first result), then drives heartbeats with `cfg` (second).
-pub async fn run_heartbeat(spec: &HeartbeatSpec, cfg: &RunConfig) -> Result<(RunStats, RunStats)> {
+/// What a heartbeat run measured.
+pub struct HeartbeatStats {
+    pub registered: RunStats,
+    pub beats: RunStats,
+    /// The list reads, when `list_every` was set.
+    pub lists: Option<RunStats>,
+}
+
+/// Registers the services, then drives heartbeats with `cfg` (and the list reader).
+pub async fn run_heartbeat(spec: &HeartbeatSpec, cfg: &RunConfig) -> Result<HeartbeatStats> {
     let register = Register {
         http: http_client(spec.clients, spec.timeout)?,
         targets: spec.targets.clone(),
@@ -112,6 +126,67 @@ pub async fn run_heartbeat(spec: &HeartbeatSpec, cfg: &RunConfig) -> Result<(Run
         error_pause: cfg.error_pause,
     };
     let registered = drive(Arc::new(register), &fill).await?;
-    let beats = drive(Arc::new(Heartbeat::new(spec)?), cfg).await?;
-    Ok((registered, beats))
+    let (stop, stopped) = watch::channel(false);
+    let lister = match spec.list_every {
+        Some(every) => {
+            let (http, url) = (
+                http_client(1, spec.timeout)?,
+                format!("http://{}/services", spec.targets[0]),
+            );
+            Some(tokio::spawn(list_until(http, url, every, stopped)))
+        }
+        None => None,
+    };
+    let beats = drive(Arc::new(Heartbeat::new(spec)?), cfg).await;
+    let _ = stop.send(true);
+    let lists = match lister {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
+    Ok(HeartbeatStats {
+        registered,
+        beats: beats?,
+        lists,
+    })
+}
+
+/// `GET url` every `every` (the whole answer read) until `stop` turns true.
+async fn list_until(
+    http: reqwest::Client,
+    url: String,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> RunStats {
+    let mut stats = RunStats::new();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let start = Instant::now();
+        let read = async {
+            http.get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await
+        };
+        match read.await {
+            Ok(_) => stats
+                .hist
+                .saturating_record(start.elapsed().as_micros() as u64),
+            Err(e) => {
+                *stats
+                    .errors
+                    .entry(OpError::from_reqwest(&e).to_string())
+                    .or_default() += 1
+            }
+        }
+    }
+    stats.elapsed = started.elapsed();
+    stats
 }
