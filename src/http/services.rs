@@ -91,20 +91,37 @@ fn write_list<'a>(
 ) -> serde_json::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(64 + 160 * count);
     buf.extend_from_slice(format!(r#"{{"count":{count},"services":["#).as_bytes());
+    let stale = RawValue::from_string(r#""stale""#.into())?;
+    let healthy = RawValue::from_string(r#""healthy""#.into())?;
+    let status = |e: &ServiceEntry| {
+        if is_stale(now, threshold, e) {
+            Status::Set(&stale)
+        } else {
+            Status::Default(&healthy)
+        }
+    };
     for (i, (name, e)) in services.enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        write_view(&mut buf, now, threshold, name, e)?;
+        write_view(&mut buf, status(e), name, e)?;
     }
     buf.extend_from_slice(b"]}");
     Ok(buf)
 }
 
+/// The `status` a view shows.
+enum Status<'a> {
+    /// This one, whatever the registration says (`stale`).
+    Set(&'a RawValue),
+    /// The registration's own, else this one (`healthy`).
+    Default(&'a RawValue),
+}
+
+/// One service of [`write_list`].
 fn write_view(
     buf: &mut Vec<u8>,
-    now: u64,
-    threshold: u64,
+    status: Status<'_>,
     name: &str,
     e: &ServiceEntry,
 ) -> serde_json::Result<()> {
@@ -112,18 +129,15 @@ fn write_view(
         serde_json::from_str(&e.info_json).unwrap_or_default();
     let name = to_raw_value(name)?;
     let beat = to_raw_value(&rfc3339_ms(e.last_heartbeat_ms))?;
-    let status = RawValue::from_string(r#""stale""#.into())?;
-    let healthy = RawValue::from_string(r#""healthy""#.into())?;
     let after = e
         .deregister_after_ms
         .map(|a| to_raw_value(&a))
         .transpose()?;
     info.insert("name".into(), &name);
     info.insert("lastHeartbeat".into(), &beat);
-    if is_stale(now, threshold, e) {
-        info.insert("status".into(), &status);
-    } else {
-        info.entry("status".into()).or_insert(&healthy);
+    match status {
+        Status::Set(v) => _ = info.insert("status".into(), v),
+        Status::Default(v) => _ = info.entry("status".into()).or_insert(v),
     }
     if let Some(after) = &after {
         info.insert("deregisterAfterMs".into(), after);
