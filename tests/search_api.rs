@@ -389,6 +389,20 @@ async fn prometheus_discovery_over_own_points() {
         v["data"],
         json!({"lr": [{"type": "gauge", "help": "", "unit": ""}]})
     );
+    let (_, v) = n.get("/api/v1/metadata", None).await;
+    assert_eq!(
+        v["data"],
+        json!({"lr": [{"type": "gauge", "help": "", "unit": ""}],
+               "train_loss": [{"type": "gauge", "help": "", "unit": ""}]})
+    );
+    let (_, v) = n.get("/api/v1/metadata?limit=1", None).await;
+    assert_eq!(v["data"].as_object().map(|o| o.len()), Some(1), "{v}");
+    for absent in ["nope", "secret_metric"] {
+        let (st, v) = n
+            .get(&format!("/api/v1/metadata?metric={absent}"), None)
+            .await;
+        assert_eq!((st, &v["data"]), (StatusCode::OK, &json!({})), "{absent}");
+    }
     let (st, v) = n.get("/api/v1/series", None).await;
     assert_eq!(
         (st, v["errorType"].as_str()),

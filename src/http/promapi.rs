@@ -307,15 +307,17 @@ async fn metadata(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Re
         },
         None => usize::MAX,
     };
-    let docs = match super::read_store(&s, move |st| st.catalog_docs(&t)).await {
+    // One metric is one key (Grafana asks per metric); only the list scans.
+    let docs = match metric {
+        Some(m) => s.node.store().catalog_doc(&t, &m).map(Vec::from_iter),
+        None => super::read_store(&s, move |st| st.catalog_docs(&t)).await,
+    };
+    let docs = match docs {
         Ok(d) => d,
         Err(e) => return internal(e),
     };
     let mut out = serde_json::Map::new();
-    for d in docs
-        .into_iter()
-        .filter(|d| metric.as_ref().is_none_or(|m| *m == d.name))
-    {
+    for d in docs {
         if out.len() >= limit {
             break;
         }
