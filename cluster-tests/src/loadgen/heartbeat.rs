@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::{drive, http_client, send_ack, Limit, OpError, RunConfig, RunStats, Workload};
-use tokio::sync::watch;
 
 /// Parameters of the heartbeat workload.
 #[derive(Clone, Debug)]
@@ -150,7 +150,8 @@ pub async fn run_heartbeat(spec: &HeartbeatSpec, cfg: &RunConfig) -> Result<Hear
     })
 }
 
-/// `GET url` every `every` (the whole answer read) until `stop` turns true.
+/// `GET url` every `every` (the whole answer read, 2xx acknowledged) until `stop`
+/// turns true.
 async fn list_until(
     http: reqwest::Client,
     url: String,
@@ -167,24 +168,11 @@ async fn list_until(
             _ = stop.wait_for(|s| *s) => break,
         }
         let start = Instant::now();
-        let read = async {
-            http.get(&url)
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await
-        };
-        match read.await {
-            Ok(_) => stats
+        match send_ack(http.get(&url)).await {
+            Ok(()) => stats
                 .hist
                 .saturating_record(start.elapsed().as_micros() as u64),
-            Err(e) => {
-                *stats
-                    .errors
-                    .entry(OpError::from_reqwest(&e).to_string())
-                    .or_default() += 1
-            }
+            Err(e) => *stats.errors.entry(e.to_string()).or_default() += 1,
         }
     }
     stats.elapsed = started.elapsed();
