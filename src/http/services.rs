@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use metacenter_storage::{Command, Response as R, ServiceEntry};
 use serde_json::value::{to_raw_value, RawValue};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -49,100 +49,82 @@ fn rfc3339_ms(ms: u64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Whether `e` reads `stale` at `now` (unix ms) with `threshold`.
-fn is_stale(now: u64, threshold: u64, e: &ServiceEntry) -> bool {
-    now.saturating_sub(e.last_heartbeat_ms) > threshold
+/// Writes the ServiceInfo clients see: as registered, plus `name`, `lastHeartbeat`,
+/// `deregisterAfterMs` if set, and `status` = `stale` when the last heartbeat is older
+/// than the threshold (else the registration's own `status`, else `healthy`).
+///
+/// Written straight from the stored text: `info_json` is serde_json's own compact
+/// output with sorted keys, so its values are copied as they are (`RawValue`) and
+/// merged with the added keys, the same bytes as building and serialising a `Value`
+/// (a unit test pins this), without a `Value` tree per service.
+struct ViewWriter {
+    now: u64,
+    threshold: u64,
+    stale: Box<RawValue>,
+    healthy: Box<RawValue>,
 }
 
-/// The ServiceInfo clients see: as registered, plus `name`, `lastHeartbeat`, and
-/// `status` = `stale` when the last heartbeat is older than the threshold.
-fn view(s: &AppState, name: &str, e: &ServiceEntry) -> Value {
-    view_at(now_ms(), s.cfg.stale_threshold_ms, name, e)
-}
-
-fn view_at(now: u64, threshold: u64, name: &str, e: &ServiceEntry) -> Value {
-    let mut info: Map<String, Value> = serde_json::from_str(&e.info_json).unwrap_or_default();
-    info.insert("name".into(), json!(name));
-    info.insert(
-        "lastHeartbeat".into(),
-        json!(rfc3339_ms(e.last_heartbeat_ms)),
-    );
-    if is_stale(now, threshold, e) {
-        info.insert("status".into(), json!("stale"));
-    } else if !info.contains_key("status") {
-        info.insert("status".into(), json!("healthy"));
+impl ViewWriter {
+    fn new(now: u64, threshold: u64) -> serde_json::Result<ViewWriter> {
+        Ok(ViewWriter {
+            now,
+            threshold,
+            stale: RawValue::from_string(r#""stale""#.into())?,
+            healthy: RawValue::from_string(r#""healthy""#.into())?,
+        })
     }
-    if let Some(after) = e.deregister_after_ms {
-        info.insert("deregisterAfterMs".into(), json!(after));
+
+    /// Appends the view of service `name` to `buf`.
+    fn write(&self, buf: &mut Vec<u8>, name: &str, e: &ServiceEntry) -> serde_json::Result<()> {
+        let mut info: BTreeMap<String, &RawValue> =
+            serde_json::from_str(&e.info_json).unwrap_or_default();
+        let name = to_raw_value(name)?;
+        let beat = to_raw_value(&rfc3339_ms(e.last_heartbeat_ms))?;
+        let after = e
+            .deregister_after_ms
+            .map(|a| to_raw_value(&a))
+            .transpose()?;
+        info.insert("name".into(), &name);
+        info.insert("lastHeartbeat".into(), &beat);
+        if self.now.saturating_sub(e.last_heartbeat_ms) > self.threshold {
+            info.insert("status".into(), &self.stale);
+        } else {
+            info.entry("status".into()).or_insert(&self.healthy);
+        }
+        if let Some(after) = &after {
+            info.insert("deregisterAfterMs".into(), after);
+        }
+        serde_json::to_writer(buf, &info)
     }
-    Value::Object(info)
 }
 
-/// `{"count":N,"services":[...]}` with [`view_at`] of each service, written straight
-/// from the stored text: `info_json` is serde_json's own compact output with sorted
-/// keys, so its values are copied as they are (`RawValue`) and merged with the added
-/// keys, the same bytes as serialising the views, without building and dropping a
-/// `Value` tree per service.
+/// One service's view as the answer, stale as of now.
+fn view_response(s: &AppState, name: &str, e: &ServiceEntry) -> Response {
+    let body = ViewWriter::new(now_ms(), s.cfg.stale_threshold_ms).and_then(|w| {
+        let mut buf = Vec::with_capacity(64 + e.info_json.len());
+        w.write(&mut buf, name, e).map(|()| buf)
+    });
+    super::json_bytes_response(StatusCode::OK, body)
+}
+
+/// `{"count":N,"services":[...]}` with the view of each service.
 fn write_list<'a>(
     count: usize,
     services: impl Iterator<Item = (&'a str, &'a ServiceEntry)>,
     now: u64,
     threshold: u64,
 ) -> serde_json::Result<Vec<u8>> {
+    let w = ViewWriter::new(now, threshold)?;
     let mut buf = Vec::with_capacity(64 + 160 * count);
     buf.extend_from_slice(format!(r#"{{"count":{count},"services":["#).as_bytes());
-    let stale = RawValue::from_string(r#""stale""#.into())?;
-    let healthy = RawValue::from_string(r#""healthy""#.into())?;
-    let status = |e: &ServiceEntry| {
-        if is_stale(now, threshold, e) {
-            Status::Set(&stale)
-        } else {
-            Status::Default(&healthy)
-        }
-    };
     for (i, (name, e)) in services.enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        write_view(&mut buf, status(e), name, e)?;
+        w.write(&mut buf, name, e)?;
     }
     buf.extend_from_slice(b"]}");
     Ok(buf)
-}
-
-/// The `status` a view shows.
-enum Status<'a> {
-    /// This one, whatever the registration says (`stale`).
-    Set(&'a RawValue),
-    /// The registration's own, else this one (`healthy`).
-    Default(&'a RawValue),
-}
-
-/// One service of [`write_list`].
-fn write_view(
-    buf: &mut Vec<u8>,
-    status: Status<'_>,
-    name: &str,
-    e: &ServiceEntry,
-) -> serde_json::Result<()> {
-    let mut info: BTreeMap<String, &RawValue> =
-        serde_json::from_str(&e.info_json).unwrap_or_default();
-    let name = to_raw_value(name)?;
-    let beat = to_raw_value(&rfc3339_ms(e.last_heartbeat_ms))?;
-    let after = e
-        .deregister_after_ms
-        .map(|a| to_raw_value(&a))
-        .transpose()?;
-    info.insert("name".into(), &name);
-    info.insert("lastHeartbeat".into(), &beat);
-    match status {
-        Status::Set(v) => _ = info.insert("status".into(), v),
-        Status::Default(v) => _ = info.entry("status".into()).or_insert(v),
-    }
-    if let Some(after) = &after {
-        info.insert("deregisterAfterMs".into(), after);
-    }
-    serde_json::to_writer(buf, &info)
 }
 
 fn watch_params(q: &Option<String>) -> Result<Option<watch::Watch>, CoreError> {
@@ -195,7 +177,7 @@ async fn get_one(
     Path(name): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, CoreError> {
+) -> Result<Response, CoreError> {
     check_key(&s.cfg.limits, "service name", &name)?;
     if super::wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
@@ -209,7 +191,7 @@ async fn get_one(
         .await?;
     }
     match s.node.store().service(&name)? {
-        Some(e) => Ok(Json(view(&s, &name, &e))),
+        Some(e) => Ok(view_response(&s, &name, &e)),
         None => Err(CoreError::not_found("service not found")),
     }
 }
@@ -262,7 +244,7 @@ async fn register(
     State(s): St,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, CoreError> {
+) -> Result<Response, CoreError> {
     check_key(&s.cfg.limits, "service name", &name)?;
     let body =
         super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| CoreError::new(st, m))?;
@@ -281,7 +263,7 @@ async fn register(
     };
     match s.node.write_one(cmd).await? {
         // Answered from the command itself: a follower may not have applied it yet.
-        R::Ok => Ok(Json(view(&s, &name, &entry))),
+        R::Ok => Ok(view_response(&s, &name, &entry)),
         R::Invalid { reason } => Err(CoreError::bad_request(reason)),
         other => Err(CoreError::internal(format!(
             "unexpected response {other:?}"
@@ -344,7 +326,28 @@ async fn deregister(State(s): St, Path(name): Path<String>) -> Result<Json<Value
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Map;
+
     use super::*;
+
+    /// The view as it was built before [`ViewWriter`]: a `Value` per service.
+    fn view_at(now: u64, threshold: u64, name: &str, e: &ServiceEntry) -> Value {
+        let mut info: Map<String, Value> = serde_json::from_str(&e.info_json).unwrap_or_default();
+        info.insert("name".into(), json!(name));
+        info.insert(
+            "lastHeartbeat".into(),
+            json!(rfc3339_ms(e.last_heartbeat_ms)),
+        );
+        if now.saturating_sub(e.last_heartbeat_ms) > threshold {
+            info.insert("status".into(), json!("stale"));
+        } else if !info.contains_key("status") {
+            info.insert("status".into(), json!("healthy"));
+        }
+        if let Some(after) = e.deregister_after_ms {
+            info.insert("deregisterAfterMs".into(), json!(after));
+        }
+        Value::Object(info)
+    }
 
     fn entry(body: &str, last: u64, after: Option<u64>) -> ServiceEntry {
         let lim = EdgeLimits::default();
