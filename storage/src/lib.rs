@@ -25,6 +25,7 @@ mod chunk;
 pub mod codec;
 mod command;
 mod error;
+mod export;
 pub mod keys;
 mod load;
 mod load_view;
@@ -45,6 +46,7 @@ pub use command::{
     Command, LoadOutcome, MetricDocIn, PointIn, Response, SyncOutcome, SyncSettings, SystemPointIn,
 };
 pub use error::{Error, Result};
+pub use export::Export;
 pub use load::EngineLoad;
 pub use meta::{MetaList, MetaObject, CID_PROPS};
 pub use points::{Cursor, Point, PointQuery, SeriesAgg};

@@ -1,38 +1,15 @@
-//! Snapshot export and import of the state-machine tree, streamed: the export
-//! writes records to any `Write` (a file), the import reads them from any `Read` into a
-//! fresh tree generation that replaces the current one only when complete.
-//!
-//! Format: magic `MCSNAP1\n`, then records `u32 BE key length, key, u32 BE value
-//! length, value`, then a zero-length key as terminator.
+//! Snapshot import into the state-machine tree, streamed: the records an export wrote
+//! (see [`crate::export`], which also gives the format) are read from any `Read` into
+//! a fresh tree generation that replaces the current one only when complete.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
-use crate::{keys, Error, Result, Store};
+use crate::export::MAGIC;
+use crate::{Error, Result, Store};
 
-const MAGIC: &[u8; 8] = b"MCSNAP1\n";
 const IMPORT_BATCH: usize = 4096;
 
 impl Store {
-    /// Writes every pair of the state machine to `out`. The caller must keep apply
-    /// from running concurrently (openraft's state-machine worker does).
-    pub fn export_snapshot(&self, out: &mut impl Write) -> Result<u64> {
-        out.write_all(MAGIC)?;
-        let mut n = 0;
-        let redo = keys::sys_redo();
-        for kv in self.sm().iter() {
-            let (k, v) = kv?;
-            if *k == *redo {
-                continue;
-            }
-            write_chunk(out, &k)?;
-            write_chunk(out, &v)?;
-            n += 1;
-        }
-        out.write_all(&0u32.to_be_bytes())?;
-        out.flush()?;
-        Ok(n)
-    }
-
     /// Replaces the whole state machine with the pairs read from `input`.
     /// A failure leaves the current state untouched.
     pub fn import_snapshot(&self, input: &mut impl Read) -> Result<u64> {
@@ -63,13 +40,6 @@ impl Store {
         self.switch_sm(gen, tree)?;
         Ok(n)
     }
-}
-
-fn write_chunk(out: &mut impl Write, bytes: &[u8]) -> Result<()> {
-    let len = u32::try_from(bytes.len()).map_err(|_| Error::Snapshot("value over 4 GiB".into()))?;
-    out.write_all(&len.to_be_bytes())?;
-    out.write_all(bytes)?;
-    Ok(())
 }
 
 fn read_chunk(input: &mut impl Read) -> Result<Vec<u8>> {

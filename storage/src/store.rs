@@ -1,9 +1,10 @@
 //! [`Store`]: the sled database of one node, its trees, and the apply entry point.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::apply::ApplyCtx;
+use crate::export::Capture;
 use crate::load_view::LoadView;
 use crate::service_view::ServiceView;
 use crate::txn::Txn;
@@ -41,6 +42,8 @@ pub struct Store {
     load_view: Arc<LoadView>,
     /// The service registrations in memory, kept equal to the tree's.
     service_view: Arc<ServiceView>,
+    /// The running snapshot export, which every commit tells what it changes.
+    export: Arc<Mutex<Option<Arc<Capture>>>>,
 }
 
 const CONTROL_SM_GEN: &[u8] = b"sm_generation";
@@ -79,6 +82,7 @@ impl Store {
             control,
             load_view,
             service_view,
+            export: Arc::new(Mutex::new(None)),
             sm: Arc::new(RwLock::new(sm)),
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -102,6 +106,38 @@ impl Store {
         let _exclusive = self.gate.write().expect("gate poisoned");
         self.applied
             .store(index, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The applied index, for a caller that holds the gate.
+    pub(crate) fn applied_unlocked(&self) -> u64 {
+        self.applied.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Holds off apply commits (and reads that hold the gate).
+    pub(crate) fn write_gate(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().expect("gate poisoned")
+    }
+
+    fn export_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Capture>>> {
+        self.export.lock().expect("export slot poisoned")
+    }
+
+    /// Makes `capture` the running export's; fails if one runs.
+    pub(crate) fn set_capture(&self, capture: Arc<Capture>) -> Result<()> {
+        let mut slot = self.export_slot();
+        if slot.is_some() {
+            return Err(Error::Snapshot("another snapshot export is running".into()));
+        }
+        *slot = Some(capture);
+        Ok(())
+    }
+
+    /// Ends `capture`'s part in commits, if it is still the running export's.
+    pub(crate) fn clear_capture(&self, capture: &Arc<Capture>) {
+        let mut slot = self.export_slot();
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, capture)) {
+            *slot = None;
+        }
     }
 
     /// Holds off apply commits while a read combines several keys.
@@ -148,6 +184,9 @@ impl Store {
         let services = ServiceView::build(&tree)?;
         self.control.insert(CONTROL_SM_GEN, codec::encode(&gen)?)?;
         self.db.flush()?;
+        if let Some(running) = self.export_slot().take() {
+            running.replaced();
+        }
         *self.sm.write().expect("sm lock poisoned") = tree;
         self.load_view.replace(view);
         self.service_view.replace(services);
@@ -189,8 +228,9 @@ impl Store {
         // Decoded before the commit: nothing can fail once it is written.
         let engines = LoadView::decode(ctx.txn.writes_under(&[keys::KS_LOAD_ENGINE]))?;
         let services = ServiceView::decode(ctx.txn.writes_under(&[keys::KS_SERVICE]))?;
-        let _exclusive = self.gate.write().expect("gate poisoned");
-        ctx.finish(applied_state)?;
+        let _exclusive = self.write_gate();
+        let export = self.export_slot().clone();
+        ctx.finish(applied_state, export.as_deref())?;
         self.load_view.note(engines);
         self.service_view.note(services);
         if let Some(last) = entries.last() {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::export::Capture;
 use crate::Result;
 
 /// Limits that apply re-checks defensively. The edge enforces the same limits with a
@@ -98,7 +99,11 @@ impl<'a> Txn<'a> {
             .collect()
     }
 
-    pub(crate) fn commit(self) -> Result<()> {
+    /// Writes the overlay to the tree, first handing its keys to a running export.
+    pub(crate) fn commit(self, export: Option<&Capture>) -> Result<()> {
+        if let Some(c) = export {
+            c.preserve(self.tree, self.writes.keys())?;
+        }
         crate::redo::commit(self.tree, self.writes)
     }
 }
