@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use metacenter_storage::{codec, Store};
+use metacenter_storage::{codec, Export};
 
 use crate::types::SnapshotMeta;
 
@@ -23,14 +23,47 @@ fn io(e: metacenter_storage::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Exports the state machine to a new temporary file; returns its path.
-pub(crate) fn export(store: &Store, dir: &Path) -> io::Result<PathBuf> {
+/// Writes `export` to a new temporary file, synced; returns its path.
+pub(crate) fn export(export: Export, dir: &Path) -> io::Result<PathBuf> {
     let path = tmp_name(dir, "export");
-    let f = File::create(&path)?;
+    let f = SyncEvery {
+        file: File::create(&path)?,
+        unsynced: 0,
+    };
     let mut w = BufWriter::with_capacity(1 << 20, f);
-    store.export_snapshot(&mut w).map_err(io)?;
-    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    export.write_to(&mut w).map_err(io)?;
+    w.into_inner()
+        .map_err(|e| e.into_error())?
+        .file
+        .sync_all()?;
     Ok(path)
+}
+
+/// Bytes of a snapshot written between two syncs of its file.
+const SYNC_EVERY: usize = 8 << 20;
+
+/// A file that syncs its data every [`SYNC_EVERY`] bytes, so a large snapshot reaches
+/// the disk as it is written rather than in one burst at the end, which would hold
+/// up the raft log's syncs on the same disk meanwhile.
+struct SyncEvery {
+    file: File,
+    unsynced: usize,
+}
+
+impl Write for SyncEvery {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n;
+        if self.unsynced >= SYNC_EVERY {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// A new empty file to receive a snapshot into.

@@ -4,16 +4,18 @@
 //! no clock, randomness or node-local config. `last_applied` and the membership are
 //! written in the same atomic batch as the entry's data.
 //!
-//! Snapshots are files under `<data>/snapshots`. Because openraft builds snapshots in
-//! a task that runs concurrently with apply and sled has no point-in-time view, the
-//! export happens in `get_snapshot_builder`, which openraft calls on the state-machine
-//! worker between applies; the builder then only publishes the finished file.
+//! Snapshots are files under `<data>/snapshots`. openraft calls `get_snapshot_builder`
+//! on the state-machine worker between applies, and it fixes the state there
+//! ([`Store::begin_export`], no I/O); the builder then writes that state in its own
+//! task while apply goes on, so a snapshot of a large state no longer holds up every
+//! write. A snapshot install waits for a running build (`building`), so the two never
+//! publish out of order.
 
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use metacenter_storage::{codec, ApplyEntry, Command, Store};
+use metacenter_storage::{codec, ApplyEntry, Command, Export, Store};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use tokio::sync::broadcast;
@@ -50,6 +52,9 @@ pub struct StateMachine {
     dir: PathBuf,
     state: Arc<Mutex<SmState>>,
     events: broadcast::Sender<Arc<Applied>>,
+    /// Held by a snapshot build from its start until it is published, and by a
+    /// snapshot install.
+    building: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
@@ -93,6 +98,7 @@ impl StateMachine {
             dir: snapshot_dir,
             state: Arc::new(Mutex::new(st)),
             events,
+            building: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -183,19 +189,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let building = self.building.clone().lock_owned().await;
         let (last, membership) = {
             let st = self.lock();
             (st.last_applied, st.membership.clone())
         };
-        let store = self.store.clone();
-        let dir = self.dir.clone();
-        let export =
-            tokio::task::spawn_blocking(move || crate::snapshot_files::export(&store, &dir)).await;
+        let export = self.store.begin_export().map_err(snap_err).and_then(|e| {
+            let last_index = last.map_or(0, |l| l.index);
+            if e.applied_index() == last_index {
+                return Ok(e);
+            }
+            let msg = format!(
+                "export at {} for a snapshot at {last_index}",
+                e.applied_index()
+            );
+            Err(snap_err(std::io::Error::other(msg)))
+        });
         SnapshotBuilder {
             sm: self.clone(),
             last,
             membership,
-            export: export.map_err(join_err).and_then(|r| r.map_err(snap_err)),
+            export,
+            building: Some(building),
         }
     }
 
@@ -209,6 +224,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
+        let _no_build = self.building.lock().await;
         let mut file = snapshot.into_std().await;
         let store = self.store.clone();
         let dir = self.dir.clone();
@@ -304,20 +320,23 @@ fn import(
     Ok(())
 }
 
-/// Publishes a snapshot exported by `get_snapshot_builder`, once the state machine is
-/// durable up to it: a published snapshot must never be ahead of what a crash leaves of
-/// the state machine (openraft's invariant: snapshot <= committed at start-up, where the
-/// recovered commit index may be no more than the applied one).
+/// Writes the state `get_snapshot_builder` fixed and publishes it once the state
+/// machine is durable up to it: a published snapshot must never be ahead of what a
+/// crash leaves of the state machine (openraft's invariant: snapshot <= committed at
+/// start-up, where the recovered commit index may be no more than the applied one).
 pub struct SnapshotBuilder {
     sm: StateMachine,
     last: Option<LogId>,
     membership: StoredMembership,
-    export: Result<PathBuf, StorageError>,
+    export: Result<Export, StorageError>,
+    /// Released when `build_snapshot` returns, whether or not the builder is dropped.
+    building: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let tmp = std::mem::replace(
+        let _building = self.building.take();
+        let export = std::mem::replace(
             &mut self.export,
             Err(snap_err(std::io::Error::other("snapshot already built"))),
         )?;
@@ -333,6 +352,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let (dir, store) = (self.sm.dir.clone(), self.sm.store.clone());
         let m = meta.clone();
         let f = tokio::task::spawn_blocking(move || {
+            let tmp = crate::snapshot_files::export(export, &dir).map_err(snap_err)?;
             // Everything up to `last` was applied before the export: flushed now.
             store.flush_durable().map_err(snap_err)?;
             crate::snapshot_files::publish_path(&dir, &m, &tmp).map_err(snap_err)

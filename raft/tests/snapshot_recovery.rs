@@ -4,9 +4,15 @@
 //! instead of leaving openraft to refuse the node (snapshot past the commit index). A
 //! log purge (which a follower is asked for while it still installs the snapshot that
 //! covers it) waits for the state machine to reach it.
+//!
+//! Building a snapshot does not hold up apply: the state is fixed when openraft asks
+//! for a builder, entries keep applying while the builder writes it, and the snapshot
+//! holds exactly the state of its meta. A snapshot install waits for a running build,
+//! so the two cannot publish out of order.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use metacenter_raft::log_store::LogStore;
 use metacenter_raft::state_machine::StateMachine;
@@ -19,17 +25,18 @@ fn log_id(index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(1, 1), index)
 }
 
-/// Entry `index` writes object `h<index>`.
+/// Entry `index` writes object `h<index>` and rewrites object `shared`.
 fn entry(index: u64) -> Entry {
     let fields = BTreeMap::from([("n".to_string(), index.to_string())]);
+    let merge = |hash: &str| Command::MetaMerge {
+        hash: hash.to_string(),
+        fields: fields.clone(),
+        expect_version: None,
+    };
     Entry {
         log_id: log_id(index),
         payload: EntryPayload::Normal(Request {
-            commands: vec![Command::MetaMerge {
-                hash: format!("h{index}"),
-                fields,
-                expect_version: None,
-            }],
+            commands: vec![merge(&format!("h{index}")), merge("shared")],
         }),
     }
 }
@@ -109,7 +116,7 @@ async fn a_purge_waits_until_the_state_machine_reaches_it() {
     apply(&mut sm, 1..=5).await;
     let mut purging = log.clone();
     let mut purge = tokio::spawn(async move { purging.purge(log_id(10)).await });
-    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut purge).await;
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut purge).await;
     assert!(
         early.is_err(),
         "purged up to 10 with only 5 applied: {early:?}"
@@ -118,7 +125,7 @@ async fn a_purge_waits_until_the_state_machine_reaches_it() {
     assert_eq!(state.last_purged_log_id, None);
 
     apply(&mut sm, 6..=10).await;
-    let done = tokio::time::timeout(std::time::Duration::from_secs(30), purge).await;
+    let done = tokio::time::timeout(Duration::from_secs(30), purge).await;
     done.expect("purge done once applied")
         .unwrap()
         .expect("purge");
@@ -128,4 +135,74 @@ async fn a_purge_waits_until_the_state_machine_reaches_it() {
         store.durable_index() >= 10,
         "purged before the state was durable"
     );
+}
+
+fn shared_n(store: &Store) -> String {
+    let obj = store.meta_get("shared").expect("read").expect("shared");
+    obj.fields["n"].clone()
+}
+
+#[tokio::test]
+async fn entries_apply_while_a_snapshot_is_built_and_it_holds_the_state_of_its_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut sm) = open(dir.path());
+    apply(&mut sm, 1..=10).await;
+    let mut builder = sm.get_snapshot_builder().await;
+    // The builder holds its state but not the state machine.
+    for i in 11..=30 {
+        apply(&mut sm, i..=i).await;
+    }
+    assert_eq!(store.applied_index(), 30);
+    let snap = builder.build_snapshot().await.expect("build");
+    assert_eq!(snap.meta.last_log_id, Some(log_id(10)));
+
+    let other = tempfile::tempdir().unwrap();
+    let (copy, mut copy_sm) = open(other.path());
+    copy_sm
+        .install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .expect("install");
+    assert_eq!(copy.applied_index(), 10);
+    assert!(copy.meta_get("h10").expect("read").is_some());
+    assert!(copy.meta_get("h11").expect("read").is_none());
+    assert_eq!(shared_n(&copy), "10");
+    assert_eq!(shared_n(&store), "30");
+}
+
+#[tokio::test]
+async fn an_install_waits_for_a_running_build() {
+    let newer = tempfile::tempdir().unwrap();
+    let (_s, mut newer_sm) = open(newer.path());
+    apply(&mut newer_sm, 1..=50).await;
+    newer_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build at 50");
+    let incoming = newer_sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("a snapshot at 50");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut sm) = open(dir.path());
+    apply(&mut sm, 1..=10).await;
+    let mut builder = sm.get_snapshot_builder().await;
+    let mut installing = sm.clone();
+    let mut install = tokio::spawn(async move {
+        installing
+            .install_snapshot(&incoming.meta, incoming.snapshot)
+            .await
+    });
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut install).await;
+    assert!(early.is_err(), "installed during a build: {early:?}");
+
+    let built = builder.build_snapshot().await.expect("build at 10");
+    assert_eq!(built.meta.last_log_id, Some(log_id(10)));
+    install.await.expect("join").expect("install");
+    assert_eq!(store.applied_index(), 50);
+    let current = sm.get_current_snapshot().await.expect("read").expect("one");
+    assert_eq!(current.meta.last_log_id, Some(log_id(50)));
 }
