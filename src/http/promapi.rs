@@ -307,10 +307,11 @@ async fn metadata(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Re
         },
         None => usize::MAX,
     };
-    // One metric is one key (Grafana asks per metric); only the list scans.
+    // One metric is one key (Grafana asks per metric); only the list scans, and only
+    // as far as `limit`.
     let docs = match metric {
         Some(m) => s.node.store().catalog_doc(&t, &m).map(Vec::from_iter),
-        None => super::read_store(&s, move |st| st.catalog_docs(&t)).await,
+        None => super::read_store(&s, move |st| st.catalog_docs_first(&t, limit)).await,
     };
     let docs = match docs {
         Ok(d) => d,

@@ -418,25 +418,36 @@ impl Store {
 
     /// Every document of a tenant, by name.
     pub fn catalog_docs(&self, tenant: &str) -> Result<Vec<MetricDoc>> {
-        let _g = self.read_gate();
+        self.catalog_docs_first(tenant, usize::MAX)
+    }
+
+    /// The first `n` documents of a tenant, by name. Read a page at a time
+    /// ([`Store::scan_paged`]): a tenant of 100,000 metrics never holds off apply for
+    /// the whole listing, and each document is as some applied index left it.
+    pub fn catalog_docs_first(&self, tenant: &str, n: usize) -> Result<Vec<MetricDoc>> {
         let prefix = keys::tenant_prefix(keys::KS_CATALOG, tenant);
         let mut out = Vec::new();
-        for kv in self.sm().scan_prefix(&prefix) {
-            out.push(codec::decode(&kv?.1)?);
+        if n == 0 {
+            return Ok(out);
         }
+        self.scan_paged(&prefix, |_, v| {
+            out.push(codec::decode(v)?);
+            Ok(out.len() < n)
+        })?;
         Ok(out)
     }
 
-    /// Visits every (tenant, document) of the catalog (index rebuilds).
+    /// Visits every (tenant, document) of the catalog (index rebuilds), a page at a
+    /// time as [`Store::catalog_docs_first`] does. The rebuild that calls this follows
+    /// up every change applied after the index it names, so documents read from
+    /// different pages still end up current.
     pub fn catalog_for_each(&self, mut f: impl FnMut(&str, MetricDoc)) -> Result<()> {
-        let _g = self.read_gate();
-        for kv in self.sm().scan_prefix([keys::KS_CATALOG]) {
-            let (k, v) = kv?;
+        self.scan_paged(&[keys::KS_CATALOG], |k, v| {
             let rest = &k[1..];
             let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-            f(&String::from_utf8_lossy(&rest[..end]), codec::decode(&v)?);
-        }
-        Ok(())
+            f(&String::from_utf8_lossy(&rest[..end]), codec::decode(v)?);
+            Ok(true)
+        })
     }
 
     /// Number of catalog documents of every tenant that has any.

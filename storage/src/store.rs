@@ -1,5 +1,6 @@
 //! [`Store`]: the sled database of one node, its trees, and the apply entry point.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -9,6 +10,9 @@ use crate::load_view::LoadView;
 use crate::service_view::ServiceView;
 use crate::txn::Txn;
 use crate::{codec, keys, Command, Error, Response, Result};
+
+/// Pairs read per hold of the gate by [`Store::scan_paged`].
+pub(crate) const SCAN_PAGE: usize = 1024;
 
 /// One committed log entry as the state machine sees it.
 #[derive(Debug, Clone, Default)]
@@ -143,6 +147,41 @@ impl Store {
     /// Holds off apply commits while a read combines several keys.
     pub(crate) fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.gate.read().expect("gate poisoned")
+    }
+
+    /// Visits the pairs under `prefix` in key order, [`SCAN_PAGE`] at a time, each page
+    /// read under the gate (so it shows whole applies) and visited after releasing it.
+    /// A long scan thus holds off apply for one page at a time, not for all of it; the
+    /// pages may come from different applied indexes. `visit` returns false to stop.
+    pub(crate) fn scan_paged(
+        &self,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut after: Option<sled::IVec> = None;
+        loop {
+            let page = {
+                let _consistent = self.read_gate();
+                let sm = self.sm();
+                let from = match &after {
+                    Some(k) => Bound::Excluded(k.clone()),
+                    None => Bound::Included(sled::IVec::from(prefix)),
+                };
+                sm.range((from, Bound::Unbounded))
+                    .take_while(|kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+                    .take(SCAN_PAGE)
+                    .collect::<std::result::Result<Vec<_>, _>>()?
+            };
+            for (k, v) in &page {
+                if !visit(k, v)? {
+                    return Ok(());
+                }
+            }
+            if page.len() < SCAN_PAGE {
+                return Ok(());
+            }
+            after = page.last().map(|(k, _)| k.clone());
+        }
     }
 
     /// The gate for reading if no apply holds it now, `None` if one does.

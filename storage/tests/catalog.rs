@@ -96,6 +96,11 @@ fn doc(name: &str, help: &str, labels: &[(&str, &[&str])]) -> MetricDocIn {
     }
 }
 
+fn doc_names(store: &Store, tenant: &str) -> Vec<String> {
+    let docs = store.catalog_docs(tenant).unwrap();
+    docs.into_iter().map(|d| d.name).collect()
+}
+
 fn completed() -> SyncOutcome {
     SyncOutcome::Completed {
         processed: 0,
@@ -181,13 +186,7 @@ fn full_sync_removes_unseen_but_keeps_points_metrics() {
     let g3 = f.start("t");
     f.upsert("t", g3, true, vec![doc("keep", "", &[])]);
     assert_eq!(f.finish("t", g3, true, completed()), 1);
-    let names: Vec<String> = f
-        .store
-        .catalog_docs("t")
-        .unwrap()
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
+    let names = doc_names(&f.store, "t");
     assert_eq!(names, vec!["keep", "loss"]);
     assert_eq!(f.store.catalog_counts().unwrap()["t"], 2);
     let rec = f.store.sync_record("t").unwrap();
@@ -285,4 +284,66 @@ fn settings_replicate_and_a_zero_interval_is_refused() {
         f.store.sync_settings().unwrap().unwrap().interval_ns,
         60_000_000_000
     );
+}
+
+/// `n` documents named `m00000`.. for `tenant`, in one upsert.
+fn many(f: &mut Fixture, tenant: &str, n: usize) {
+    let gen = f.start(tenant);
+    let docs = (0..n).map(|i| doc(&format!("m{i:05}"), "h", &[])).collect();
+    assert_eq!(f.upsert(tenant, gen, false, docs), (n as u32, 0));
+}
+
+#[test]
+fn listings_cross_scan_pages_whole_and_in_order() {
+    let mut f = Fixture::new();
+    // More than two pages of the paged scan, between tenants whose keys border them.
+    many(&mut f, "t", 2_500);
+    many(&mut f, "s", 3);
+    many(&mut f, "t2", 3);
+    let names = doc_names(&f.store, "t");
+    let want: Vec<String> = (0..2_500).map(|i| format!("m{i:05}")).collect();
+    assert_eq!(names, want);
+    for n in [0, 1, 1_024, 1_025, 2_500, 9_999] {
+        let first = f.store.catalog_docs_first("t", n).unwrap();
+        assert_eq!(first.len(), n.min(2_500), "first {n}");
+        assert!(first.iter().zip(&want).all(|(d, w)| &d.name == w));
+    }
+    let mut per_tenant = BTreeMap::new();
+    f.store
+        .catalog_for_each(|t, _| *per_tenant.entry(t.to_string()).or_insert(0) += 1)
+        .unwrap();
+    assert_eq!(
+        per_tenant,
+        BTreeMap::from([("s".into(), 3), ("t".into(), 2_500), ("t2".into(), 3)])
+    );
+}
+
+#[test]
+fn a_long_listing_lets_apply_commit_between_pages() {
+    let mut f = Fixture::new();
+    many(&mut f, "t", 2_100);
+    let (store, next) = (f.store.clone(), f.next);
+    let mut seen = 0;
+    f.store
+        .catalog_for_each(|_, _| {
+            seen += 1;
+            if seen != 1_500 {
+                return;
+            }
+            // An apply from another thread must commit while the listing is under way.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let e = ApplyEntry {
+                    index: next,
+                    commands: vec![Command::Noop],
+                };
+                tx.send(store.apply(&[e], b"applied").is_ok()).ok();
+            });
+            let done = rx.recv_timeout(std::time::Duration::from_secs(20));
+            assert_eq!(done, Ok(true), "apply held off by the listing");
+        })
+        .unwrap();
+    assert_eq!(seen, 2_100);
+    assert_eq!(f.store.applied_index(), next);
 }
