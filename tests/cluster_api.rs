@@ -250,6 +250,14 @@ async fn status_reports_node_raft_membership_and_counts() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
+    let svc = n.http.put(format!("{}/services/svc", n.base));
+    let r = n.send(svc.json(&json!({"name": "svc"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let load = json!({"cluster": "c", "request_id": "r1", "ip": "10.0.0.1", "prompt_length": 3});
+    let r = n
+        .send(n.http.post(format!("{}/v1/load/stats", n.base)).json(&load))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let ready = n.wait_ready().await;
 
     let s = n.get("/status").await;
@@ -285,7 +293,11 @@ async fn status_reports_node_raft_membership_and_counts() {
         b["replication"].is_object(),
         "the leader reports replication: {b}"
     );
-    assert_eq!(b["counts"]["metadata"], json!(2), "{b}");
+    assert_eq!(
+        b["counts"],
+        json!({"metadata": 2, "services": 1, "engines": 1, "metricMetadata": 0}),
+        "{b}"
+    );
     assert!(b["storageBytes"].is_u64(), "{b}");
     n.stop().await;
 }

@@ -126,12 +126,14 @@ fn members_json(m: &RaftMetrics) -> Value {
 #[utoipa::path(get, path = "/status", tag = "cluster",
     responses((status = 200, description = "Status", body = doc::NodeStatus)))]
 async fn status(State(s): St) -> Json<Value> {
-    // Counting objects scans sled and sizing the database walks its files: off the
-    // executor.
+    // Sizing the database walks its files: off the executor.
     let node = s.node.clone();
-    let disk =
-        tokio::task::spawn_blocking(move || (node.store().meta_count(), node.storage_bytes()));
-    let (meta_count, storage_bytes) = disk.await.unwrap_or_default();
+    let disk = tokio::task::spawn_blocking(move || (node.store().counts(), node.storage_bytes()));
+    let (counts, storage_bytes) = disk.await.unwrap_or((Ok(Default::default()), 0));
+    let counts = counts.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reading the counts for /status");
+        Default::default()
+    });
     let m = s.node.metrics();
     let last_log = m.last_log_index.unwrap_or(0);
     let replication: Option<BTreeMap<String, Value>> = m.replication.as_ref().map(|r| {
@@ -161,7 +163,12 @@ async fn status(State(s): St) -> Json<Value> {
         },
         "membership": members_json(&m),
         "replication": replication,
-        "counts": { "metadata": meta_count },
+        "counts": {
+            "metadata": counts.metadata,
+            "services": counts.services,
+            "engines": counts.engines,
+            "metricMetadata": counts.metric_metadata,
+        },
         "storageBytes": storage_bytes,
     }))
 }

@@ -407,7 +407,7 @@ impl ApplyCtx<'_> {
 }
 
 impl Store {
-    fn get_sm<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+    pub(crate) fn get_sm<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         self.sm().get(key)?.map(|v| codec::decode(&v)).transpose()
     }
 

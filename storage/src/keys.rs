@@ -104,6 +104,11 @@ pub fn sys_meta_deleted() -> Vec<u8> {
     vec![KS_SYS, b'm']
 }
 
+/// Key of the number of metadata objects (kept by apply; `/status` reads it).
+pub fn sys_meta_count() -> Vec<u8> {
+    vec![KS_SYS, b'n']
+}
+
 /// Key of the raft index of the last change to any service.
 pub fn sys_services_index() -> Vec<u8> {
     vec![KS_SYS, b's']
@@ -347,6 +352,7 @@ mod tests {
             sys_applied(),
             sys_revision(),
             sys_meta_deleted(),
+            sys_meta_count(),
             sys_services_index(),
             sys_catalog_changed(),
             sys_sync_settings(),

@@ -48,7 +48,7 @@ pub use command::{
 pub use error::{Error, Result};
 pub use export::Export;
 pub use load::EngineLoad;
-pub use meta::{MetaList, MetaObject, CID_PROPS};
+pub use meta::{Counts, MetaList, MetaObject, CID_PROPS};
 pub use points::{Cursor, Point, PointQuery, SeriesAgg};
 pub use service_view::ServiceList;
 pub use services::ServiceEntry;

@@ -71,6 +71,11 @@ impl LoadView {
             .collect()
     }
 
+    /// Number of engines.
+    pub fn len(&self) -> usize {
+        self.engines.read().expect("load view poisoned").len()
+    }
+
     /// Every engine: (cluster, ip, counters), in key order.
     pub fn all(&self) -> Vec<(String, String, EngineLoad)> {
         let engines = self.engines.read().expect("load view poisoned");

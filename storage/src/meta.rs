@@ -33,6 +33,15 @@ pub struct MetaObject {
     pub fields: BTreeMap<String, String>,
 }
 
+/// Objects per area, as [`Store::counts`] reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub metadata: u64,
+    pub services: u64,
+    pub engines: u64,
+    pub metric_metadata: u64,
+}
+
 /// A page of object ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaList {
@@ -65,7 +74,11 @@ impl ApplyCtx<'_> {
         ))
     }
 
-    fn put_header(&mut self, hash: &str, props: u32) -> Result<u64> {
+    /// Writes the header; `created`: the object did not exist before.
+    fn put_header(&mut self, hash: &str, props: u32, created: bool) -> Result<u64> {
+        if created {
+            self.add_meta_count(1)?;
+        }
         let version = self.bump_revision();
         let h = Header {
             version,
@@ -77,10 +90,19 @@ impl ApplyCtx<'_> {
     }
 
     fn drop_header(&mut self, hash: &str) -> Result<()> {
+        self.add_meta_count(-1)?;
         self.txn.delete(keys::meta_obj(hash));
         self.bump_revision();
         let index = codec::encode(&self.index)?;
         self.txn.put(keys::sys_meta_deleted(), index);
+        Ok(())
+    }
+
+    fn add_meta_count(&mut self, delta: i64) -> Result<()> {
+        let key = keys::sys_meta_count();
+        let n: u64 = self.get_decoded(&key)?.unwrap_or(0);
+        let n = n.saturating_add_signed(delta);
+        self.txn.put(key, codec::encode(&n)?);
         Ok(())
     }
 
@@ -138,7 +160,7 @@ impl ApplyCtx<'_> {
         for (k, old, v) in changes {
             self.set_prop(hash, k, old.as_deref(), Some(v.as_bytes().to_vec()));
         }
-        let version = self.put_header(hash, props)?;
+        let version = self.put_header(hash, props, header.is_none())?;
         Ok(Response::MetaWritten { version, updated })
     }
 
@@ -179,7 +201,7 @@ impl ApplyCtx<'_> {
         if h.props <= 1 {
             self.drop_header(hash)?;
         } else {
-            self.put_header(hash, h.props - 1)?;
+            self.put_header(hash, h.props - 1, false)?;
         }
         Ok(Response::MetaDeleted { deleted: 1 })
     }
@@ -223,7 +245,7 @@ impl ApplyCtx<'_> {
             return Ok(too_many_props());
         }
         self.set_prop(hash, prop, old.as_deref(), Some(joined.into_bytes()));
-        let version = self.put_header(hash, props)?;
+        let version = self.put_header(hash, props, header.is_none())?;
         Ok(Response::MetaAdded {
             added: true,
             version,
@@ -330,8 +352,61 @@ impl Store {
         Ok(MetaList { hash_ids, next })
     }
 
-    /// Number of metadata objects (a scan; used by /status).
-    pub fn meta_count(&self) -> usize {
-        self.sm().scan_prefix([keys::KS_META_OBJ]).count()
+    /// Number of metadata objects (one key, kept by apply).
+    pub fn meta_count(&self) -> Result<u64> {
+        Ok(self.get_sm(&keys::sys_meta_count())?.unwrap_or(0))
+    }
+
+    /// How many objects each area holds (`/status`): metadata objects, services,
+    /// engines with load counters and metric metadata documents. Each is kept by apply
+    /// or in memory; none is a scan of its keyspace.
+    pub fn counts(&self) -> Result<Counts> {
+        Ok(Counts {
+            metadata: self.meta_count()?,
+            services: self.service_view().list().len() as u64,
+            engines: self.load_view().len() as u64,
+            metric_metadata: self.catalog_counts()?.values().sum(),
+        })
+    }
+}
+
+/// Writes the object count into a tree that has objects but no count (a data dir or
+/// snapshot of a version before the count), by counting once. Returns whether it did.
+/// No count reads as zero, so a tree without objects needs none. The count is a
+/// function of the objects, so every node that does this gets the same value.
+pub(crate) fn ensure_count(tree: &sled::Tree) -> Result<bool> {
+    if tree.get(keys::sys_meta_count())?.is_some() {
+        return Ok(false);
+    }
+    let n = tree.scan_prefix([keys::KS_META_OBJ]).count() as u64;
+    if n == 0 {
+        return Ok(false);
+    }
+    tree.insert(keys::sys_meta_count(), codec::encode(&n)?)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_without_the_count_is_counted_once() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("sm").unwrap();
+        assert!(
+            !ensure_count(&tree).unwrap(),
+            "no objects: nothing to write"
+        );
+        assert_eq!(tree.get(keys::sys_meta_count()).unwrap(), None);
+        for h in ["a", "b", "c"] {
+            tree.insert(keys::meta_obj(h), vec![1]).unwrap();
+            tree.insert(keys::meta_prop(h, "p"), vec![2]).unwrap();
+        }
+        assert!(ensure_count(&tree).unwrap());
+        let n: u64 = codec::decode(&tree.get(keys::sys_meta_count()).unwrap().unwrap()).unwrap();
+        assert_eq!(n, 3);
+        tree.insert(keys::meta_obj("d"), vec![1]).unwrap();
+        assert!(!ensure_count(&tree).unwrap(), "a count present is kept");
     }
 }

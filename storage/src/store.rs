@@ -77,6 +77,9 @@ impl Store {
         if crate::service_due::ensure_index(&sm)? {
             tracing::info!("built the services' deadline index");
         }
+        if crate::meta::ensure_count(&sm)? {
+            tracing::info!("counted the metadata objects");
+        }
         let load_view = Arc::new(LoadView::build(&sm)?);
         let service_view = Arc::new(ServiceView::build(&sm)?);
         Ok(Store {
@@ -219,6 +222,7 @@ impl Store {
     pub(crate) fn switch_sm(&self, gen: u64, tree: sled::Tree) -> Result<()> {
         let old = self.sm_generation()?;
         crate::service_due::ensure_index(&tree)?;
+        crate::meta::ensure_count(&tree)?;
         let view = LoadView::build(&tree)?;
         let services = ServiceView::build(&tree)?;
         self.control.insert(CONTROL_SM_GEN, codec::encode(&gen)?)?;

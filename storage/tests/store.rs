@@ -167,7 +167,7 @@ fn assert_invalid(r: &Response) {
 fn merge_creates_object() {
     let (_d, s) = open();
     assert_eq!(get(&s, "h"), None);
-    assert_eq!(s.meta_count(), 0);
+    assert_eq!(s.meta_count().unwrap(), 0);
 
     let r = apply1(&s, merge("h", &[("a", "1"), ("b", "2")], None));
     assert_eq!(r, written(1, 2));
@@ -177,7 +177,7 @@ fn merge_creates_object() {
     assert_eq!(s.meta_get_prop("h", "b").unwrap(), Some((1, "2".into())));
     assert_eq!(s.meta_get_prop("h", "zz").unwrap(), None);
     assert_eq!(s.meta_get_prop("nope", "a").unwrap(), None);
-    assert_eq!(s.meta_count(), 1);
+    assert_eq!(s.meta_count().unwrap(), 1);
     assert_eq!(list_all(&s), vec!["h".to_string()]);
 }
 
@@ -202,7 +202,7 @@ fn merge_into_existing_counts_only_new_or_changed() {
         get(&s, "h"),
         Some(obj(3, &[("a", "1"), ("b", "3"), ("c", "4"), ("d", "")]))
     );
-    assert_eq!(s.meta_count(), 1);
+    assert_eq!(s.meta_count().unwrap(), 1);
 }
 
 #[test]
@@ -349,7 +349,7 @@ fn noop_and_blank_entries() {
         .apply(&[entry(1, vec![]), entry(2, vec![Command::Noop])], b"n")
         .unwrap();
     assert_eq!(out, vec![vec![], vec![Response::Ok]]);
-    assert_eq!(s.meta_count(), 0);
+    assert_eq!(s.meta_count().unwrap(), 0);
     assert_eq!(s.applied_state().unwrap(), Some(b"n".to_vec()));
     assert_eq!(s.apply(&[], b"empty").unwrap(), Vec::<Vec<Response>>::new());
     assert_eq!(s.applied_state().unwrap(), Some(b"empty".to_vec()));
@@ -406,7 +406,7 @@ fn expect_version_on_absent_object() {
         Response::VersionMismatch { current: 0 }
     );
     assert_eq!(get(&s, "h"), None);
-    assert_eq!(s.meta_count(), 0);
+    assert_eq!(s.meta_count().unwrap(), 0);
 
     // Some(0) = create-if-absent.
     assert_eq!(
@@ -454,13 +454,13 @@ fn delete_removes_object_and_all_properties() {
     let (_d, s) = open();
     apply1(&s, merge("h", &[("a", "1"), ("b", "2"), ("c", "3")], None));
     apply1(&s, merge("other", &[("a", "1")], None));
-    assert_eq!(s.meta_count(), 2);
+    assert_eq!(s.meta_count().unwrap(), 2);
 
     assert_eq!(apply1(&s, delete("h", None)), deleted(3));
     assert_eq!(get(&s, "h"), None);
     assert_eq!(s.meta_get_prop("h", "a").unwrap(), None);
     assert_eq!(list_all(&s), vec!["other".to_string()]);
-    assert_eq!(s.meta_count(), 1);
+    assert_eq!(s.meta_count().unwrap(), 1);
     assert_eq!(get(&s, "other"), Some(obj(2, &[("a", "1")])));
 
     // Deleting again, or an object that never existed: NotFound.
@@ -493,7 +493,7 @@ fn delete_prop_removes_one_property() {
     assert_eq!(s.meta_get_prop("h", "a").unwrap(), Some((2, "1".into())));
     assert_eq!(apply1(&s, delete_prop("h", "a", None)), deleted(1));
     assert_eq!(get(&s, "h"), Some(obj(3, &[("c", "3")])));
-    assert_eq!(s.meta_count(), 1);
+    assert_eq!(s.meta_count().unwrap(), 1);
 }
 
 #[test]
@@ -504,7 +504,7 @@ fn delete_last_prop_removes_object() {
     assert_eq!(apply1(&s, delete_prop("h", "b", None)), deleted(1));
     assert_eq!(get(&s, "h"), None);
     assert!(list_all(&s).is_empty());
-    assert_eq!(s.meta_count(), 0);
+    assert_eq!(s.meta_count().unwrap(), 0);
     assert_eq!(apply1(&s, delete("h", None)), Response::NotFound);
     // The last-prop removal consumed revision 3; a new write gets 4.
     assert_eq!(apply1(&s, merge("x", &[("a", "1")], None)), written(4, 1));
@@ -634,7 +634,7 @@ fn invalid_commands_write_nothing() {
     for (c, r) in cmds.iter().zip(&out[0]) {
         assert!(matches!(r, Response::Invalid { .. }), "{c:?} -> {r:?}");
     }
-    assert_eq!(s.meta_count(), 0);
+    assert_eq!(s.meta_count().unwrap(), 0);
     assert!(list_all(&s).is_empty());
     assert_eq!(get(&s, "h"), None);
     assert_eq!(get(&s, "h\0x"), None);
@@ -814,7 +814,7 @@ fn meta_list_pagination() {
     let p = s.meta_list(Some("a/b"), 3).unwrap();
     assert_eq!(p.hash_ids, vec!["abc", "b", "d"]);
     assert_eq!(p.next.as_deref(), Some("d"));
-    assert_eq!(s.meta_count(), sorted.len() - 2);
+    assert_eq!(s.meta_count().unwrap() as usize, sorted.len() - 2);
 }
 
 #[test]
@@ -1037,7 +1037,7 @@ fn assert_same_state(a: &Store, b: &Store) {
     for id in &ids {
         assert_eq!(get(a, id), get(b, id), "object {id}");
     }
-    assert_eq!(a.meta_count(), b.meta_count());
+    assert_eq!(a.meta_count().unwrap(), b.meta_count().unwrap());
     assert_eq!(a.applied_state().unwrap(), b.applied_state().unwrap());
     assert_eq!(export(a), export(b));
 }
@@ -1097,7 +1097,7 @@ fn snapshot_of_empty_store() {
     populate(&b);
     assert_eq!(b.import_snapshot(&mut snap.as_slice()).unwrap(), 0);
     assert!(list_all(&b).is_empty());
-    assert_eq!(b.meta_count(), 0);
+    assert_eq!(b.meta_count().unwrap(), 0);
     assert_eq!(b.applied_state().unwrap(), None);
     assert_eq!(apply1(&b, merge("h", &[("a", "1")], None)), written(1, 1));
 }
@@ -1333,7 +1333,7 @@ fn raft_value_round_trip() {
     assert_eq!(s.raft_value("last_purged").unwrap(), Some(vec![]));
     // Raft values are not part of the state machine.
     assert_eq!(s.applied_state().unwrap(), None);
-    assert_eq!(s.meta_count(), 0);
+    assert_eq!(s.meta_count().unwrap(), 0);
 }
 
 // ---------------------------------------------------------------- determinism
@@ -1417,7 +1417,7 @@ fn determinism_same_entries_same_state() {
     assert!(flat
         .iter()
         .any(|r| matches!(r, Response::MetaDeleted { .. })));
-    assert!(a.meta_count() > 0);
+    assert!(a.meta_count().unwrap() > 0);
 }
 
 #[test]
@@ -1469,5 +1469,5 @@ fn empty_merge_creates_no_object() {
         "empty merge answered {r:?} and created an object"
     );
     assert!(list_all(&s).is_empty());
-    assert_eq!(s.meta_count(), 0);
+    assert_eq!(s.meta_count().unwrap(), 0);
 }

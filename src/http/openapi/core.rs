@@ -98,8 +98,16 @@ pub struct FollowerLag {
 }
 
 #[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Counts {
+    /// Metadata objects.
     metadata: u64,
+    /// Registered services.
+    services: u64,
+    /// Engines with load counters.
+    engines: u64,
+    /// Metric metadata documents, all tenants.
+    metric_metadata: u64,
 }
 
 #[derive(ToSchema)]
