@@ -298,6 +298,20 @@ async fn status_reports_node_raft_membership_and_counts() {
         json!({"metadata": 2, "services": 1, "engines": 1, "metricMetadata": 0}),
         "{b}"
     );
+    let metrics = n
+        .http
+        .get(format!("{}/metrics", n.base))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "stored_objects{area=\"metadata\"} 2",
+        "stored_objects{area=\"services\"} 1",
+        "stored_objects{area=\"engines\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
     assert!(b["storageBytes"].is_u64(), "{b}");
     n.stop().await;
 }

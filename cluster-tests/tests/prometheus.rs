@@ -122,6 +122,7 @@ async fn every_node_metrics_pass_promtool_check() {
             "raft_applied_index",
             "raft_last_log_index",
             "storage_size_bytes",
+            "stored_objects",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(name)),

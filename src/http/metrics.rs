@@ -174,6 +174,24 @@ fn raft_series(s: &AppState, out: &mut String) {
         "Bytes the database occupies on disk.",
         &one(s.node.storage_bytes() as f64),
     );
+    if let Ok(c) = s.node.store().counts() {
+        let areas = [
+            ("metadata", c.metadata),
+            ("services", c.services),
+            ("engines", c.engines),
+            ("metric_metadata", c.metric_metadata),
+        ];
+        let samples: Vec<_> = areas
+            .iter()
+            .map(|(area, n)| (format!("{{area=\"{area}\"}}"), *n as f64))
+            .collect();
+        gauge(
+            out,
+            "stored_objects",
+            "Objects this node holds, per area.",
+            &samples,
+        );
+    }
     let _ = writeln!(out, "# HELP raft_leader_changes_total Times this node saw the leader change.\n# TYPE raft_leader_changes_total counter");
     let _ = writeln!(out, "raft_leader_changes_total {}", s.node.leader_changes());
 }
