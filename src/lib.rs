@@ -14,6 +14,7 @@ pub mod profiling;
 pub mod search;
 pub mod server;
 pub mod streams;
+pub mod watches;
 
 pub use config::Config;
 pub use server::Server;

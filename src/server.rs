@@ -40,6 +40,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Bounds the blocking queries waiting at once.
     pub waiters: tokio::sync::Semaphore,
+    /// Who the blocking queries wait for.
+    pub watches: crate::watches::Watches,
     /// Bounds the open WebSocket streams.
     pub websockets: Arc<tokio::sync::Semaphore>,
     /// Hands applied point batches to the streams of their runs.
@@ -100,6 +102,7 @@ impl Server {
             http: reqwest::Client::new(),
             node: node.clone(),
             waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
+            watches: crate::watches::Watches::default(),
             websockets: Arc::new(tokio::sync::Semaphore::new(cfg.max_websockets)),
             streams: crate::streams::Hub::new(STREAM_QUEUE),
             cfg,
@@ -182,25 +185,32 @@ fn node_config(cfg: &Config, addr: NodeAddr) -> NodeConfig {
     ncfg
 }
 
-/// Spawns the live-stream hub and serves the peer and client routers.
-fn serve(state: &Arc<AppState>, api: TcpListener, peer: TcpListener) -> Vec<JoinHandle<()>> {
-    let node = &state.node;
-    let (hub, events, stop) = (
-        state.streams.clone(),
-        node.subscribe(),
-        state.shutdown.clone(),
-    );
-    let hub_task = tokio::spawn(async move {
+/// Runs `task` until it ends or the node shuts down.
+fn spawn_until(
+    stop: CancellationToken,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         tokio::select! {
-            () = hub.run(events) => {}
+            () = task => {}
             () = stop.cancelled() => {}
         }
-    });
+    })
+}
+
+/// Spawns the live-stream hub and the watch waker, and serves the peer and client
+/// routers.
+fn serve(state: &Arc<AppState>, api: TcpListener, peer: TcpListener) -> Vec<JoinHandle<()>> {
+    let node = &state.node;
+    let stop = &state.shutdown;
+    let hub_task = spawn_until(stop.clone(), state.streams.clone().run(node.subscribe()));
+    let watch_task = spawn_until(stop.clone(), state.watches.clone().run(node.subscribe()));
     let header_timeout = state.cfg.header_read_timeout;
     let peer_router = metacenter_raft::peer::router(node.clone());
     let api_router = crate::http::router(state.clone());
     vec![
         hub_task,
+        watch_task,
         listen::spawn(peer, peer_router, state.shutdown.clone(), header_timeout),
         listen::spawn(api, api_router, state.shutdown.clone(), header_timeout),
     ]

@@ -2,6 +2,7 @@
 //! with merge, property access, `|`-set add, `ETag` / `If-Match` versions and
 //! `?consistency=linearizable`. Input is validated here, before anything is proposed.
 
+use crate::watches::Topic;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -224,7 +225,13 @@ async fn get_object(
     check_key(&s.cfg.limits, "hash id", &hash)?;
     barrier(&s, &headers, &q).await?;
     if let Some(w) = super::watch::parse(q.as_deref()).map_err(CoreError::bad_request)? {
-        super::watch::block(&s, w, || s.node.store().meta_watch_index(&hash)).await?;
+        // An absent object reads the index of the last deletion, so it waits on those.
+        let mut topics = vec![Topic::Meta(hash.clone())];
+        if s.node.store().meta_get(&hash)?.is_none() {
+            topics.push(Topic::AnyMetaDeletion);
+        }
+        let current = || s.node.store().meta_watch_index(&hash);
+        super::watch::block(&s, w, topics, current).await?;
     }
     let Some(obj) = s.node.store().meta_get(&hash)? else {
         return Err(CoreError::not_found("metadata not found"));

@@ -26,6 +26,7 @@ use super::openapi::CoreError as Err;
 use super::watch;
 use crate::config::EdgeLimits;
 use crate::server::AppState;
+use crate::watches::Topic;
 
 type St = State<Arc<AppState>>;
 
@@ -148,7 +149,8 @@ async fn list(
         s.node.read_barrier().await?;
     }
     if let Some(w) = watch_params(&q)? {
-        watch::block(&s, w, || s.node.store().services_index()).await?;
+        let topics = vec![Topic::AnyService];
+        watch::block(&s, w, topics, || s.node.store().services_index()).await?;
     }
     // A snapshot, taken in O(1): no scan, and apply is not held off while it is read.
     let list = s.node.store().services();
@@ -184,7 +186,12 @@ async fn get_one(
     }
     if let Some(w) = watch_params(&q)? {
         let store = s.node.store();
-        watch::block(&s, w, || match store.service(&name)? {
+        // An absent service reads the list's index (below), so it waits on the list.
+        let mut topics = vec![Topic::Service(name.clone())];
+        if store.service(&name)?.is_none() {
+            topics.push(Topic::AnyService);
+        }
+        watch::block(&s, w, topics, || match store.service(&name)? {
             Some(e) => Ok(e.mod_index),
             None => store.services_index(),
         })

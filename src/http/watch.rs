@@ -2,17 +2,16 @@
 //! watched data changes after raft index N, or the wait runs out (max 5 minutes), then
 //! answers with the current value; `X-Applied-Index` tells the client its next N.
 //!
-//! A waiter sleeps on the applied-event bus and re-checks the watched data's
-//! modification index after every applied batch. Waiters are bounded by
+//! A waiter sleeps on the topics it watches (`crate::watches`) and re-checks the
+//! watched data's modification index when an applied batch touched one of them. Waiters are bounded by
 //! `limits.max_waiters` (429 beyond) and released on shutdown.
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use tokio::sync::broadcast::error::RecvError;
-
 use super::coreerr::CoreError;
 use crate::server::AppState;
+use crate::watches::Topic;
+use axum::http::StatusCode;
 
 /// Longest wait a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -56,8 +55,14 @@ fn parse_wait(v: &str) -> Result<Duration, String> {
 }
 
 /// Blocks until `current()` (the watched data's modification index) exceeds
-/// `w.index`, the wait runs out, or the node shuts down.
-pub async fn block<F>(state: &AppState, w: Watch, current: F) -> Result<(), CoreError>
+/// `w.index`, the wait runs out, or the node shuts down. `current()` is re-read only
+/// when an applied batch touched one of `topics` (see `crate::watches`).
+pub async fn block<F>(
+    state: &AppState,
+    w: Watch,
+    topics: Vec<Topic>,
+    current: F,
+) -> Result<(), CoreError>
 where
     F: Fn() -> Result<u64, metacenter_storage::Error>,
 {
@@ -67,18 +72,28 @@ where
             "too many blocking queries; retry later",
         ));
     };
-    // Subscribe before the first check so that no change can slip in between.
-    let mut events = state.node.subscribe();
+    let notifiers: Vec<_> = topics
+        .into_iter()
+        .map(|t| state.watches.notifier(t))
+        .collect();
     let deadline = tokio::time::Instant::now() + w.wait;
     loop {
+        // Listening before the check, so that no change can slip in between.
+        let mut wakes: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
+        for f in &mut wakes {
+            f.as_mut().enable();
+        }
         if current()? > w.index {
             return Ok(());
         }
+        let woken = async {
+            match wakes.is_empty() {
+                true => std::future::pending().await,
+                false => drop(futures::future::select_all(wakes).await),
+            }
+        };
         tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return Ok(()),
-            },
+            () = woken => continue,
             _ = tokio::time::sleep_until(deadline) => return Ok(()),
             _ = state.shutdown.cancelled() => return Ok(()),
         }
