@@ -30,21 +30,21 @@ pub enum Topic {
 }
 
 /// The topics `cmd` touches; `None` when it may touch services it does not name.
-fn topics_of(cmd: &Command, out: &mut Vec<Topic>) -> Option<()> {
+fn topics_of(cmd: &Command, out: &mut HashSet<Topic>) -> Option<()> {
     match cmd {
         Command::ServiceRegister { name, .. }
         | Command::ServiceHeartbeat { name, .. }
         | Command::ServiceDeregister { name } => {
-            out.push(Topic::Service(name.clone()));
-            out.push(Topic::AnyService);
+            out.insert(Topic::Service(name.clone()));
+            out.insert(Topic::AnyService);
         }
         Command::ServiceReap { .. } => return None,
         Command::MetaMerge { hash, .. } | Command::MetaSetAdd { hash, .. } => {
-            out.push(Topic::Meta(hash.clone()));
+            out.insert(Topic::Meta(hash.clone()));
         }
         Command::MetaDelete { hash, .. } | Command::MetaDeleteProp { hash, .. } => {
-            out.push(Topic::Meta(hash.clone()));
-            out.push(Topic::AnyMetaDeletion);
+            out.insert(Topic::Meta(hash.clone()));
+            out.insert(Topic::AnyMetaDeletion);
         }
         // Listed one by one so that a new command must be placed here.
         Command::Noop
@@ -110,7 +110,7 @@ impl Watches {
 
     /// Wakes the waiters of what `ev` touched.
     pub fn note(&self, ev: &Applied) {
-        let mut touched = Vec::new();
+        let mut touched = HashSet::new();
         let named = !ev.snapshot_installed
             && ev
                 .commands
@@ -121,7 +121,7 @@ impl Watches {
             return self.wake_all();
         }
         if !touched.is_empty() {
-            self.wake(&touched.into_iter().collect());
+            self.wake(&touched);
         }
     }
 

@@ -2,7 +2,6 @@
 //! with merge, property access, `|`-set add, `ETag` / `If-Match` versions and
 //! `?consistency=linearizable`. Input is validated here, before anything is proposed.
 
-use crate::watches::Topic;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,6 +23,7 @@ use super::openapi::core as doc;
 use super::openapi::CoreError as Err;
 use crate::config::EdgeLimits;
 use crate::server::AppState;
+use crate::watches::Topic;
 
 type St = State<Arc<AppState>>;
 type Body = Result<Bytes, BytesRejection>;
@@ -227,7 +227,7 @@ async fn get_object(
     if let Some(w) = super::watch::parse(q.as_deref()).map_err(CoreError::bad_request)? {
         // An absent object reads the index of the last deletion, so it waits on those.
         let mut topics = vec![Topic::Meta(hash.clone())];
-        if s.node.store().meta_get(&hash)?.is_none() {
+        if !s.node.store().meta_exists(&hash)? {
             topics.push(Topic::AnyMetaDeletion);
         }
         let current = || s.node.store().meta_watch_index(&hash);

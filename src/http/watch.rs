@@ -3,15 +3,16 @@
 //! answers with the current value; `X-Applied-Index` tells the client its next N.
 //!
 //! A waiter sleeps on the topics it watches (`crate::watches`) and re-checks the
-//! watched data's modification index when an applied batch touched one of them. Waiters are bounded by
-//! `limits.max_waiters` (429 beyond) and released on shutdown.
+//! watched data's modification index when an applied batch touched one of them.
+//! Waiters are bounded by `limits.max_waiters` (429 beyond) and released on shutdown.
 
 use std::time::Duration;
+
+use axum::http::StatusCode;
 
 use super::coreerr::CoreError;
 use crate::server::AppState;
 use crate::watches::Topic;
-use axum::http::StatusCode;
 
 /// Longest wait a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);

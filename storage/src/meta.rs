@@ -299,6 +299,11 @@ impl Store {
             .map(|v| (header.version, String::from_utf8_lossy(&v).into_owned())))
     }
 
+    /// Whether object `hash` exists (its header; no property is read).
+    pub fn meta_exists(&self, hash: &str) -> Result<bool> {
+        Ok(header_of(&self.sm(), hash)?.is_some())
+    }
+
     /// The raft index after which a watch of `hash` must wake: the object's
     /// modification index, or for an absent object the index of the last deletion.
     pub fn meta_watch_index(&self, hash: &str) -> Result<u64> {

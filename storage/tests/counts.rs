@@ -1,7 +1,8 @@
 //! The per-area counts `/status` shows (`Store::counts`): the metadata object count
 //! that apply keeps equals the objects a full listing finds after every apply of a
 //! random mix of merges, deletes, property deletes, set adds and version mismatches,
-//! and survives a reopen; services, engines and metric metadata are counted too.
+//! and survives a reopen (`meta_exists` is checked against a full read too); services,
+//! engines and metric metadata are counted too.
 
 use std::collections::BTreeMap;
 
@@ -82,6 +83,10 @@ fn the_kept_object_count_matches_a_listing_after_every_apply() {
         store.apply(&entries, b"t").unwrap();
         let n = listed(&store);
         assert_eq!(store.meta_count().unwrap(), n, "after apply call {call}");
+        for h in (0..12).map(|i| format!("h{i}")) {
+            let exists = store.meta_get(&h).unwrap().is_some();
+            assert_eq!(store.meta_exists(&h).unwrap(), exists, "{h}");
+        }
         *seen.entry(n).or_insert(0) += 1;
         if call == 200 {
             drop(store);
