@@ -450,3 +450,40 @@ async fn uninitialised_node_has_no_leader_until_init() {
         .assert_error(StatusCode::BAD_REQUEST, "already initialized");
     n.stop().await;
 }
+
+/// The value of the sample `series` (name and labels exactly) in a scrape, 0 if absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_and_timed_by_route_method_and_status() {
+    let n = TestNode::start(true).await;
+    let scrape = || async {
+        let r = n.http.get(format!("{}/metrics", n.base)).send().await;
+        r.unwrap().text().await.unwrap()
+    };
+    let ok = r#"http_requests_total{method="GET",route="/cluster/members",status="200"}"#;
+    let other = r#"http_requests_total{method="OTHER",route="unmatched",status="404"}"#;
+    let timed = r#"http_request_duration_seconds_count{route="/cluster/members"}"#;
+    let before = scrape().await;
+    for _ in 0..3 {
+        assert_eq!(n.get("/cluster/members").await.status, StatusCode::OK);
+    }
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let r = n.http.request(brew, format!("{}/no/such/route", n.base));
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.headers().contains_key("x-trace-id"));
+    assert!(r.headers().contains_key("x-applied-index"));
+    let after = scrape().await;
+    // Other tests of this binary share the process-wide recorder: at least, not exactly.
+    for (series, added) in [(ok, 3.0), (timed, 3.0), (other, 1.0)] {
+        let grew = sample(&after, series) - sample(&before, series);
+        assert!(grew >= added, "{series} grew by {grew}:\n{after}");
+    }
+    assert!(!after.contains("method=\"BREW\""), "{after}");
+    n.stop().await;
+}

@@ -7,13 +7,13 @@
 //! state at scrape time, so an expired engine's gauges disappear with it and several
 //! in-process nodes never mix their raft figures.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, State};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use utoipa_axum::router::OpenApiRouter;
@@ -80,21 +80,83 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new().routes(routes!(render))
 }
 
-/// Counts every request as `http_requests_total{method,route,status}` and times it.
-pub async fn track(req: Request, next: Next) -> Response {
+/// Installs the global recorder (before any series handle is taken: a handle taken
+/// without a recorder records nowhere, for good).
+pub fn install() {
     let _ = handle();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route)
-        .record(start.elapsed().as_secs_f64());
-    resp
+}
+
+/// The series of one route template (`unmatched` for requests no route took):
+/// `http_request_duration_seconds{route}` and `http_requests_total{method,route,status}`.
+/// Handles are looked up once and kept, so recording a request is a few atomic adds
+/// instead of building and hashing label sets.
+pub struct RouteSeries {
+    route: String,
+    duration: metrics::Histogram,
+    requests: RwLock<Vec<(&'static str, StatusCode, metrics::Counter)>>,
+}
+
+impl RouteSeries {
+    fn new(route: &str) -> Self {
+        RouteSeries {
+            route: route.to_string(),
+            duration: metrics::histogram!("http_request_duration_seconds", "route" => route.to_string()),
+            requests: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Counts and times one answered request.
+    pub fn record(&self, method: &'static str, status: StatusCode, took: Duration) {
+        self.duration.record(took.as_secs_f64());
+        let known = |list: &[(&str, StatusCode, metrics::Counter)]| {
+            list.iter()
+                .find(|(m, s, _)| *m == method && *s == status)
+                .map(|(_, _, c)| c.clone())
+        };
+        let read = known(&self.requests.read().unwrap_or_else(|e| e.into_inner()));
+        let counter = read.unwrap_or_else(|| {
+            let mut list = self.requests.write().unwrap_or_else(|e| e.into_inner());
+            known(&list).unwrap_or_else(|| {
+                let c = metrics::counter!("http_requests_total",
+                    "method" => method, "route" => self.route.clone(),
+                    "status" => status.as_u16().to_string());
+                list.push((method, status, c.clone()));
+                c
+            })
+        });
+        counter.increment(1);
+    }
+}
+
+/// The series of `route` (a matched template; `None`: `unmatched`).
+pub fn route_series(route: Option<&MatchedPath>) -> Arc<RouteSeries> {
+    static ROUTES: OnceLock<RwLock<HashMap<String, Arc<RouteSeries>>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    if let Some(s) = routes.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+        return s.clone();
+    }
+    let mut map = routes.write().unwrap_or_else(|e| e.into_inner());
+    map.entry(route.to_string())
+        .or_insert_with(|| Arc::new(RouteSeries::new(route)))
+        .clone()
+}
+
+/// The `method` label: the standard methods by name, any extension method as `OTHER`
+/// (clients choose methods freely, and each would be a new series).
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 fn escape(v: &str) -> String {

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::Response;
 use axum::Router;
 use tower_http::timeout::RequestBodyDeadlineLayer;
@@ -22,6 +22,7 @@ pub mod body;
 pub mod cluster;
 pub mod coreerr;
 pub mod files;
+pub mod front;
 pub mod load;
 pub mod mcenv;
 pub mod meta;
@@ -70,45 +71,20 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.cfg.max_body_bytes;
     let (api, _) = routes().split_for_parts();
-    api.fallback(not_found)
+    let api = api
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(utf8_path))
+        .layer(front::Utf8PathLayer)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .layer(RequestBodyDeadlineLayer::new(state.cfg.body_read_timeout))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::check))
-        .layer(middleware::from_fn(metrics::track))
-        .layer(middleware::from_fn_with_state(state.clone(), stamp))
+        .layer(RequestBodyDeadlineLayer::new(state.cfg.body_read_timeout));
+    // Without tokens the check would pass every request: no layer at all then.
+    let api = if state.cfg.auth_tokens.is_empty() {
+        api
+    } else {
+        api.layer(middleware::from_fn_with_state(state.clone(), auth::check))
+    };
+    api.layer(front::StampLayer::new(state.clone()))
         .with_state(state)
-}
-
-/// Takes the trace id from `TraceId` / `X-Trace-ID` (else a new UUID) and stamps
-/// `X-Trace-ID` and `X-Applied-Index` on the response.
-async fn stamp(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let trace = trace_id(req.headers());
-    req.extensions_mut().insert(TraceId(trace.clone()));
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&trace) {
-        h.insert(HeaderName::from_static(TRACE_HEADER), v);
-    }
-    h.insert(
-        HeaderName::from_static(APPLIED_INDEX_HEADER),
-        state.node.applied_index().into(),
-    );
-    resp
-}
-
-/// A path whose percent-escapes decode to invalid UTF-8: 400 in the area's envelope
-/// (axum's path extractor would answer it in plain text).
-async fn utf8_path(req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if path.contains('%') && std::str::from_utf8(&load::percent_bytes(path)).is_err() {
-        let msg = format!("the path {path} is not UTF-8 once percent-decoded");
-        let code = mcenv::code::INVALID_INPUT;
-        let title = "Invalid input parameters";
-        return area_error(&req, StatusCode::BAD_REQUEST, code, title, msg);
-    }
-    next.run(req).await
 }
 
 /// Unknown routes: 404 in the envelope of the area the path belongs to.
@@ -139,7 +115,13 @@ async fn method_not_allowed(req: Request) -> Response {
 /// An error in the envelope of the area `req`'s path belongs to: Metadata Center's for
 /// `/v1/*` and `/log/level`, Prometheus' for its discovery paths, `{"error":...}` for
 /// the other `/api/*` and `/ws/*`, else meta-core's.
-fn area_error(req: &Request, status: StatusCode, code: u64, title: &str, msg: String) -> Response {
+pub(crate) fn area_error(
+    req: &Request,
+    status: StatusCode,
+    code: u64,
+    title: &str,
+    msg: String,
+) -> Response {
     use axum::response::IntoResponse;
     let path = req.uri().path();
     if promapi::owns(path) {
@@ -162,15 +144,6 @@ fn area_error(req: &Request, status: StatusCode, code: u64, title: &str, msg: St
         return points::PtError(status, msg).into_response();
     }
     coreerr::CoreError::new(status, msg).into_response()
-}
-
-fn trace_id(headers: &HeaderMap) -> String {
-    ["traceid", TRACE_HEADER]
-        .iter()
-        .filter_map(|n| headers.get(*n)?.to_str().ok())
-        .find(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// Runs a read of the local store that may scan many keys (history, listings) on a
