@@ -10,7 +10,9 @@
 #              peer: a three-member etcd (default fsync durability).
 #   heartbeat  `loadgen heartbeat`: 10,000 services registered, 64 clients heartbeating;
 #              then the same while one more client reads the whole list (`GET /services`
-#              on node 1) 5 times a second (`--list-every 200ms`). No peer.
+#              on node 1) 5 times a second (`--list-every 200ms`); then heartbeats of
+#              services nobody registered (`--unregistered`, each answered 404 by apply:
+#              the whole path, raft round included, without the write). No peer.
 #   load       `loadgen load`: 64 clients of add/first-token/done updates over 100 engines
 #              in 4 clusters, then GET of a cluster of 1,000 engines (1 and 8 clients);
 #              then the same updates 10 and 100 per `POST /v1/load/batch` (updates/s),
@@ -233,6 +235,9 @@ run_heartbeat() {
   # shellcheck disable=SC2046
   run "$BIN/loadgen" heartbeat --targets "$MC_TARGETS" --clients 64 --services "$SERVICES" \
     --list-every 200ms $(timing) >>"$RESULTS"
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" heartbeat --targets "$MC_TARGETS" --clients 64 --services "$SERVICES" \
+    --unregistered --prefix bench-none --label heartbeat-unregistered $(timing) >>"$RESULTS"
 }
 
 run_load() {

@@ -51,4 +51,4 @@ pub use run::{drive, Limit, OpError, RunConfig, RunStats, Workload};
 pub use shared::{
     base64, http_client, parse_duration, parse_targets, random_value, GetAck, KeyGen,
 };
-use shared::{call_json, send_ack};
+use shared::{call_json, send_ack, send_expect};

@@ -1,6 +1,7 @@
 //! `loadgen heartbeat` against an in-process three-node cluster: registration,
 //! heartbeats over every node, and the optional list reader (`--list-every`) each
-//! measure what they did, without errors. `bench.sh heartbeat` relies on these figures.
+//! measure what they did, without errors; with `unregistered`, nothing is registered and
+//! only 404s count. `bench.sh heartbeat` relies on these figures.
 //! Run: `cargo test -p cluster-tests --test loadgen_heartbeat`.
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ fn spec(c: &Cluster, list_every: Option<Duration>) -> HeartbeatSpec {
         prefix: "lg".into(),
         timeout: Duration::from_secs(10),
         list_every,
+        unregistered: false,
     }
 }
 
@@ -70,4 +72,43 @@ async fn heartbeats_and_list_reads_are_measured() {
         .expect("run without the reader");
     assert!(run.lists.is_none());
     assert!(run.beats.acked() > 0);
+
+    // Unregistered: names nobody registered are answered 404, and only 404 counts.
+    let none = HeartbeatSpec {
+        prefix: "none".into(),
+        unregistered: true,
+        ..spec(&c, None)
+    };
+    let run = run_heartbeat(&none, &run_for(Duration::from_millis(200)))
+        .await
+        .expect("unregistered run");
+    assert_eq!(run.registered.acked(), 0);
+    assert!(
+        run.beats.acked() > 0 && run.beats.errors.is_empty(),
+        "{:?}",
+        run.beats.errors
+    );
+    let registered = HeartbeatSpec {
+        unregistered: true,
+        ..spec(&c, None)
+    };
+    let run = run_heartbeat(&registered, &run_for(Duration::from_millis(200)))
+        .await
+        .expect("run expecting 404s of registered services");
+    assert_eq!(run.beats.acked(), 0, "a 200 is not a 404");
+    assert!(
+        run.beats.errors.contains_key("status 200"),
+        "{:?}",
+        run.beats.errors
+    );
+    let r = c
+        .api()
+        .send(1, reqwest::Method::GET, "/services", None)
+        .await
+        .expect("list");
+    assert_eq!(
+        r.json().expect("json")["count"],
+        40,
+        "nothing more registered"
+    );
 }

@@ -138,6 +138,13 @@ struct HeartbeatArgs {
     /// heartbeats run, e.g. `200ms`; reported as `service-list`.
     #[arg(long, value_parser = parse_duration)]
     list_every: Option<Duration>,
+    /// Register nothing and require every heartbeat to be answered 404: the whole
+    /// path of a heartbeat, raft round included, without its write.
+    #[arg(long)]
+    unregistered: bool,
+    /// Name of the heartbeat report (default `heartbeat`).
+    #[arg(long, default_value = "heartbeat")]
+    label: String,
 }
 
 #[derive(Args)]
@@ -326,18 +333,21 @@ async fn heartbeat(a: HeartbeatArgs) -> Result<()> {
         prefix: a.prefix.clone(),
         timeout: c.timeout,
         list_every: a.list_every,
+        unregistered: a.unregistered,
     };
     let run = run_heartbeat(&spec, &run_config(c, clients)).await?;
     let (registered, beats) = (&run.registered, &run.beats);
-    emit(
-        &report("service-register", "metacenter", clients, registered),
-        c.json,
-    )?;
+    if !a.unregistered {
+        emit(
+            &report("service-register", "metacenter", clients, registered),
+            c.json,
+        )?;
+    }
     let Some(lists) = &run.lists else {
-        return emit(&report("heartbeat", "metacenter", clients, beats), c.json);
+        return emit(&report(&a.label, "metacenter", clients, beats), c.json);
     };
     let every = a.list_every.unwrap_or_default().as_millis();
-    let listed = format!("heartbeat-while-listing-every-{every}ms");
+    let listed = format!("{}-while-listing-every-{every}ms", a.label);
     emit(&report(&listed, "metacenter", clients, beats), c.json)?;
     emit(
         &report(

@@ -7,6 +7,11 @@
 //! `list_every`, one more client reads the whole list (`GET /services` on the first
 //! target) at that pace while the heartbeats run, as a dashboard or a discovery
 //! client would, and is measured on its own.
+//!
+//! With `unregistered`, nothing is registered and every heartbeat must be answered 404:
+//! such a heartbeat still takes the whole path (HTTP, forwarding, the raft round, the log
+//! and its fsync, apply) but writes nothing, so it measures what the path costs without
+//! the write.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +21,9 @@ use anyhow::Result;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{drive, http_client, send_ack, Limit, OpError, RunConfig, RunStats, Workload};
+use super::{
+    drive, http_client, send_ack, send_expect, Limit, OpError, RunConfig, RunStats, Workload,
+};
 
 /// Parameters of the heartbeat workload.
 #[derive(Clone, Debug)]
@@ -29,6 +36,8 @@ pub struct HeartbeatSpec {
     pub timeout: Duration,
     /// Read the whole list this often during the heartbeats (`None`: never).
     pub list_every: Option<Duration>,
+    /// Register nothing; every heartbeat must be answered 404.
+    pub unregistered: bool,
 }
 
 fn service_name(prefix: &str, i: usize) -> String {
@@ -68,6 +77,7 @@ pub struct Heartbeat {
     /// `urls[target][service]`.
     urls: Vec<Vec<String>>,
     clients: usize,
+    unregistered: bool,
 }
 
 impl Heartbeat {
@@ -88,6 +98,7 @@ impl Heartbeat {
             http: http_client(spec.clients, spec.timeout)?,
             urls,
             clients: spec.clients.max(1),
+            unregistered: spec.unregistered,
         })
     }
 }
@@ -99,7 +110,11 @@ impl Workload for Heartbeat {
             .wrapping_mul(self.clients)
             .wrapping_add(client)
             % per_target.len();
-        send_ack(self.http.post(&per_target[i])).await
+        let req = self.http.post(&per_target[i]);
+        match self.unregistered {
+            false => send_ack(req).await,
+            true => send_expect(req, |s| s == reqwest::StatusCode::NOT_FOUND).await,
+        }
     }
 }
 
@@ -121,7 +136,11 @@ pub async fn run_heartbeat(spec: &HeartbeatSpec, cfg: &RunConfig) -> Result<Hear
     };
     let fill = RunConfig {
         clients: spec.clients,
-        limit: Limit::Ops(spec.services as u64),
+        limit: Limit::Ops(if spec.unregistered {
+            0
+        } else {
+            spec.services as u64
+        }),
         warmup: Duration::ZERO,
         error_pause: cfg.error_pause,
     };

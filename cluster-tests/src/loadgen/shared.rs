@@ -122,10 +122,18 @@ pub(super) async fn call_json(req: reqwest::RequestBuilder) -> Result<(u16, Valu
 
 /// Sends a write and drains the answer (so the connection is reused); `Ok` on 2xx.
 pub(super) async fn send_ack(req: reqwest::RequestBuilder) -> Result<(), OpError> {
+    send_expect(req, |s| s.is_success()).await
+}
+
+/// Sends `req` and drains the answer; acknowledged when `ok` accepts its status.
+pub(super) async fn send_expect(
+    req: reqwest::RequestBuilder,
+    ok: impl Fn(reqwest::StatusCode) -> bool,
+) -> Result<(), OpError> {
     let resp = req.send().await.map_err(|e| OpError::from_reqwest(&e))?;
     let status = resp.status();
     resp.bytes().await.map_err(|e| OpError::from_reqwest(&e))?;
-    if status.is_success() {
+    if ok(status) {
         Ok(())
     } else {
         Err(OpError::Status(status.as_u16().to_string()))
