@@ -39,6 +39,17 @@ async fn peer_requests_need_the_cluster_secret() {
         let st = r.send().await.expect("answer").status();
         assert_eq!(st, StatusCode::BAD_REQUEST, "{path} with the secret");
     }
+    // An unknown path is not told apart from a known one without the secret.
+    let url = format!("http://{}/raft/nothing", n.peer_addr());
+    let st = client.post(&url).send().await.expect("answer").status();
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "unknown path without the secret"
+    );
+    let r = client.post(&url).header(SECRET_HEADER, SECRET);
+    let st = r.send().await.expect("answer").status();
+    assert_eq!(st, StatusCode::NOT_FOUND, "unknown path with the secret");
 }
 
 /// Node `id` that asks `leader` to add it, with `secret` and the test's tokens.
