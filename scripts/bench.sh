@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — benchmarks of metacenter against its peers, same machine, same run.
 #
-#   scripts/bench.sh [kv|heartbeat|load|points|ws|failover|search|all] [--quick]
+#   scripts/bench.sh [kv|heartbeat|load|points|ws|failover|search|one-node|all] [--quick]
 #
 # Builds the release binaries, starts a three-node metacenter cluster on loopback (data in a
 # temporary directory under target/), runs the chosen workloads against it, stops it, runs
@@ -36,6 +36,9 @@
 #              series of one tenant, then 1,000 tenants of 100; each tenant is full-synced
 #              through the 3-node cluster (time reported), then 1 and 8 clients search
 #              (two-word queries, random tenants); the nodes' RSS is logged.
+#   one-node   the heartbeat, heartbeat-unregistered and load-update rows again, against a
+#              cluster of one node (no replication, no forwarding; labelled `-one-node`):
+#              a bound that a three-node cluster on the same cores cannot pass. No peer.
 #   all        all of the above.
 # Peers are installed with apt-get when missing. Everything it started is stopped on exit.
 # `--quick` runs ~2 s per row (CI smoke mode); no timing is ever asserted, but the script
@@ -54,10 +57,10 @@ WORKLOAD=kv
 QUICK=0
 for arg in "$@"; do
   case "$arg" in
-    kv | heartbeat | load | points | ws | failover | search | all) WORKLOAD=$arg ;;
+    kv | heartbeat | load | points | ws | failover | search | one-node | all) WORKLOAD=$arg ;;
     --quick) QUICK=1 ;;
     -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|ws|failover|search|all] [--quick])" >&2; exit 2 ;;
+    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|ws|failover|search|one-node|all] [--quick])" >&2; exit 2 ;;
   esac
 done
 
@@ -174,12 +177,13 @@ build() {
   (cd "$ROOT" && run cargo build --release -q -p metacenter -p cluster-tests "${FEATURES[@]}")
 }
 
+# Starts a metacenter cluster of $1 nodes (default 3) on the first of MC_TARGETS' ports.
 start_metacenter() {
-  local i args kv
+  local i args kv n=${1:-3} targets
   GEN=$((GEN + 1))
-  check_ports $((MC_API + 1)) $((MC_API + 2)) $((MC_API + 3)) \
-    $((MC_PEER + 1)) $((MC_PEER + 2)) $((MC_PEER + 3))
-  for i in 1 2 3; do
+  for ((i = 1; i <= n; i++)); do check_ports $((MC_API + i)) $((MC_PEER + i)); done
+  targets=$(echo "$MC_TARGETS" | cut -d, -f1-"$n")
+  for ((i = 1; i <= n; i++)); do
     args=(run --id "$i" --listen "127.0.0.1:$((MC_API + i))"
       --peer-listen "127.0.0.1:$((MC_PEER + i))" --data-dir "$WORK/mc$i.$GEN" --set log.level=warn)
     if [[ $i == 1 ]]; then args+=(--bootstrap); else args+=(--join "127.0.0.1:$((MC_API + 1))"); fi
@@ -187,7 +191,7 @@ start_metacenter() {
     "$BIN/metacenter" "${args[@]}" >"$WORK/mc$i.$GEN.log" 2>&1 &
     PIDS+=($!)
   done
-  run "$BIN/loadgen" wait --system metacenter --targets "$MC_TARGETS" --voters 3 --timeout 90s
+  run "$BIN/loadgen" wait --system metacenter --targets "$targets" --voters "$n" --timeout 90s
 }
 
 start_etcd() {
@@ -256,6 +260,21 @@ run_load() {
   # shellcheck disable=SC2046
   run "$BIN/loadgen" load --targets "$MC_TARGETS" --reads-only --read-engines 1 \
     --read-clients 64 $(timing) >>"$RESULTS"
+}
+
+# The one-node rows (see the header), against the cluster start_metacenter 1 started.
+run_one_node() {
+  local one=${MC_TARGETS%%,*}
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" heartbeat --targets "$one" --clients 64 --services "$SERVICES" \
+    --label heartbeat-one-node $(timing) >>"$RESULTS"
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" heartbeat --targets "$one" --clients 64 --services "$SERVICES" \
+    --unregistered --prefix bench-none --label heartbeat-unregistered-one-node \
+    $(timing) >>"$RESULTS"
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" load --targets "$one" --clients 64 --engines 100 --clusters 4 \
+    --read-engines 0 --label load-update-one-node $(timing) >>"$RESULTS"
 }
 
 run_points() {
@@ -387,6 +406,12 @@ main() {
     if wants load; then run_load; fi
     if wants points; then run_points; fi
     if wants ws; then run_ws; fi
+    stop_all
+  fi
+  if wants one-node; then
+    log "metacenter: 1 node on ${MC_TARGETS%%,*}"
+    start_metacenter 1
+    run_one_node
     stop_all
   fi
   if wants search; then run_search; fi

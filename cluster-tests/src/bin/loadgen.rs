@@ -187,9 +187,12 @@ struct LoadArgs {
     #[arg(long)]
     reads_only: bool,
     /// Updates per request: above 1, sent together through `POST /v1/load/batch` and
-    /// reported as `load-update-batch-N` in updates per second.
+    /// reported as `{label}-batch-N` in updates per second.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Name of the update report (batches: `{label}-batch-N`).
+    #[arg(long, default_value = "load-update")]
+    label: String,
 }
 
 #[derive(Args)]
@@ -416,9 +419,9 @@ async fn load(a: LoadArgs) -> Result<()> {
     if !a.reads_only {
         let stats = run_updates(&spec, &run_config(c, clients)).await?;
         let row = match a.batch {
-            1 => report("load-update", "metacenter", clients, &stats),
+            1 => report(&a.label, "metacenter", clients, &stats),
             n => report(
-                &format!("load-update-batch-{n}"),
+                &format!("{}-batch-{n}", a.label),
                 "metacenter",
                 clients,
                 &stats,
