@@ -111,9 +111,10 @@ impl Workload for Heartbeat {
             .wrapping_add(client)
             % per_target.len();
         let req = self.http.post(&per_target[i]);
-        match self.unregistered {
-            false => send_ack(req).await,
-            true => send_expect(req, |s| s == reqwest::StatusCode::NOT_FOUND).await,
+        if self.unregistered {
+            send_expect(req, |s| s == reqwest::StatusCode::NOT_FOUND).await
+        } else {
+            send_ack(req).await
         }
     }
 }
