@@ -50,6 +50,13 @@ async fn peer_requests_need_the_cluster_secret() {
     let r = client.post(&url).header(SECRET_HEADER, SECRET);
     let st = r.send().await.expect("answer").status();
     assert_eq!(st, StatusCode::NOT_FOUND, "unknown path with the secret");
+    // Nor is a known path asked with another method.
+    let url = format!("http://{}/raft/append", n.peer_addr());
+    let st = client.get(&url).send().await.expect("answer").status();
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "GET without the secret");
+    let r = client.get(&url).header(SECRET_HEADER, SECRET);
+    let st = r.send().await.expect("answer").status();
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED, "GET with the secret");
 }
 
 /// Node `id` that asks `leader` to add it, with `secret` and the test's tokens.

@@ -28,6 +28,8 @@ pub fn router(node: Arc<RaftNode>) -> Router {
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/forward", post(forward))
+        // Unknown paths and methods answer 401 too without the secret.
+        .method_not_allowed_fallback(|_: Authorized| async { StatusCode::METHOD_NOT_ALLOWED })
         .fallback(|_: Authorized| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
         .with_state(node)
