@@ -91,6 +91,9 @@ RESULTS=$WORK/results.jsonl
 PIDS=()
 CHILD=""
 GEN=0      # clusters started so far: each gets fresh data directories
+# The cluster secret of every metacenter cluster this run starts (through the
+# environment: the command line is readable by every local process).
+MC_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 LOST=()    # systems whose failover run lost or changed acknowledged writes
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -188,7 +191,7 @@ start_metacenter() {
       --peer-listen "127.0.0.1:$((MC_PEER + i))" --data-dir "$WORK/mc$i.$GEN" --set log.level=warn)
     if [[ $i == 1 ]]; then args+=(--bootstrap); else args+=(--join "127.0.0.1:$((MC_API + 1))"); fi
     for kv in ${BENCH_MC_SET:-}; do args+=(--set "$kv"); done
-    "$BIN/metacenter" "${args[@]}" >"$WORK/mc$i.$GEN.log" 2>&1 &
+    METACENTER_CLUSTER_SECRET="$MC_SECRET" "$BIN/metacenter" "${args[@]}" >"$WORK/mc$i.$GEN.log" 2>&1 &
     PIDS+=($!)
   done
   run "$BIN/loadgen" wait --system metacenter --targets "$targets" --voters "$n" --timeout 90s

@@ -14,6 +14,8 @@
 # ${CLUSTER_DIR:-./cluster-data}. The binary is $METACENTER_BIN if set, else
 # target/release/metacenter, rebuilt with cargo when the sources are newer.
 # METACENTER_* variables (see the README's configuration reference) reach every node.
+# The cluster secret is $METACENTER_CLUSTER_SECRET, else a random one kept in
+# $CLUSTER_DIR/secret.
 # START_TIMEOUT (seconds, default 60) bounds how long start and restart wait.
 
 set -euo pipefail
@@ -92,8 +94,25 @@ node_args() {
     fi
 }
 
+# The cluster secret: $METACENTER_CLUSTER_SECRET if set, else one made on the first start
+# and kept in $CLUSTER_DIR/secret (mode 600), so that restarts use the same one. It
+# reaches the nodes through the environment, never the command line (which every local
+# process can read).
+cluster_secret() {
+    local f="$CLUSTER_DIR/secret"
+    if [[ -n "${METACENTER_CLUSTER_SECRET:-}" ]]; then
+        echo "$METACENTER_CLUSTER_SECRET"
+        return
+    fi
+    if [[ ! -s "$f" ]]; then
+        mkdir -p "$CLUSTER_DIR"
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$f")
+    fi
+    cat "$f"
+}
+
 start_node() {
-    local n="$1" bin="$2" pid args=()
+    local n="$1" bin="$2" pid args=() secret
     pid="$(node_pid "$n")"
     if [[ -n "$pid" ]]; then
         echo "node $n already running (pid $pid)"
@@ -104,9 +123,10 @@ start_node() {
     fi
     mapfile -t args < <(node_args "$n")
     mkdir -p "$CLUSTER_DIR/node$n"
+    secret="$(cluster_secret)"
     echo "=== $(date -u +%FT%TZ) start: $bin ${args[*]}" >>"$(log_file "$n")"
     # A session of its own, so that the node outlives this script and its terminal.
-    setsid "$bin" "${args[@]}" >>"$(log_file "$n")" 2>&1 </dev/null &
+    METACENTER_CLUSTER_SECRET="$secret" setsid "$bin" "${args[@]}" >>"$(log_file "$n")" 2>&1 </dev/null &
     echo $! >"$(pid_file "$n")"
     echo "node $n started (pid $!, api $(api_addr "$n"), log $(log_file "$n"))"
 }

@@ -66,7 +66,8 @@ struct NodeFlags {
     advertise_peer: Option<String>,
     #[arg(long)]
     cluster_secret: Option<String>,
-    /// Allow a non-loopback peer listener without a cluster secret.
+    /// Serve the peer port without a cluster secret (anyone who reaches it can rewrite
+    /// the state).
     #[arg(long)]
     insecure: bool,
     /// Initialise a one-node cluster on first start.
@@ -158,7 +159,20 @@ fn build_config(flags: &NodeFlags, dev: bool) -> Result<Config> {
     {
         bail!("dev mode binds loopback only; use `metacenter run` for other addresses");
     }
+    if dev && c.secret.is_empty() && !c.insecure {
+        // One member: no peer needs to know it, and no local process can guess it.
+        c.secret = random_secret();
+    }
     Ok(c)
+}
+
+/// 244 random bits as text (two v4 UUIDs).
+fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 async fn run_node(cfg: Config) -> Result<()> {

@@ -124,6 +124,7 @@ impl Server {
             tasks.push(listen::spawn(l, router, shutdown.clone(), header_timeout));
         }
         tasks.push(tokio::spawn(crate::housekeeping::run(state.clone())));
+        crate::oversized::spawn_check(node.store().clone(), state.cfg.limits.object);
         if let Some(join) = state.cfg.join.clone() {
             tasks.push(tokio::spawn(join_cluster(state.clone(), join, addr)));
         }
@@ -169,6 +170,7 @@ fn node_config(cfg: &Config, addr: NodeAddr) -> NodeConfig {
         addr.clone(),
         cfg.secret.clone(),
     );
+    ncfg.insecure = cfg.insecure;
     ncfg.heartbeat_ms = cfg.heartbeat_ms;
     ncfg.election_min_ms = cfg.election_min_ms;
     ncfg.election_max_ms = cfg.election_max_ms;
@@ -181,6 +183,7 @@ fn node_config(cfg: &Config, addr: NodeAddr) -> NodeConfig {
         ..BatchLimits::default()
     };
     ncfg.forward_in_flight = cfg.forward_max_in_flight;
+    ncfg.max_write_bytes = ncfg.max_write_bytes.max(cfg.max_body_bytes);
     ncfg.faults = cfg.faults.clone();
     ncfg
 }

@@ -173,6 +173,7 @@ impl Process {
             .args(["run", "--id", "1", "--bootstrap", "--listen", &api])
             .args(["--peer-listen", &peer_addr, "--data-dir"])
             .arg(data)
+            .env("METACENTER_CLUSTER_SECRET", "test-cluster-secret")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()

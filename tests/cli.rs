@@ -37,6 +37,8 @@ fn spawn(dir: &Path, name: &str, args: &[&str]) -> Running {
     let err = File::create(dir.join(format!("{name}.err"))).expect("stderr file");
     let child = Command::new(BIN)
         .args(args)
+        .env_remove("METACENTER_CLUSTER_SECRET")
+        .env_remove("METACENTER_CLUSTER_INSECURE")
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -151,6 +153,21 @@ fn dev_refuses_a_non_loopback_listener() {
 }
 
 #[test]
+fn run_refuses_to_start_without_a_cluster_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let args = ["run", "--id", "1", "--bootstrap", "--data-dir", &data_dir];
+    let loopback = ["--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0"];
+    let f = run(&[&args[..], &loopback].concat());
+    assert!(!f.status.success(), "a node started without a secret");
+    assert!(
+        f.stderr.contains("cluster.secret") && f.stderr.contains("--insecure"),
+        "unclear refusal: {}",
+        f.stderr
+    );
+}
+
+#[test]
 fn health_of_a_closed_port_exits_1() {
     let port = free_ports(1)[0];
     let f = run(&["health", "--node", &format!("127.0.0.1:{port}")]);
@@ -177,6 +194,8 @@ fn bootstrapped_node_serves_and_stops_on_sigterm() {
         "--data-dir",
         &data_dir,
         "--bootstrap",
+        "--set",
+        "cluster.secret=cli-test-secret",
         "--set",
         "raft.election_min_ms=500",
         "--set",

@@ -69,6 +69,7 @@ impl TestNode {
             ("node.data_dir", data_dir),
             ("node.listen", "127.0.0.1:0"),
             ("node.peer_listen", "127.0.0.1:0"),
+            ("cluster.secret", "test-cluster-secret"),
             ("node.bootstrap", if bootstrap { "true" } else { "false" }),
         ] {
             cfg.set(k, v).expect("valid setting");

@@ -177,6 +177,7 @@ impl Node {
             ("node.data_dir", data.path().to_str().expect("UTF-8 path")),
             ("node.listen", "127.0.0.1:0"),
             ("node.peer_listen", "127.0.0.1:0"),
+            ("cluster.secret", "test-cluster-secret"),
             ("node.bootstrap", if bootstrap { "true" } else { "false" }),
         ];
         for (k, v) in base.iter().chain(extra) {

@@ -20,6 +20,7 @@ async fn start(pprof_port: u16) -> (tempfile::TempDir, Server) {
         ("node.data_dir", dir.path().to_str().unwrap().to_string()),
         ("node.listen", "127.0.0.1:0".into()),
         ("node.peer_listen", "127.0.0.1:0".into()),
+        ("cluster.secret", "test-cluster-secret".into()),
         ("node.bootstrap", "true".into()),
         ("pprof.enable", "true".into()),
         ("pprof.listen", format!("127.0.0.1:{pprof_port}")),

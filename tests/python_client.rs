@@ -64,6 +64,7 @@ async fn metacore_python_client_example() {
         ("node.data_dir", data.path().to_str().expect("UTF-8 path")),
         ("node.listen", "127.0.0.1:0"),
         ("node.peer_listen", "127.0.0.1:0"),
+        ("cluster.secret", "test-cluster-secret"),
         ("node.bootstrap", "true"),
         ("files.root", data.path().to_str().expect("UTF-8 path")),
     ] {

@@ -173,6 +173,7 @@ impl Cluster {
         cfg.set("node.data_dir", &slot.dir.path().to_string_lossy())?;
         cfg.set("node.listen", &slot.api.to_string())?;
         cfg.set("node.peer_listen", &slot.peer.to_string())?;
+        cfg.set("cluster.secret", "inproc-cluster-secret")?;
         for (k, v) in &self.settings {
             cfg.set(k, v)?;
         }

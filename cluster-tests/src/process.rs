@@ -34,6 +34,10 @@ pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("log.level", "info"),
 ];
 
+/// The cluster secret of every process cluster (through the environment, as an
+/// operator should pass it: the command line is readable by every local process).
+pub const SECRET: &str = "process-cluster-secret";
+
 /// How long start-up and membership changes may take.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -93,6 +97,7 @@ impl Node {
         let err: File = log.try_clone()?;
         let child = Command::new(bin)
             .args(&self.args)
+            .env("METACENTER_CLUSTER_SECRET", SECRET)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

@@ -133,6 +133,23 @@ async fn writer(
     ok
 }
 
+/// Polls until node `id`'s `/ready` answers `ready` and its `/health` agrees.
+async fn wait_ready_is(c: &Cluster, id: NodeId, ready: bool) {
+    let what = format!("node {id} ready={ready}");
+    poll::until(&what, SETTLE, || async {
+        let r = c.api().send(id, Method::GET, "/ready", None).await.ok()?;
+        let h = c.api().send(id, Method::GET, "/health", None).await.ok()?;
+        let health = h.json().ok()?["status"].clone();
+        let want = if ready {
+            (200, "ok")
+        } else {
+            (503, "degraded")
+        };
+        (r.status == want.0 && health == want.1).then_some(())
+    })
+    .await;
+}
+
 /// Polls until `acked` reaches `at_least`.
 async fn wait_acked(what: &str, acked: &AtomicUsize, at_least: usize) {
     poll::until(what, SETTLE, || async {
@@ -201,8 +218,13 @@ async fn minority_partition_cannot_commit() {
     let majority = others(&c, old);
     must_put(&c, old, "base", "k", "v0").await;
     c.wait_applied_equal().await;
+    for id in c.ids() {
+        wait_ready_is(&c, id, true).await;
+    }
 
     c.isolate(old);
+    // Still leader in its own eyes, but no quorum hears it: neither healthy nor ready.
+    wait_ready_is(&c, old, false).await;
     // Bounded so that a hang fails the test instead of blocking it.
     let bound = forward_timeout + Duration::from_secs(10);
     let put = c.api().put(old, "minority", "k", "lost");
@@ -229,6 +251,9 @@ async fn minority_partition_cannot_commit() {
     assert!(majority.contains(&agreed), "leader {agreed} after heal");
     c.wait_applied_equal().await;
     assert_same_data(&c, new);
+    for id in c.ids() {
+        wait_ready_is(&c, id, true).await;
+    }
     for id in c.ids() {
         assert_absent(&c, id, "minority", "k").await;
         for m in &majority {

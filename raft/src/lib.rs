@@ -19,6 +19,8 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod peer;
+pub mod peer_body;
+mod quorum;
 mod snapshot_files;
 pub mod state_machine;
 pub mod types;

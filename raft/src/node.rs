@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub addr: NodeAddr,
     /// Cluster secret sent and required on every peer request.
     pub secret: String,
+    /// Serve peers without a secret when `secret` is empty; otherwise an empty secret
+    /// refuses every peer request (fail closed).
+    pub insecure: bool,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
@@ -54,6 +57,9 @@ pub struct NodeConfig {
     /// How long a write or read barrier may wait for a leader.
     pub forward_timeout: Duration,
     pub batch: BatchLimits,
+    /// The largest single write (one client request's commands, estimated): larger ones
+    /// are refused, so that a log entry, and so a peer request, stays bounded.
+    pub max_write_bytes: usize,
     /// A follower's packs of forwarded writes on their way to the leader at once.
     pub forward_in_flight: usize,
     /// Injected faults (tests); empty in production.
@@ -68,6 +74,7 @@ impl NodeConfig {
             data_dir,
             addr,
             secret,
+            insecure: false,
             heartbeat_ms: 100,
             election_min_ms: 1000,
             election_max_ms: 2000,
@@ -75,6 +82,7 @@ impl NodeConfig {
             keep_logs: 5_000,
             forward_timeout: Duration::from_secs(10),
             batch: BatchLimits::default(),
+            max_write_bytes: 4 << 20,
             forward_in_flight: 2,
             faults: Arc::new(Faults::default()),
         }
@@ -120,8 +128,12 @@ pub struct RaftNode {
     forwarder: Coalescer,
     peers: PeerClient,
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
-    /// When a leader's append request last arrived (fast failover).
-    pub(crate) contact: Arc<crate::watchdog::Contact>,
+    /// Bounds of the peer listener's request bodies.
+    pub(crate) peer_limits: crate::peer_body::PeerLimits,
+    pub(crate) peer_in_flight: crate::peer_body::InFlight,
+    /// When a leader's append request last arrived (fast failover, health) and when
+    /// this node, as leader, last heard from a quorum (health).
+    pub(crate) touch: Arc<crate::quorum::Touch>,
 }
 
 /// Opens the database and the snapshot directory under `dir`, with errors that name
@@ -216,7 +228,8 @@ impl RaftNode {
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.keep_logs,
-            max_payload_entries: 32,
+            max_payload_entries: crate::peer_body::MAX_PAYLOAD_ENTRIES,
+            snapshot_max_chunk_size: crate::peer_body::SNAPSHOT_CHUNK,
             ..Default::default()
         }
         .validate()
@@ -236,15 +249,21 @@ impl RaftNode {
         ));
         let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tokio::spawn(count_leader_changes(raft.metrics(), leader_changes.clone()));
-        let contact = Arc::new(crate::watchdog::Contact::default());
+        let touch = Arc::new(crate::quorum::Touch::default());
         let timing = crate::watchdog::Timing {
             heartbeat: Duration::from_millis(cfg.heartbeat_ms),
             lease: Duration::from_millis(cfg.election_max_ms),
         };
+        tokio::spawn(crate::quorum::probe(
+            raft.clone(),
+            touch.clone(),
+            timing.heartbeat * 2,
+            timing.lease,
+        ));
         tokio::spawn(crate::watchdog::run(
             raft.clone(),
             cfg.id,
-            contact.clone(),
+            touch.clone(),
             timing,
         ));
         let forward_limits = BatchLimits {
@@ -254,8 +273,11 @@ impl RaftNode {
         Ok(Arc::new_cyclic(|me: &Weak<RaftNode>| {
             let me = me.clone();
             let work: Work = Arc::new(move |commands| forward_pack(me.clone(), commands).boxed());
+            let peer_limits = crate::peer_body::PeerLimits::of(&cfg);
             RaftNode {
-                contact,
+                peer_in_flight: crate::peer_body::InFlight::new(&peer_limits),
+                peer_limits,
+                touch,
                 cfg,
                 raft,
                 store,
@@ -315,6 +337,13 @@ impl RaftNode {
     /// Commits `commands` through the leader (wherever it is) and returns their responses.
     /// On a follower, concurrent writes travel to the leader packed into one request.
     pub async fn write(&self, commands: Vec<Command>) -> Result<Vec<Response>> {
+        let size: usize = commands.iter().map(Command::size_hint).sum();
+        if size > self.cfg.max_write_bytes {
+            return Err(Error::Invalid(format!(
+                "a write of about {size} bytes is over the {}-byte limit of one write",
+                self.cfg.max_write_bytes
+            )));
+        }
         match self.leader() {
             Some((id, _)) if id == self.cfg.id => self.write_via_leader(commands).await,
             _ => self.forwarder.submit(commands).await,
@@ -581,5 +610,13 @@ impl RaftNode {
 
     pub fn committed_index(&self) -> u64 {
         self.log.committed_index()
+    }
+
+    /// Whether this node had proof within the leader lease that it can commit: as
+    /// leader, a quorum confirmed it; as follower or learner, the leader was heard.
+    pub fn in_touch(&self) -> bool {
+        let lease = Duration::from_millis(self.cfg.election_max_ms);
+        let state = self.raft.metrics().borrow().state;
+        self.touch.silence(state).is_some_and(|s| s <= lease)
     }
 }

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -16,9 +16,6 @@ use serde::Serialize;
 
 use crate::network::SECRET_HEADER;
 use crate::node::{PeerOp, RaftNode};
-
-/// Largest peer request body (append batches, snapshot chunks).
-pub const MAX_PEER_BODY: usize = 256 << 20;
 
 /// The peer listener's routes for `node`.
 #[allow(clippy::disallowed_methods)] // not the client API: nothing to put in /openapi.json
@@ -31,7 +28,8 @@ pub fn router(node: Arc<RaftNode>) -> Router {
         // Unknown paths and methods answer 401 too without the secret.
         .method_not_allowed_fallback(|_: Authorized| async { StatusCode::METHOD_NOT_ALLOWED })
         .fallback(|_: Authorized| async { StatusCode::NOT_FOUND })
-        .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
+        // Each route reads its own body within its own limit (`peer_body`).
+        .layer(DefaultBodyLimit::disable())
         .with_state(node)
 }
 
@@ -61,7 +59,9 @@ impl FromRequestParts<Arc<RaftNode>> for Authorized {
             .get(SECRET_HEADER)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        if secret_matches(given, node.cfg.secret.as_bytes()) {
+        let expected = node.cfg.secret.as_bytes();
+        let open = expected.is_empty() && node.cfg.insecure;
+        if open || (!expected.is_empty() && secret_matches(given, expected)) {
             Ok(Authorized)
         } else {
             Err((StatusCode::UNAUTHORIZED, "missing or wrong cluster secret"))
@@ -82,35 +82,67 @@ fn encode<T: Serialize>(v: &T) -> Response {
     }
 }
 
-async fn append(_: Authorized, State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
-    match decode(&body) {
-        Ok(req) => {
-            node.contact.touch();
-            encode(&node.raft.append_entries(req).await)
-        }
+type Node = State<Arc<RaftNode>>;
+
+/// Reads a body of at most `limit` bytes within the listener's in-flight bound and
+/// decodes it; the answer is `answer(decoded)`, or the 400/413 of a bad body.
+async fn serve<T, F, Fut>(
+    node: &RaftNode,
+    h: &HeaderMap,
+    body: Body,
+    limit: usize,
+    answer: F,
+) -> Response
+where
+    T: DeserializeOwned,
+    F: FnOnce(T) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let (bytes, _room) = match node.peer_in_flight.read(h, body, limit).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match decode(&bytes) {
+        Ok(req) => answer(req).await,
         Err(r) => r,
     }
 }
 
-async fn vote(_: Authorized, State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
-    match decode(&body) {
-        Ok(req) => encode(&node.raft.vote(req).await),
-        Err(r) => r,
-    }
+async fn append(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    let limit = node.peer_limits.append;
+    let n = &node;
+    serve(n, &h, body, limit, |req| async move {
+        n.touch.leader.touch();
+        encode(&n.raft.append_entries(req).await)
+    })
+    .await
 }
 
-async fn snapshot(_: Authorized, State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
-    match decode(&body) {
-        Ok(req) => encode(&node.raft.install_snapshot(req).await),
-        Err(r) => r,
-    }
+async fn vote(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    let limit = node.peer_limits.vote;
+    let n = &node;
+    serve(n, &h, body, limit, |req| async move {
+        encode(&n.raft.vote(req).await)
+    })
+    .await
 }
 
-async fn forward(_: Authorized, State(node): State<Arc<RaftNode>>, body: Bytes) -> Response {
-    match decode::<PeerOp>(&body) {
-        Ok(op) => encode(&node.handle_local(&op).await),
-        Err(r) => r,
-    }
+async fn snapshot(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    let limit = node.peer_limits.snapshot;
+    let n = &node;
+    serve(n, &h, body, limit, |req| async move {
+        encode(&n.raft.install_snapshot(req).await)
+    })
+    .await
+}
+
+async fn forward(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    let limit = node.peer_limits.forward;
+    let n = &node;
+    serve(n, &h, body, limit, |op: PeerOp| async move {
+        encode(&n.handle_local(&op).await)
+    })
+    .await
 }
 
 #[cfg(test)]

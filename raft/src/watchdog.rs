@@ -56,7 +56,8 @@ pub struct Timing {
 }
 
 /// Watches for a dead leader until raft shuts down.
-pub async fn run(raft: Raft, me: NodeId, contact: Arc<Contact>, t: Timing) {
+pub async fn run(raft: Raft, me: NodeId, touch: Arc<crate::quorum::Touch>, t: Timing) {
+    let contact = &touch.leader;
     let mut metrics = raft.metrics();
     loop {
         tokio::select! {

@@ -61,11 +61,15 @@ impl Config {
         if let Err(why) = crate::search::settings::validate(&self.sync.defaults) {
             return Err(invalid("sync", String::new(), &why));
         }
-        if self.secret.is_empty() && !self.insecure && !is_loopback(&self.peer_listen) {
+        // Loopback is no exception: any local process could otherwise rewrite the state
+        // through the peer port.
+        if self.secret.is_empty() && !self.insecure {
             return Err(invalid(
                 "cluster.secret",
                 String::new(),
-                "a peer listener on a non-loopback address needs a cluster secret (or --insecure)",
+                "every peer listener needs a cluster secret (--cluster-secret or \
+                 METACENTER_CLUSTER_SECRET, the same on every member); --insecure serves \
+                 raft to anyone who can reach the peer port",
             ));
         }
         Ok(())
@@ -89,11 +93,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_loopback_needs_secret() {
+    fn every_peer_listener_needs_a_secret() {
         let mut c = Config::default();
-        c.set("node.peer_listen", "0.0.0.0:8090").unwrap();
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("cluster.secret"), "{e}");
+        for peer in ["0.0.0.0:8090", "127.0.0.1:8090", "localhost:0"] {
+            c.set("node.peer_listen", peer).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("cluster.secret"), "{peer}: {e}");
+        }
         c.set("cluster.insecure", "true").unwrap();
         assert!(c.validate().is_ok(), "--insecure allows it");
         c.set("cluster.insecure", "false").unwrap();

@@ -73,7 +73,7 @@ fn leader_json(s: &AppState) -> Option<Value> {
     }))
 }
 
-/// Health: ok, or degraded without a leader or when far behind
+/// Health: ok, or degraded without a leader, when far behind, or out of touch
 #[utoipa::path(get, path = "/health", tag = "cluster",
     responses((status = 200, description = "Always 200; see `status`", body = doc::Health)))]
 async fn health(State(s): St) -> Json<Value> {
@@ -83,7 +83,7 @@ async fn health(State(s): St) -> Json<Value> {
         .node
         .committed_index()
         .saturating_sub(s.node.applied_index());
-    let ok = leader.is_some() && lag <= HEALTHY_LAG;
+    let ok = leader.is_some() && lag <= HEALTHY_LAG && s.node.in_touch();
     Json(json!({
         "status": if ok { "ok" } else { "degraded" },
         "role": role_name(&m),
@@ -94,13 +94,14 @@ async fn health(State(s): St) -> Json<Value> {
 
 /// Readiness for load balancers
 #[utoipa::path(get, path = "/ready", tag = "cluster", responses(
-    (status = 200, description = "A leader is known and the node applied what it knows committed", body = doc::Ready),
+    (status = 200, description = "A leader is known, the node is in touch with a quorum, and it applied what it knows committed", body = doc::Ready),
     (status = 503, description = "Not ready", body = doc::Ready)))]
 async fn ready(State(s): St) -> Response {
-    let known = s.node.leader().is_some();
+    let (known, in_touch) = (s.node.leader().is_some(), s.node.in_touch());
     let (applied, committed) = (s.node.applied_index(), s.node.committed_index());
-    let ready = known && applied >= committed;
-    let body = json!({ "ready": ready, "leaderKnown": known, "appliedIndex": applied, "commitIndex": committed });
+    let ready = known && in_touch && applied >= committed;
+    let body = json!({ "ready": ready, "leaderKnown": known, "inTouch": in_touch,
+        "appliedIndex": applied, "commitIndex": committed });
     let code = if ready {
         StatusCode::OK
     } else {

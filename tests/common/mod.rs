@@ -119,6 +119,7 @@ pub fn base_config(data: &std::path::Path) -> Config {
         ("node.data_dir", data.to_str().expect("UTF-8 path")),
         ("node.listen", "127.0.0.1:0"),
         ("node.peer_listen", "127.0.0.1:0"),
+        ("cluster.secret", "test-cluster-secret"),
         ("node.bootstrap", "true"),
     ] {
         cfg.set(k, v).expect("base setting");

@@ -42,7 +42,8 @@ pub struct Leader {
 
 #[derive(ToSchema)]
 pub struct Health {
-    /// `degraded` when no leader is known or this node lags far behind.
+    /// `degraded` when no leader is known, this node lags far behind, or it has had
+    /// no proof within the leader lease that it can commit (see `Ready.inTouch`).
     status: HealthState,
     role: RoleName,
     timestamp: String,
@@ -54,6 +55,9 @@ pub struct Health {
 pub struct Ready {
     ready: bool,
     leader_known: bool,
+    /// Within the leader lease, this node (as leader) heard from a quorum, or (as
+    /// follower) heard from its leader.
+    in_touch: bool,
     applied_index: u64,
     commit_index: u64,
 }
@@ -250,7 +254,10 @@ pub struct ServiceView {
 #[derive(ToSchema)]
 pub struct ServiceList {
     services: Vec<ServiceView>,
+    /// Services in this page.
     count: u64,
+    /// The last name of this page when more follow: pass it as `after`.
+    next: Option<String>,
 }
 
 #[derive(ToSchema)]
