@@ -1,10 +1,13 @@
 //! Files API (API.md section 2, meta-core) over real HTTP: `/data/{hash}/path`,
-//! `HEAD /data/{hash}`, `GET /file/{cid}` (full body, content type, single range,
-//! `ETag` / `If-None-Match`, `If-Modified-Since`, the two 404 messages), confinement of
-//! every path to the files root (`..`, absolute paths, symlinks leading out: the
-//! secret's bytes never appear), `POST /file/cid` (CIDv1 raw sha2-256 base32, checked
-//! against an independent computation and a known vector), and a CID written through
-//! one node of a three-node cluster being served by another.
+//! `HEAD /data/{hash}`, `GET /file/{cid}` (full body, content type, HEAD, one range in
+//! each form, 416, ignored multi-ranges, `ETag` / `If-None-Match`, `If-Modified-Since`,
+//! `If-Match` / `If-Unmodified-Since` (412), `If-Range`, the two 404 messages),
+//! confinement of every path to the files root (`..`, absolute paths, symlinks leading
+//! out: the secret's bytes never appear; links inside, a root that is itself a link,
+//! FIFOs), confinement while a directory on the path is swapped for a link that leads
+//! out (`renameat2(RENAME_EXCHANGE)` in a loop), `POST /file/cid` (CIDv1 raw sha2-256
+//! base32, checked against an independent computation and a known vector), and a CID
+//! written through one node of a three-node cluster being served by another.
 //!
 //! Each test starts its own in-process node(s) on ephemeral ports, with data and files
 //! in temporary directories, and shuts them down at the end.
@@ -14,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use metacenter::{Config, Server};
 use reqwest::header::{
-    HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, RANGE,
+    HeaderMap, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -98,11 +101,12 @@ impl Node {
         let id = id.to_string();
         let data_dir = data.path().to_str().expect("UTF-8 path").to_string();
         let root = files_root.to_str().expect("UTF-8 path").to_string();
-        let base: [(&str, &str); 6] = [
+        let base: [(&str, &str); 7] = [
             ("node.id", &id),
             ("node.data_dir", &data_dir),
             ("node.listen", "127.0.0.1:0"),
             ("node.peer_listen", "127.0.0.1:0"),
+            ("cluster.secret", "test-cluster-secret"),
             ("node.bootstrap", if bootstrap { "true" } else { "false" }),
             ("files.root", &root),
         ];
@@ -370,6 +374,7 @@ async fn file_by_cid_body_type_range_and_conditionals() {
         ("node.data_dir", data.path().to_str().unwrap()),
         ("node.listen", "127.0.0.1:0"),
         ("node.peer_listen", "127.0.0.1:0"),
+        ("cluster.secret", "test-cluster-secret"),
         ("node.bootstrap", "true"),
     ] {
         cfg.set(k, v).unwrap();
@@ -705,5 +710,315 @@ async fn regression_data_path_absolute_file_path_inside_root() {
         shown.is_file(),
         "path {shown:?} is reported to exist but does not; the file is {abs:?}"
     );
+    node.stop().await;
+}
+
+/// The attack of issue 37: a client with write access inside the files root swaps a
+/// directory on a served path with a symlink to a directory outside the root
+/// (`renameat2(RENAME_EXCHANGE)`, so one of the two is always in place) while the path
+/// is requested. No answer may carry the outside file's bytes or its CID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_a_directory_for_a_link_out_never_serves_outside_bytes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const INSIDE: &[u8] = b"inside";
+    const OUTSIDE: &[u8] = b"OUTSIDE";
+    const GETS: usize = 2_000;
+    const POSTS: usize = 300;
+    const IN_FLIGHT: usize = 8;
+    const SWAP_FOR: Duration = Duration::from_secs(3);
+
+    let files = Files::new();
+    files.write("race/f.txt", INSIDE);
+    let outside = files.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("f.txt"), OUTSIDE).unwrap();
+    std::os::unix::fs::symlink(&outside, files.root().join("swap")).unwrap();
+    let (inside_cid, outside_cid) = (expected_cid(INSIDE), expected_cid(OUTSIDE));
+    let node = Node::single(&files.root()).await;
+    node.put_meta(
+        "race",
+        json!({ "poster": inside_cid, "posterPath": "race/f.txt" }),
+    )
+    .await;
+
+    // The attacker: exchanges `race` (a directory) and `swap` (a link out) until told
+    // to stop or for SWAP_FOR at most.
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, root) = (stop.clone(), files.root());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + SWAP_FOR;
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    root.join("race"),
+                    rustix::fs::CWD,
+                    root.join("swap"),
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )
+                .expect("renameat2(RENAME_EXCHANGE)");
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+
+    let get_path = format!("/file/{inside_cid}");
+    let (mut sent_gets, mut sent_posts) = (0, 0);
+    let (mut leaks, mut served, mut refused) = (Vec::new(), 0usize, 0usize);
+    while (sent_gets < GETS || sent_posts < POSTS) && !swapper.is_finished() {
+        let mut batch = Vec::new();
+        for _ in 0..IN_FLIGHT {
+            if sent_gets < GETS {
+                sent_gets += 1;
+                batch.push(node.send(node.req(Method::GET, &get_path)));
+            }
+            if sent_posts < POSTS && sent_posts * GETS <= sent_gets * POSTS {
+                sent_posts += 1;
+                batch.push(
+                    node.send(
+                        node.req(Method::POST, "/file/cid")
+                            .json(&json!({ "path": "race/f.txt" })),
+                    ),
+                );
+            }
+        }
+        for r in futures::future::join_all(batch).await {
+            if r.contains(OUTSIDE) || r.contains(outside_cid.as_bytes()) {
+                leaks.push(format!(
+                    "{} {:?}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ));
+            } else if r.status == StatusCode::OK {
+                served += 1;
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().expect("the swapper thread");
+    println!(
+        "{sent_gets} GET + {sent_posts} POST during {swaps} swaps: {served} served inside, \
+         {refused} refused, {} leaked",
+        leaks.len()
+    );
+    assert!(swaps > 0, "the swapper never ran");
+    assert!(
+        leaks.is_empty(),
+        "{} of {} answers carried the outside file, e.g. {:?}",
+        leaks.len(),
+        sent_gets + sent_posts,
+        &leaks[..leaks.len().min(3)]
+    );
+    assert!(served > 0, "nothing was served while racing");
+    node.stop().await;
+}
+
+/// The details of serving a file from its open descriptor: HEAD, every form of one
+/// range, the ranges that are refused (416) or ignored (the whole file), the
+/// preconditions that fail with 412, `If-Range`, and a file larger than one chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_by_cid_ranges_preconditions_and_head() {
+    let files = Files::new();
+    let big: Vec<u8> = (0u32..300_000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    files.write("big.bin", &big);
+    files.write("empty.txt", b"");
+    let node = Node::single(&files.root()).await;
+    let (cid, empty) = (expected_cid(&big), expected_cid(b""));
+    node.put_meta(
+        "m",
+        json!({ "poster": cid, "posterPath": "big.bin",
+                "backdrop": empty, "backdropPath": "empty.txt" }),
+    )
+    .await;
+    let path = format!("/file/{cid}");
+    let size = big.len();
+
+    let full = node.get(&path).await;
+    assert_eq!(full.status, StatusCode::OK);
+    assert_eq!(full.body, big, "streamed over several chunks");
+    assert_eq!(full.header(ACCEPT_RANGES).as_deref(), Some("bytes"));
+    assert_eq!(
+        full.header(CONTENT_TYPE).as_deref(),
+        Some("application/octet-stream")
+    );
+    let etag = full.header(ETAG).expect("ETag");
+    let modified = full.header(LAST_MODIFIED).expect("Last-Modified");
+
+    // HEAD: the headers of GET, no body.
+    let r = node.send(node.req(Method::HEAD, &path)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header(CONTENT_LENGTH), Some(size.to_string()));
+    assert_eq!(r.header(ETAG), Some(etag.clone()));
+    let r = node
+        .send(node.req(Method::HEAD, &path).header(RANGE, "bytes=0-9"))
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.header(CONTENT_LENGTH).as_deref(), Some("10"));
+
+    // One range in each form; past the end is cut at the end.
+    let cases: [(&str, usize, usize); 5] = [
+        ("bytes=65530-65545", 65530, 65545),
+        ("bytes=299990-", 299_990, size - 1),
+        ("bytes=-5", size - 5, size - 1),
+        ("bytes=-999999", 0, size - 1),
+        ("bytes=299998-400000", 299_998, size - 1),
+    ];
+    for (range, a, b) in cases {
+        let r = node.get_with(&path, &[(RANGE, range)]).await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(r.body, &big[a..=b], "{range}");
+        assert_eq!(
+            r.header(CONTENT_RANGE),
+            Some(format!("bytes {a}-{b}/{size}")),
+            "{range}"
+        );
+        assert_eq!(r.header(CONTENT_LENGTH), Some((b - a + 1).to_string()));
+    }
+
+    // Beyond the end: 416 with the size.
+    for range in [format!("bytes={size}-"), "bytes=-0".to_string()] {
+        let r = node.get_with(&path, &[(RANGE, &range)]).await;
+        assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(r.header(CONTENT_RANGE), Some(format!("bytes */{size}")));
+        assert!(r.body.is_empty());
+    }
+    let r = node
+        .get_with(&format!("/file/{empty}"), &[(RANGE, "bytes=0-")])
+        .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.header(CONTENT_RANGE).as_deref(), Some("bytes */0"));
+    let r = node.get(&format!("/file/{empty}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header(CONTENT_LENGTH).as_deref(), Some("0"));
+
+    // Several ranges, bad syntax, another unit: ignored, the whole file.
+    for range in ["bytes=0-1,5-6", "bytes=9-3", "bytes=x-", "items=0-1"] {
+        let r = node.get_with(&path, &[(RANGE, range)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{range}");
+        assert_eq!(r.body, big, "{range}");
+    }
+
+    // If-Range: the range while the validator holds, the whole file once it does not.
+    let r = node
+        .get_with(&path, &[(RANGE, "bytes=0-3"), (IF_RANGE, &etag)])
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    let r = node
+        .get_with(&path, &[(RANGE, "bytes=0-3"), (IF_RANGE, &modified)])
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    let r = node
+        .get_with(&path, &[(RANGE, "bytes=0-3"), (IF_RANGE, "\"stale\"")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, big);
+
+    // 412: If-Match that does not match, If-Unmodified-Since before the change.
+    let old = "Thu, 01 Jan 1970 00:00:00 GMT";
+    let r = node.get_with(&path, &[(IF_MATCH, "\"stale\"")]).await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    assert!(r.body.is_empty());
+    let r = node.get_with(&path, &[(IF_UNMODIFIED_SINCE, old)]).await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    for (h, v) in [(IF_MATCH, etag.as_str()), (IF_MATCH, "*")] {
+        let r = node.get_with(&path, &[(h, v)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{v}");
+    }
+    let r = node
+        .get_with(&path, &[(IF_UNMODIFIED_SINCE, modified.as_str())])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // 304 keeps the validators; a list with the tag (or a weak form of it) matches.
+    let weak = format!("\"other\", W/{etag}");
+    for v in [etag.as_str(), weak.as_str(), "*"] {
+        let r = node.get_with(&path, &[(IF_NONE_MATCH, v)]).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{v}");
+        assert_eq!(r.header(ETAG), Some(etag.clone()));
+        assert_eq!(r.header(LAST_MODIFIED), Some(modified.clone()));
+    }
+    // If-None-Match decides alone: a later If-Modified-Since does not make it 304.
+    let r = node
+        .get_with(
+            &path,
+            &[(IF_NONE_MATCH, "\"other\""), (IF_MODIFIED_SINCE, &modified)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    node.stop().await;
+}
+
+/// Paths that stay inside: a relative link to a directory, an absolute `filePath`
+/// under the root as configured (a link) and under its real path; a FIFO is no file
+/// (and is not waited on), nor is a directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_inside_configured_root_link_and_special_files() {
+    let files = Files::new();
+    files.write("real/dir/f.png", b"png bytes");
+    std::os::unix::fs::symlink("real/dir", files.root().join("alias")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        files.root().join("fifo.txt"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    let configured = files.dir.path().join("root-link");
+    std::os::unix::fs::symlink(files.root(), &configured).unwrap();
+    let node = Node::single(&configured).await;
+
+    let cid = expected_cid(b"png bytes");
+    node.put_meta(
+        "a",
+        json!({ "poster": cid, "posterPath": "alias/f.png", "filePath": "alias/f.png" }),
+    )
+    .await;
+    let r = node.get(&format!("/file/{cid}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, b"png bytes");
+    assert_eq!(r.header(CONTENT_TYPE).as_deref(), Some("image/png"));
+    assert_eq!(node.get("/data/a/path").await.json()["exists"], true);
+    assert_eq!(node.head("/data/a").await, StatusCode::OK);
+
+    let real = files.root().canonicalize().unwrap().join("real/dir/f.png");
+    for abs in [
+        configured.join("real/dir/f.png"),
+        real,
+        configured.join("alias/f.png"),
+    ] {
+        let abs = abs.to_str().unwrap().to_string();
+        let r = node
+            .json(Method::POST, "/file/cid", json!({ "path": abs }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{abs}: {:?}", r.json());
+        assert_eq!(r.json()["cid"], json!(cid), "{abs}");
+    }
+
+    node.put_meta(
+        "s",
+        json!({ "poster": "cid-fifo", "posterPath": "fifo.txt", "filePath": "fifo.txt",
+                "backdrop": "cid-dir", "backdropPath": "real/dir" }),
+    )
+    .await;
+    for c in ["cid-fifo", "cid-dir"] {
+        node.get(&format!("/file/{c}"))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "file does not exist on disk");
+    }
+    node.json(Method::POST, "/file/cid", json!({ "path": "fifo.txt" }))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "does not exist");
+    assert_eq!(node.get("/data/s/path").await.json()["exists"], false);
+    assert_eq!(node.head("/data/s").await, StatusCode::NOT_FOUND);
     node.stop().await;
 }

@@ -1,27 +1,27 @@
 //! Data paths and files (meta-core, API.md section 2): `/data/{hash}/path`,
 //! `HEAD /data/{hash}`, `GET /file/{cid}` (the file whose `poster` or `backdrop` is
-//! the CID, found through the CID index, served by tower-http with Range, ETag and
-//! conditional requests), and `POST /file/cid` (CIDv1, raw codec, sha2-256, base32).
+//! the CID, found through the CID index, with Range, ETag and conditional requests),
+//! and `POST /file/cid` (CIDv1, raw codec, sha2-256, base32).
 //!
 //! Every path comes from metadata or a client, so each is confined to `files.root`:
-//! absolute paths outside it, `..` components and symlinks that lead out are refused
-//! before anything is opened.
+//! absolute paths outside it, `..` components and symlinks that lead out are refused.
+//! A file is opened beneath the root in one step ([`open_beneath`], `openat2` with
+//! `RESOLVE_BENEATH`) and then served, hashed or checked through that open descriptor
+//! only, never by its path again: swapping a directory on the path for a link that
+//! leads out cannot redirect the answer after the check.
 
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -31,6 +31,11 @@ use super::meta::check_key;
 use super::openapi::core as doc;
 use super::openapi::CoreError as Err;
 use crate::server::AppState;
+
+mod open;
+mod serve;
+
+pub use open::{open_beneath, Access, Confine, Opened};
 
 type St = State<Arc<AppState>>;
 
@@ -47,47 +52,38 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(file_by_cid))
 }
 
-/// Why a path was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Confine {
-    /// It leads outside the files root (or is empty).
-    Outside,
-    /// It is inside the root but does not exist.
-    Missing,
-}
-
-/// Resolves `path` (relative to `root`, or absolute) to an existing path inside `root`.
-pub fn confine(root: &Path, path: &str) -> Result<PathBuf, Confine> {
-    let p = Path::new(path);
-    if path.is_empty() || p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(Confine::Outside);
-    }
-    let root = root.canonicalize().map_err(|_| Confine::Missing)?;
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        root.join(p)
-    };
-    if !joined.starts_with(&root) {
-        return Err(Confine::Outside);
-    }
-    let Ok(real) = joined.canonicalize() else {
-        // Missing only when what exists of the path is inside the root: through a link
-        // that leads out, "missing" versus "outside" would tell what exists beyond it.
-        let existing = joined.ancestors().find_map(|a| a.canonicalize().ok());
-        return Err(match existing {
-            Some(e) if e.starts_with(&root) => Confine::Missing,
-            _ => Confine::Outside,
-        });
-    };
-    if !real.starts_with(&root) {
-        return Err(Confine::Outside); // a symlink leads out
-    }
-    Ok(real)
-}
-
 fn outside() -> CoreError {
     CoreError::bad_request("path outside files root")
+}
+
+/// Opens the regular file at `rel` beneath `files.root` for reading (off the async
+/// threads: the files may be on a slow disk), or the answer that refuses it.
+async fn open_file(s: &AppState, rel: &str) -> Result<Opened, CoreError> {
+    let (root, rel) = (s.cfg.files_root.clone(), rel.to_string());
+    let opened =
+        tokio::task::spawn_blocking(move || open_beneath(&root, &rel, Access::Read)?.regular())
+            .await
+            .map_err(CoreError::internal)?;
+    match opened {
+        Ok(o) => Ok(o),
+        Err(Confine::Missing) => Err(CoreError::not_found("file does not exist on disk")),
+        Err(Confine::Outside) => Err(outside()),
+        Err(Confine::Io(e)) => Err(CoreError::internal(e)),
+    }
+}
+
+/// Whether a regular file is at `rel` beneath `files.root`; Err for a path outside it.
+async fn file_exists(s: &AppState, rel: &str) -> Result<bool, CoreError> {
+    let (root, rel) = (s.cfg.files_root.clone(), rel.to_string());
+    let opened =
+        tokio::task::spawn_blocking(move || open_beneath(&root, &rel, Access::Stat)?.regular())
+            .await
+            .map_err(CoreError::internal)?;
+    match opened {
+        Ok(_) => Ok(true),
+        Err(Confine::Outside) => Err(outside()),
+        Err(Confine::Missing | Confine::Io(_)) => Ok(false),
+    }
 }
 
 fn file_path_of(s: &AppState, hash: &str) -> Result<String, CoreError> {
@@ -112,11 +108,7 @@ fn file_path_of(s: &AppState, hash: &str) -> Result<String, CoreError> {
         (status = 404, description = "metadata not found, or no `filePath`", body = Err)))]
 async fn data_path(State(s): St, UrlPath(hash): UrlPath<String>) -> Result<Response, CoreError> {
     let rel = file_path_of(&s, &hash)?;
-    let exists = match confine(&s.cfg.files_root, &rel) {
-        Ok(p) => p.is_file(),
-        Err(Confine::Missing) => false,
-        Err(Confine::Outside) => return Err(outside()),
-    };
+    let exists = file_exists(&s, &rel).await?;
     // FILES_ROOT/filePath; an absolute filePath (already confined above) as it is.
     let shown = s.cfg.files_root.join(&rel);
     Ok(
@@ -132,10 +124,10 @@ async fn data_path(State(s): St, UrlPath(hash): UrlPath<String>) -> Result<Respo
         (status = 200, description = "The file exists"),
         (status = 404, description = "No object, no `filePath`, or no file")))]
 async fn data_head(State(s): St, UrlPath(hash): UrlPath<String>) -> StatusCode {
-    let found = file_path_of(&s, &hash)
-        .ok()
-        .and_then(|rel| confine(&s.cfg.files_root, &rel).ok())
-        .is_some_and(|p| p.is_file());
+    let found = match file_path_of(&s, &hash) {
+        Ok(rel) => file_exists(&s, &rel).await.unwrap_or(false),
+        Err(_) => false,
+    };
     if found {
         StatusCode::OK
     } else {
@@ -146,7 +138,10 @@ async fn data_head(State(s): St, UrlPath(hash): UrlPath<String>) -> StatusCode {
 /// The file whose `poster` or `backdrop` is this CID, with Range and conditional requests
 #[utoipa::path(get, path = "/file/{cid}", tag = "files",
     params(("cid" = String, Path, description = "CIDv1 of the file"),
-        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-99`"),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-99`, `bytes=100-` or `bytes=-100`; several ranges or bad syntax are ignored (the whole file)"),
+        ("If-Range" = Option<String>, Header, description = "The range only while this ETag or date still holds"),
+        ("If-Match" = Option<String>, Header, description = "412 unless the ETag matches"),
+        ("If-Unmodified-Since" = Option<String>, Header, description = "412 when modified since"),
         ("If-None-Match" = Option<String>, Header, description = "304 when the ETag matches"),
         ("If-Modified-Since" = Option<String>, Header, description = "304 when not modified since")),
     responses(
@@ -160,7 +155,8 @@ async fn data_head(State(s): St, UrlPath(hash): UrlPath<String>) -> StatusCode {
 async fn file_by_cid(
     State(s): St,
     UrlPath(cid): UrlPath<String>,
-    req: Request,
+    method: Method,
+    headers: HeaderMap,
 ) -> Result<Response, CoreError> {
     check_key(&s.cfg.limits, "cid", &cid)?;
     let not_found = || CoreError::not_found("file not found for CID");
@@ -170,18 +166,8 @@ async fn file_by_cid(
         .fields
         .get(&format!("{prop}Path"))
         .ok_or_else(not_found)?;
-    let path = match confine(&s.cfg.files_root, rel) {
-        Ok(p) if p.is_file() => p,
-        Ok(_) | Err(Confine::Missing) => {
-            return Err(CoreError::not_found("file does not exist on disk"))
-        }
-        Err(Confine::Outside) => return Err(outside()),
-    };
-    let resp = ServeFile::new(path)
-        .oneshot(req)
-        .await
-        .map_err(CoreError::internal)?;
-    Ok(resp.map(Body::new))
+    let o = open_file(&s, rel).await?;
+    serve::respond(&method, &headers, rel, o.file, &o.meta).map_err(CoreError::internal)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -205,23 +191,17 @@ async fn file_cid(
         super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| CoreError::new(st, m))?;
     let req: CidRequest = serde_json::from_slice(&body)
         .map_err(|_| CoreError::bad_request("invalid JSON body: expected {\"path\": ...}"))?;
-    let path = match confine(&s.cfg.files_root, &req.path) {
-        Ok(p) if p.is_file() => p,
-        Ok(_) | Err(Confine::Missing) => {
-            return Err(CoreError::not_found("file does not exist on disk"))
-        }
-        Err(Confine::Outside) => return Err(outside()),
-    };
-    let (cid, size) = tokio::task::spawn_blocking(move || cid_of_file(&path))
+    let o = open_file(&s, &req.path).await?;
+    let (cid, size) = tokio::task::spawn_blocking(move || cid_of_file(o.file))
         .await
         .map_err(CoreError::internal)?
         .map_err(CoreError::internal)?;
     Ok(Json(json!({ "cid": cid, "path": req.path, "size": size })))
 }
 
-/// CIDv1 (raw codec, sha2-256, base32) of a file's bytes, and its size.
-pub fn cid_of_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
+/// CIDv1 (raw codec, sha2-256, base32) of the bytes read from `f` (an open file), and
+/// their number.
+pub fn cid_of_file(mut f: impl Read) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -254,27 +234,5 @@ mod tests {
             cid_of_digest(&digest),
             "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
         );
-    }
-
-    #[test]
-    fn confinement() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(root.join("a")).unwrap();
-        std::fs::write(root.join("a/f.txt"), b"x").unwrap();
-        std::fs::write(dir.path().join("secret"), b"s").unwrap();
-        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link")).unwrap();
-        assert!(confine(&root, "a/f.txt").is_ok());
-        assert!(confine(&root, root.join("a/f.txt").to_str().unwrap()).is_ok());
-        assert_eq!(confine(&root, "../secret"), Err(Confine::Outside));
-        assert_eq!(confine(&root, "a/../../secret"), Err(Confine::Outside));
-        assert_eq!(
-            confine(&root, dir.path().join("secret").to_str().unwrap()),
-            Err(Confine::Outside)
-        );
-        assert_eq!(confine(&root, "link"), Err(Confine::Outside));
-        assert_eq!(confine(&root, "link/nope"), Err(Confine::Outside));
-        assert_eq!(confine(&root, "a/nope"), Err(Confine::Missing));
-        assert_eq!(confine(&root, ""), Err(Confine::Outside));
     }
 }
