@@ -10,6 +10,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod listen;
 pub mod logging;
+pub mod oversized;
 pub mod profiling;
 pub mod search;
 pub mod server;

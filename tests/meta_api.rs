@@ -100,6 +100,7 @@ impl TestNode {
             ("node.data_dir", data_dir.as_str()),
             ("node.listen", "127.0.0.1:0"),
             ("node.peer_listen", "127.0.0.1:0"),
+            ("cluster.secret", "test-cluster-secret"),
             ("node.bootstrap", "true"),
         ]
         .iter()
@@ -1062,5 +1063,40 @@ async fn regression_watch_response_applied_index_lags_the_change() {
             "watch {i}: returned the change past {idx} with X-Applied-Index {applied}"
         );
     }
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_cannot_grow_past_max_object_bytes() {
+    let n = TestNode::start(&[("limits.max_object_bytes", "1024")]).await;
+    let v = |len: usize| "v".repeat(len);
+    let put = n.json(Method::PUT, "/meta/o", json!({"a": v(500), "b": v(400)}));
+    assert_eq!(put.await.status, StatusCode::OK);
+    let before = n.get("/meta/o").await.json();
+
+    // Each way of growing it past 1024 bytes is refused, and nothing changes.
+    let grow = [
+        n.json(Method::PATCH, "/meta/o", json!({"c": v(200)})).await,
+        n.json(Method::PUT, "/meta/o/c", json!({"value": v(200)}))
+            .await,
+        n.json(Method::PUT, "/meta/o", json!({"b": v(600)})).await,
+        n.raw(Method::POST, "/meta/o/_add/b", v(200)).await,
+    ];
+    for r in grow {
+        r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "1024-byte limit");
+    }
+    assert_eq!(n.get("/meta/o").await.json(), before);
+
+    // Replacing within the limit, and shrinking, still work.
+    let put = n.json(Method::PUT, "/meta/o", json!({"b": v(520)})).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    assert_eq!(n.delete("/meta/o/a").await.status, StatusCode::OK);
+    let add = n.raw(Method::POST, "/meta/o/_add/s", "m").await;
+    assert_eq!(add.status, StatusCode::OK, "{}", add.text());
+
+    // The start-up check finds objects written under a higher limit.
+    let found = metacenter::oversized::scan(n.server.as_ref().unwrap().node().store(), 500);
+    let found = found.expect("scan");
+    assert_eq!((found.count, found.largest), (1, Some(("o".into(), 523))));
     n.stop().await;
 }

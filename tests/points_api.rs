@@ -35,6 +35,8 @@ impl Node {
             .expect("data dir");
         cfg.set("node.listen", "127.0.0.1:0").expect("listen");
         cfg.set("node.peer_listen", "127.0.0.1:0").expect("peer");
+        cfg.set("cluster.secret", "test-cluster-secret")
+            .expect("secret");
         for (k, v) in settings {
             cfg.set(k, v).expect("valid setting");
         }
@@ -988,6 +990,36 @@ async fn tenants_are_isolated_by_the_tenant_header() {
         )
         .await;
     assert_eq!(st["count"], json!(2));
+    n.stop().await;
+}
+
+/// The one tenant rule on `X-Tenant-ID`: empty (after trimming) or longer than 128
+/// bytes is a 400 naming the header, for writes and reads alike, and nothing is
+/// written; a valid tenant is the header trimmed. (A NUL cannot travel in a header.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tenant_headers_are_refused_and_nothing_is_written() {
+    let mut n = Node::single(&[]).await;
+    let long = "t".repeat(5000);
+    let body = json!({ "metrics": [point(RUN, "loss", Some(1), 1.0, BASE)] }).to_string();
+    for bad in ["", "   ", long.as_str()] {
+        let (st, answer) = n
+            .post("/api/v1/metrics/batch", Some(bad), body.clone())
+            .await;
+        assert_error(st, &answer, StatusCode::BAD_REQUEST, &["X-Tenant-ID"]);
+        let (st, answer) = n.get(&history_path(RUN, ""), Some(bad)).await;
+        assert_error(st, &answer, StatusCode::BAD_REQUEST, &["X-Tenant-ID"]);
+    }
+    let h = n.ok(&history_path(RUN, ""), None).await;
+    assert_eq!(h["count"], json!(0), "nothing written: {h}");
+    // 128 bytes is the longest tenant; spaces around it are not part of it.
+    let edge = "e".repeat(128);
+    n.write(
+        Some(&format!(" {edge} ")),
+        &[point(RUN, "loss", Some(1), 1.0, BASE)],
+    )
+    .await;
+    let h = n.ok(&history_path(RUN, ""), Some(&edge)).await;
+    assert_eq!(h["count"], json!(1), "{h}");
     n.stop().await;
 }
 

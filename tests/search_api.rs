@@ -4,14 +4,16 @@
 //! pagination), removal of deleted series by a full sync, a source that is down
 //! (retries, status `failed`, health 503) and then recovers, tenant isolation, metric
 //! names from points, an index rebuilt after its directory is deleted, settings
-//! validation, and the Prometheus discovery API over metacenter's own points.
+//! validation, the Prometheus discovery API over metacenter's own points, and the one
+//! tenant rule on the body's `tenant_id`, the sync routes' `{tenantId}` and the
+//! Prometheus API's `X-Tenant-ID`.
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
 
 use common::{client, free_port, until, Node};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// A VictoriaMetrics process on a loopback port, killed on drop.
@@ -419,4 +421,88 @@ async fn prometheus_discovery_over_own_points() {
         )
         .await;
     assert_eq!(v["data"], json!([]), "no series in that time range");
+}
+
+/// A 400 in the `{"error": ...}` envelope whose message mentions `needle`.
+fn assert_refused(what: &str, st: StatusCode, v: &Value, needle: &str) {
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{what:.80}: {v}");
+    let msg = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what:.80}: {v}"));
+    assert!(
+        msg.contains(needle),
+        "{what:.80}: `{msg}` does not name {needle}"
+    );
+}
+
+/// An empty, NUL-bearing or 5,000-byte tenant is a 400 naming its source wherever it
+/// comes from, and nothing is synced; a valid one (trimmed) goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tenants_are_refused_on_every_search_and_sync_source() {
+    let n = Node::single(&[]).await;
+    let long = "t".repeat(5000);
+    for bad in ["", " ", "a\u{0}b", long.as_str()] {
+        for path in ["/api/v1/metrics/search", "/api/v1/metrics/sync"] {
+            let (st, v) = n.post(path, None, json!({ "tenant_id": bad })).await;
+            assert_refused(path, st, &v, "tenant_id");
+        }
+    }
+    for seg in ["%20", "a%00b", long.as_str()] {
+        for (method, suffix) in [
+            (Method::POST, ""),
+            (Method::GET, "/state"),
+            (Method::GET, "/status"),
+        ] {
+            let path = format!("/api/v1/metrics/sync/{seg}{suffix}");
+            let (st, v) = n.call(method, &path, None, None).await;
+            assert_refused(&path, st, &v, "tenant");
+        }
+    }
+    // An empty segment is no route of a tenant: a 4xx, never a 500.
+    let (st, v) = n.get("/api/v1/metrics/sync//state", None).await;
+    assert!(st.is_client_error(), "{st}: {v}");
+    let (_, health) = n.get("/api/v1/metrics/health", None).await;
+    assert_eq!(health["sync_errors"], json!([]), "{health}");
+    assert_eq!(health["tenants"], json!(0), "{health}");
+
+    // Valid tenants: the path's, trimmed; a sync without a source is a 404, not a 400.
+    for suffix in ["/state", "/status"] {
+        let (st, v) = n
+            .get(&format!("/api/v1/metrics/sync/%20team-a%20{suffix}"), None)
+            .await;
+        assert_eq!(
+            (st, v["tenant_id"].as_str()),
+            (StatusCode::OK, Some("team-a")),
+            "{v}"
+        );
+    }
+    let (st, v) = n
+        .call(Method::POST, "/api/v1/metrics/sync/team-a", None, None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    let (st, v) = n
+        .post(
+            "/api/v1/metrics/sync",
+            None,
+            json!({ "tenant_id": "team-a" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    search(&n, None, json!({ "tenant_id": " team-a " })).await;
+
+    // Prometheus discovery: the header, in Prometheus' envelope.
+    for bad in ["", long.as_str()] {
+        let (st, v) = n.get("/api/v1/labels", Some(bad)).await;
+        assert_eq!(
+            (st, v["errorType"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_data")),
+            "{v}"
+        );
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("X-Tenant-ID")),
+            "{v}"
+        );
+    }
 }

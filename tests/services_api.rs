@@ -110,11 +110,12 @@ struct Node {
 fn config(id: u64, bootstrap: bool, data: &std::path::Path, extra: &[(&str, &str)]) -> Config {
     let mut cfg = Config::default();
     let id = id.to_string();
-    let base: [(&str, &str); 5] = [
+    let base: [(&str, &str); 6] = [
         ("node.id", &id),
         ("node.data_dir", data.to_str().expect("UTF-8 path")),
         ("node.listen", "127.0.0.1:0"),
         ("node.peer_listen", "127.0.0.1:0"),
+        ("cluster.secret", "test-cluster-secret"),
         ("node.bootstrap", if bootstrap { "true" } else { "false" }),
     ];
     for (k, v) in base.iter().chain(extra) {
@@ -796,5 +797,72 @@ async fn regression_woken_watch_applied_index_lags_its_data() {
             woke.applied_index()
         );
     }
+    node.stop().await;
+}
+
+// ------------------------------------------------------------------ pages
+
+/// The names listed by following `next` from `first` (a path with its query).
+async fn follow_pages(node: &Node, first: &str, limit: usize) -> (Vec<String>, usize) {
+    let (mut names, mut pages, mut path) = (Vec::new(), 0, first.to_string());
+    loop {
+        let page = node.get(&path).await.ok();
+        let listed = page["services"].as_array().expect("services");
+        assert_eq!(page["count"], listed.len(), "{page}");
+        assert!(
+            (1..=limit).contains(&listed.len()),
+            "page of {}",
+            listed.len()
+        );
+        names.extend(
+            listed
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string()),
+        );
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => path = format!("/services?limit={limit}&after={next}"),
+            None => return (names, pages),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_list_pages_by_count_and_by_bytes() {
+    let node = Node::single(&[]).await;
+    let names: Vec<String> = (0..5).map(|i| format!("svc-{i}")).collect();
+    for n in &names {
+        node.register(n, service_info(n)).await;
+    }
+    let (listed, pages) = follow_pages(&node, "/services?limit=2", 2).await;
+    assert_eq!((listed, pages), (names.clone(), 3));
+    let all = node.get("/services").await.ok();
+    assert_eq!((all["count"].as_u64(), all.get("next")), (Some(5), None));
+    node.get("/services?limit=x")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "limit");
+
+    // Large registrations: a page ends after about 4 MiB, whatever its limit.
+    let pad = "x".repeat(60 << 10);
+    for i in 0..80 {
+        let name = format!("big-{i:02}");
+        node.register(&name, json!({ "name": name, "pad": pad }))
+            .await;
+    }
+    let first = node.get("/services?after=b");
+    let first = first.await;
+    let listed = first.ok()["count"].as_u64().unwrap();
+    assert!(
+        first.json()["next"].is_string() && listed < 80,
+        "{listed} listed"
+    );
+    let most = (4 << 20) + (64 << 10) + 4096;
+    assert!(
+        first.body.len() <= most,
+        "a page of {} bytes",
+        first.body.len()
+    );
+    let (listed, _) = follow_pages(&node, "/services?after=b", 1000).await;
+    assert_eq!(listed.len(), 85, "every big service, then the small ones");
     node.stop().await;
 }

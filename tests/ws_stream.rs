@@ -3,7 +3,11 @@
 //! pushed to a stream opened on another node; `subscribe` is acknowledged; the
 //! stream carries only the subscribed metric names of its own run and tenant; the
 //! connection limit refuses the upgrade with 503; a request that is no upgrade gets a
-//! JSON 400; shutdown closes open streams.
+//! JSON 400; shutdown closes open streams; a client message over
+//! `limits.max_ws_message_bytes` (one frame, fragments, or a frame header alone)
+//! closes the stream with 1009; a subscribe over `limits.max_subscribe_metrics` names
+//! is answered `error`, not applied, and the stream goes on; a `?tenant=` outside the
+//! one tenant rule is a JSON 400.
 //!
 //! Absence is checked without timing: after the writes that must not arrive, a marker
 //! point that must arrive is written, and streams deliver applied batches in order, so
@@ -16,8 +20,11 @@ use metacenter::{Config, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -43,6 +50,8 @@ impl Node {
             .expect("data dir");
         cfg.set("node.listen", "127.0.0.1:0").expect("listen");
         cfg.set("node.peer_listen", "127.0.0.1:0").expect("peer");
+        cfg.set("cluster.secret", "test-cluster-secret")
+            .expect("secret");
         for (k, v) in settings {
             cfg.set(k, v).expect("valid setting");
         }
@@ -429,4 +438,165 @@ async fn open_streams_are_closed_when_the_server_shuts_down() {
         .await
         .expect("shutdown finishes")
         .expect("shutdown task");
+}
+
+// ---------------------------------------------------------------- limits
+
+/// A subscribe to `loss`, padded with JSON whitespace to exactly `len` bytes.
+fn padded_subscribe(len: usize) -> String {
+    let msg =
+        json!({ "type": "subscribe", "payload": { "run_id": RUN, "metric_names": ["loss"] } });
+    let mut text = msg.to_string();
+    assert!(text.len() <= len, "{len} is too small for a subscribe");
+    text.push_str(&" ".repeat(len - text.len()));
+    text
+}
+
+/// Waits for the node to close the stream with 1009 (message too big).
+async fn closed_too_big(ws: &mut Ws) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("stream not closed within {DEADLINE:?}"));
+        match msg {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), 1009, "close frame {f:?}");
+                return;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close with 1009, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_max_ws_message_bytes_close_the_stream_with_1009() {
+    let mut n = Node::single(&[("limits.max_ws_message_bytes", "1024")]).await;
+    // A message of exactly the limit is read and answered; one byte more closes.
+    let mut ws = n.ws(RUN, None).await.expect("connect");
+    ws.send(Message::text(padded_subscribe(1024)))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut ws).await["type"], json!("subscribed"));
+    ws.send(Message::text(padded_subscribe(1025)))
+        .await
+        .expect("send");
+    closed_too_big(&mut ws).await;
+
+    // Two fragments, each under the limit, over it together.
+    let mut ws = n.ws(RUN, None).await.expect("connect");
+    let part = " ".repeat(600).into_bytes();
+    let first = Frame::message(part.clone(), OpCode::Data(OpData::Text), false);
+    let rest = Frame::message(part, OpCode::Data(OpData::Continue), true);
+    ws.send(Message::Frame(first)).await.expect("send");
+    ws.send(Message::Frame(rest)).await.expect("send");
+    closed_too_big(&mut ws).await;
+
+    // A frame header announcing 1 GiB, and no payload: closed from the header alone,
+    // so the node never waits for (or buffers) what is announced.
+    let mut ws = n.ws(RUN, None).await.expect("connect");
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    ws.get_mut().write_all(&header).await.expect("raw header");
+    closed_too_big(&mut ws).await;
+
+    // The node still streams to a well-behaved client.
+    let mut ws = n.ws(RUN, None).await.expect("connect");
+    subscribe(&mut ws, RUN, &["loss"]).await;
+    n.write(None, vec![point(RUN, "loss", 1, 1.0)]).await;
+    assert_eq!(points_until(&mut ws, 1).await.len(), 1);
+    ws.close(None).await.expect("close");
+    n.stop().await;
+}
+
+/// Sends a subscribe naming `names`; returns the answer.
+async fn subscribe_answer(ws: &mut Ws, names: &[String]) -> Value {
+    let msg = json!({ "type": "subscribe", "payload": { "run_id": RUN, "metric_names": names } });
+    ws.send(Message::text(msg.to_string()))
+        .await
+        .expect("send subscribe");
+    next_json(ws).await
+}
+
+/// A refused subscribe leaves the stream open with its previous filter: the client can
+/// fix its request without reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_over_max_subscribe_metrics_is_refused_and_not_applied() {
+    let mut n = Node::single(&[]).await;
+    let mut ws = n.ws(RUN, None).await.expect("connect");
+    subscribe(&mut ws, RUN, &["loss"]).await;
+    // The default limit is 1000 names.
+    let names: Vec<String> = (0..1001).map(|i| format!("m{i}")).collect();
+    let answer = subscribe_answer(&mut ws, &names).await;
+    assert_eq!(answer["type"], json!("error"), "{answer}");
+    let msg = answer["payload"]["message"].as_str().expect("a message");
+    assert!(msg.contains("1001") && msg.contains("1000"), "{msg}");
+    // A name outside the metric-name rule is refused the same way.
+    for bad in ["x".repeat(257), String::new(), "a\0b".into()] {
+        let answer = subscribe_answer(&mut ws, &[bad]).await;
+        assert_eq!(answer["type"], json!("error"), "{answer}");
+    }
+    // Not applied: the stream still carries `loss` only.
+    n.write(
+        None,
+        vec![point(RUN, "m0", 1, 1.0), point(RUN, "loss", 2, 2.0)],
+    )
+    .await;
+    let got = names_and_steps(&points_until(&mut ws, 2).await);
+    assert_eq!(got, vec![("loss".to_string(), 2)]);
+    // 1000 names are accepted and applied.
+    let answer = subscribe_answer(&mut ws, &names[..1000]).await;
+    assert_eq!(answer["type"], json!("subscribed"), "{answer}");
+    assert_eq!(
+        answer["payload"]["metric_names"].as_array().map(Vec::len),
+        Some(1000)
+    );
+    n.write(
+        None,
+        vec![point(RUN, "loss", 3, 1.0), point(RUN, "m999", 4, 2.0)],
+    )
+    .await;
+    let got = names_and_steps(&points_until(&mut ws, 4).await);
+    assert_eq!(got, vec![("m999".to_string(), 4)]);
+    ws.close(None).await.expect("close");
+    n.stop().await;
+}
+
+/// The one tenant rule on `?tenant=`: an empty, NUL-bearing or 5,000-byte tenant
+/// refuses the upgrade with a JSON 400; a valid one (trimmed) streams that tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_tenant_query_refuses_the_stream_with_a_json_400() {
+    let mut n = Node::single(&[]).await;
+    let long = "t".repeat(5000);
+    for bad in ["", "%20", "a%00b", long.as_str()] {
+        let path = format!("/ws/metrics/{RUN}?tenant={bad}");
+        let req = format!("ws://{}{path}", n.addr).into_client_request();
+        match tokio_tungstenite::connect_async(req.expect("request")).await {
+            Err(WsError::Http(resp)) => assert_eq!(resp.status(), StatusCode::BAD_REQUEST),
+            Err(e) => panic!("?tenant={bad}: expected HTTP 400, got {e}"),
+            Ok(_) => panic!("?tenant={bad:.20}: stream accepted"),
+        }
+        // The same check answers a plain GET, in the area's envelope.
+        let resp = http()
+            .get(format!("http://{}{path}", n.addr))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let body: Value = resp.json().await.expect("a JSON body");
+        let msg = body["error"].as_str().expect("{\"error\": ...}");
+        assert!(msg.contains("?tenant="), "{msg}");
+    }
+    let req = format!("ws://{}/ws/metrics/{RUN}?tenant=%20team-b%20", n.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    subscribe(&mut ws, RUN, &[]).await;
+    n.write(Some("team-b"), vec![point(RUN, "loss", 1, 1.0)])
+        .await;
+    assert_eq!(points_until(&mut ws, 1).await.len(), 1);
+    ws.close(None).await.expect("close");
+    n.stop().await;
 }

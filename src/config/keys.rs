@@ -53,12 +53,12 @@ pub const KEYS: &[Key] = &[
     Key {
         key: "cluster.secret",
         default: "",
-        help: "shared secret required on every peer request",
+        help: "shared secret required on every peer request; a node will not start without one (`dev` makes a random one)",
     },
     Key {
         key: "cluster.insecure",
         default: "false",
-        help: "allow a non-loopback peer listener without a secret",
+        help: "serve the peer port without a secret: anyone who reaches it can rewrite the state",
     },
     Key {
         key: "auth.tokens",
@@ -141,6 +141,11 @@ pub const KEYS: &[Key] = &[
         help: "most properties in one metadata object (at most 4096)",
     },
     Key {
+        key: "limits.max_object_bytes",
+        default: "4194304",
+        help: "largest metadata object, its property names and values together (413 above)",
+    },
+    Key {
         key: "limits.max_point_metadata_bytes",
         default: "16384",
         help: "largest `metadata` object of one metric point, as JSON",
@@ -209,6 +214,16 @@ pub const KEYS: &[Key] = &[
         key: "limits.max_websockets",
         default: "10000",
         help: "open WebSocket streams per node (503 above)",
+    },
+    Key {
+        key: "limits.max_ws_message_bytes",
+        default: "65536",
+        help: "largest WebSocket message or frame a client may send (the stream is closed with 1009 above)",
+    },
+    Key {
+        key: "limits.max_subscribe_metrics",
+        default: "1000",
+        help: "most metric names in one stream `subscribe` (an `error` message above)",
     },
     Key {
         key: "sync.enabled",

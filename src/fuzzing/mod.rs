@@ -19,12 +19,14 @@ use std::path::PathBuf;
 
 mod api;
 mod files;
+mod peer;
 mod wire;
 
 pub use api::{
     api_load, api_meta, api_points, api_promapi, api_search, api_services, api_ws, config,
 };
 pub use files::api_files;
+pub use peer::peer_routes;
 pub use wire::{command_apply, command_decode, peer_rpc};
 
 /// A fuzz harness: untrusted bytes in, whether they were accepted out. Panics only on a
@@ -35,6 +37,7 @@ pub type Harness = fn(&[u8]) -> bool;
 /// regressions) and its harness.
 pub const TARGETS: &[(&str, Harness)] = &[
     ("peer_rpc", peer_rpc),
+    ("peer_routes", peer_routes),
     ("command_decode", command_decode),
     ("command_apply", command_apply),
     ("api_meta", api_meta),

@@ -86,14 +86,17 @@ fn scope(req: &Request) -> Result<Scope, PtError> {
     }
     if let Some(rest) = path.strip_prefix("/api/v1/metrics/sync/") {
         let segment = rest.split('/').next().unwrap_or_default();
-        // A path segment: `+` is itself, unlike in a query string.
-        let tenant = super::load::percent_decode(&segment.replace('+', "%2B"));
-        return Ok(Scope::Tenant(tenant));
+        let tenant = super::tenant::path_segment(segment);
+        return tenant.map(Scope::Tenant).map_err(bad);
     }
     if req.method() == Method::POST && BODY_TENANT.contains(&path) {
         return Ok(Scope::Body);
     }
     super::points::tenant(headers).map(Scope::Tenant)
+}
+
+fn bad(msg: String) -> PtError {
+    PtError(StatusCode::BAD_REQUEST, msg)
 }
 
 /// The bearer token of a request, if it presents one.
@@ -235,6 +238,10 @@ mod tests {
         assert_eq!(t("/api/v1/metrics/sync/a%20b/state"), "a b");
         assert_eq!(t("/api/v1/metrics/sync/a+b"), "a+b");
         assert_eq!(t("/api/v1/runs/x/metrics"), "default");
+        // The one tenant rule ([`super::super::tenant`]) holds on the path too.
+        for bad in ["/api/v1/metrics/sync/%00/state", "/api/v1/metrics/sync/%20"] {
+            assert!(scope(&req(bad)).is_err(), "{bad}");
+        }
         assert!(matches!(scope(&req(SYNC_CONFIG)), Ok(Scope::None)));
         assert!(matches!(scope(&req("/meta/x")), Ok(Scope::None)));
     }

@@ -22,6 +22,7 @@ use super::coreerr::CoreError;
 use super::openapi::core as doc;
 use super::openapi::CoreError as Err;
 use crate::config::EdgeLimits;
+use crate::oversized::object_bytes;
 use crate::server::AppState;
 use crate::watches::Topic;
 
@@ -62,6 +63,37 @@ fn check_value(lim: &EdgeLimits, s: &str) -> Result<(), CoreError> {
         ));
     }
     Ok(())
+}
+
+/// Refuses (413) a write that would take object `hash` over `limits.max_object_bytes`;
+/// `grown` gives its size after the write from its current properties. Checked against
+/// the state this node has applied, so writes racing to one object may each pass.
+async fn check_object_size<F>(s: &AppState, hash: &str, grown: F) -> Result<(), CoreError>
+where
+    F: FnOnce(&BTreeMap<String, String>) -> usize + Send + 'static,
+{
+    let h = hash.to_string();
+    let size = super::read_store(s, move |st| {
+        let fields = st.meta_get(&h)?.map(|o| o.fields).unwrap_or_default();
+        Ok(grown(&fields))
+    })
+    .await?;
+    let max = s.cfg.limits.object;
+    if size > max {
+        let msg = format!("object would hold {size} bytes, over the {max}-byte limit");
+        return Err(CoreError::new(StatusCode::PAYLOAD_TOO_LARGE, msg));
+    }
+    Ok(())
+}
+
+/// The size of an object after `fields` are merged into `current`.
+fn merged_bytes(current: &BTreeMap<String, String>, fields: &BTreeMap<String, String>) -> usize {
+    let kept: usize = current
+        .iter()
+        .filter(|(k, _)| !fields.contains_key(*k))
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    kept + object_bytes(fields)
 }
 
 fn body(state: &AppState, b: Body) -> Result<Bytes, CoreError> {
@@ -251,6 +283,8 @@ async fn merge(
     check_key(&s.cfg.limits, "hash id", &hash)?;
     let expect_version = if_match(headers)?;
     let fields = fields(&s.cfg.limits, &body(s, b)?)?;
+    let new = fields.clone();
+    check_object_size(s, &hash, move |cur| merged_bytes(cur, &new)).await?;
     let cmd = Command::MetaMerge {
         hash: hash.clone(),
         fields,
@@ -277,7 +311,7 @@ async fn merge(
             headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "Bad hash id, body or If-Match", body = Err),
         (status = 412, description = "If-Match version mismatch", body = Err),
-        (status = 413, description = "Body, value or field count over the limits", body = Err),
+        (status = 413, description = "Body, value, field count or object size over the limits", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
 async fn put_object(
     State(s): St,
@@ -297,7 +331,7 @@ async fn put_object(
             headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "Bad hash id, body or If-Match", body = Err),
         (status = 412, description = "If-Match version mismatch", body = Err),
-        (status = 413, description = "Body, value or field count over the limits", body = Err),
+        (status = 413, description = "Body, value, field count or object size over the limits", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
 async fn patch_object(
     State(s): St,
@@ -385,7 +419,7 @@ async fn get_prop(
         (status = 404, description = "If-Match given and no such object", body = Err),
         (status = 400, description = "Bad hash id, body or If-Match", body = Err),
         (status = 412, description = "If-Match version mismatch", body = Err),
-        (status = 413, description = "Body, value or field count over the limits", body = Err),
+        (status = 413, description = "Body, value, field count or object size over the limits", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
 async fn put_prop(
     State(s): St,
@@ -397,9 +431,12 @@ async fn put_prop(
     check_key(&s.cfg.limits, "property name", &key)?;
     let expect_version = if_match(&headers)?;
     let value = single_value(&s.cfg.limits, &body(&s, b)?)?;
+    let fields = BTreeMap::from([(key.clone(), value)]);
+    let new = fields.clone();
+    check_object_size(&s, &hash, move |cur| merged_bytes(cur, &new)).await?;
     let cmd = Command::MetaMerge {
         hash: hash.clone(),
-        fields: BTreeMap::from([(key.clone(), value)]),
+        fields,
         expect_version,
     };
     let R::MetaWritten { version, .. } = propose(&s, cmd, "metadata not found").await? else {
@@ -452,7 +489,7 @@ async fn delete_prop(
         (status = 405, description = "The key does not start with `_add/`", body = Err),
         (status = 400, description = "Bad hash id, body or If-Match", body = Err),
         (status = 412, description = "If-Match version mismatch", body = Err),
-        (status = 413, description = "Body, value or field count over the limits", body = Err),
+        (status = 413, description = "Body, value, field count or object size over the limits", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
 async fn add_member(
     State(s): St,
@@ -474,6 +511,16 @@ async fn add_member(
     if member.contains('|') {
         return Err(CoreError::bad_request("set member must not contain '|'"));
     }
+    let (p, m) = (prop.to_string(), member.clone());
+    check_object_size(&s, &hash, move |cur| {
+        let size = object_bytes(cur);
+        match cur.get(&p) {
+            Some(set) if set.split('|').any(|x| x == m) => size,
+            Some(_) => size + 1 + m.len(),
+            None => size + p.len() + m.len(),
+        }
+    })
+    .await?;
     let cmd = Command::MetaSetAdd {
         hash: hash.clone(),
         prop: prop.to_string(),

@@ -26,12 +26,14 @@ pub mod front;
 pub mod load;
 pub mod mcenv;
 pub mod meta;
+pub mod metric_name;
 pub mod metrics;
 pub mod openapi;
 pub mod points;
 pub mod promapi;
 pub mod search;
 pub mod services;
+pub mod tenant;
 pub mod watch;
 pub mod ws;
 

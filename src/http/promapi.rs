@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use super::openapi::metric as doc;
 use super::openapi::metric::PromError as Err;
-use super::points::tenant;
+use super::tenant::header as tenant;
 use crate::server::AppState;
 
 type St = State<Arc<AppState>>;
@@ -222,7 +222,7 @@ async fn matching(
 async fn series(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let t = match tenant(&headers) {
         Ok(t) => t,
-        Err(e) => return bad_data(e.1),
+        Err(e) => return bad_data(e),
     };
     let f = match parse_filter(q.as_deref()) {
         Ok(f) if f.selectors.is_empty() => return bad_data("no match[] parameter provided"),
@@ -243,7 +243,7 @@ async fn series(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Resp
 async fn labels(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (t, f) = match (tenant(&headers), parse_filter(q.as_deref())) {
         (Ok(t), Ok(f)) => (t, f),
-        (Err(e), _) => return bad_data(e.1),
+        (Err(e), _) => return bad_data(e),
         (_, Err(e)) => return bad_data(e),
     };
     match matching(&s, t, f).await {
@@ -269,7 +269,7 @@ async fn label_values(
 ) -> Response {
     let (t, f) = match (tenant(&headers), parse_filter(q.as_deref())) {
         (Ok(t), Ok(f)) => (t, f),
-        (Err(e), _) => return bad_data(e.1),
+        (Err(e), _) => return bad_data(e),
         (_, Err(e)) => return bad_data(e),
     };
     match matching(&s, t, f).await {
@@ -292,7 +292,7 @@ async fn label_values(
 async fn metadata(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let t = match tenant(&headers) {
         Ok(t) => t,
-        Err(e) => return bad_data(e.1),
+        Err(e) => return bad_data(e),
     };
     let pairs = form_pairs(q.as_deref().unwrap_or(""));
     let metric = pairs

@@ -79,13 +79,18 @@ fn opt_usize(m: &Map<String, Value>, k: &str, max: usize) -> Result<Option<usize
     }
 }
 
-/// The tenant of a search or sync: the body's `tenant_id`, else `X-Tenant-ID`.
+/// The tenant of a search or sync: the body's `tenant_id`, else `X-Tenant-ID`
+/// ([`super::tenant`]).
 pub(super) fn body_tenant(m: &Map<String, Value>, headers: &HeaderMap) -> Result<String, PtError> {
     match opt_str(m, "tenant_id")? {
-        Some(t) if !t.is_empty() && t.len() <= 128 && !t.contains('\0') => Ok(t.to_string()),
-        Some(_) => Err(bad("`tenant_id` must be 1 to 128 bytes")),
+        Some(t) => super::tenant::named("`tenant_id`", t).map_err(bad),
         None => tenant(headers),
     }
+}
+
+/// The tenant of a sync route's `{tenant}` path parameter ([`super::tenant`]).
+fn path_tenant(raw: &str) -> Result<String, PtError> {
+    super::tenant::path(raw).map_err(bad)
 }
 
 pub fn parse_search(m: &Map<String, Value>, headers: &HeaderMap) -> Result<SearchQuery, PtError> {
@@ -299,7 +304,7 @@ async fn sync_body(State(s): St, req: Request) -> Response {
         ("forceFull" = Option<bool>, Query, description = "A full sync")),
     responses(
         (status = 200, description = "Sync completed", body = doc::SyncCompleted),
-        (status = 400, description = "Bad forceFull", body = Err),
+        (status = 400, description = "Bad tenant or forceFull", body = Err),
         (status = 404, description = "No sync source configured for the tenant", body = Err),
         (status = 409, description = "A sync of the tenant is already running", body = Err),
         (status = 502, description = "The source failed", body = Err),
@@ -310,6 +315,10 @@ async fn sync_path(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
+    let tenant = match path_tenant(&tenant) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
     if !leads(&s) {
         return relay(&s, req).await;
     }
@@ -349,8 +358,10 @@ fn status_str(r: &SyncRecord) -> &str {
 /// A tenant's sync bookkeeping across syncs
 #[utoipa::path(get, path = "/api/v1/metrics/sync/{tenant}/state", tag = "search",
     params(("tenant" = String, Path, description = "The tenant")),
-    responses((status = 200, description = "Sync state", body = doc::SyncState)))]
+    responses((status = 200, description = "Sync state", body = doc::SyncState),
+        (status = 400, description = "Bad tenant", body = Err)))]
 async fn state(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, PtError> {
+    let tenant = path_tenant(&tenant)?;
     let r = s.node.store().sync_record(&tenant)?;
     let count = s.node.store().catalog_count(&tenant)?;
     Ok(Json(json!({
@@ -367,8 +378,10 @@ async fn state(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, 
 /// The status of a tenant's last sync
 #[utoipa::path(get, path = "/api/v1/metrics/sync/{tenant}/status", tag = "search",
     params(("tenant" = String, Path, description = "The tenant")),
-    responses((status = 200, description = "Sync status", body = doc::SyncStatus)))]
+    responses((status = 200, description = "Sync status", body = doc::SyncStatus),
+        (status = 400, description = "Bad tenant", body = Err)))]
 async fn status(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, PtError> {
+    let tenant = path_tenant(&tenant)?;
     let r = s.node.store().sync_record(&tenant)?;
     let started = (r.gen > 0).then_some(r.start_ns);
     Ok(Json(json!({

@@ -108,24 +108,64 @@ fn view_response(s: &AppState, name: &str, e: &ServiceEntry) -> Response {
     super::json_bytes_response(StatusCode::OK, body)
 }
 
-/// `{"count":N,"services":[...]}` with the view of each service.
-fn write_list<'a>(
-    count: usize,
-    services: impl Iterator<Item = (&'a str, &'a ServiceEntry)>,
+/// Bytes of service views after which a page of `GET /services` ends, whatever its
+/// `limit` (a page holds at least one service), so that one answer stays small.
+pub const PAGE_BYTES: usize = 4 << 20;
+
+/// One page of `GET /services`: at most `limit` services and about [`PAGE_BYTES`].
+struct Page {
+    limit: usize,
     now: u64,
     threshold: u64,
-) -> serde_json::Result<Vec<u8>> {
-    let w = ViewWriter::new(now, threshold)?;
-    let mut buf = Vec::with_capacity(64 + 160 * count);
-    buf.extend_from_slice(format!(r#"{{"count":{count},"services":["#).as_bytes());
-    for (i, (name, e)) in services.enumerate() {
-        if i > 0 {
-            buf.push(b',');
+}
+
+impl Page {
+    /// `{"count":N,"services":[...]}` with the view of each service of the page, and
+    /// `"next"` (the last name) when services remain after it.
+    fn write<'a>(
+        &self,
+        mut services: impl Iterator<Item = (&'a str, &'a ServiceEntry)>,
+    ) -> serde_json::Result<Vec<u8>> {
+        let w = ViewWriter::new(self.now, self.threshold)?;
+        let mut views = Vec::with_capacity(64 + 160 * self.limit.min(1024));
+        let (mut count, mut last) = (0usize, "");
+        while count < self.limit && views.len() < PAGE_BYTES {
+            let Some((name, e)) = services.next() else {
+                break;
+            };
+            if count > 0 {
+                views.push(b',');
+            }
+            w.write(&mut views, name, e)?;
+            (count, last) = (count + 1, name);
         }
-        w.write(&mut buf, name, e)?;
+        let mut buf = Vec::with_capacity(views.len() + 64 + last.len());
+        buf.extend_from_slice(format!(r#"{{"count":{count},"services":["#).as_bytes());
+        buf.extend_from_slice(&views);
+        buf.push(b']');
+        if services.next().is_some() {
+            buf.extend_from_slice(b",\"next\":");
+            serde_json::to_writer(&mut buf, last)?;
+        }
+        buf.push(b'}');
+        Ok(buf)
     }
-    buf.extend_from_slice(b"]}");
-    Ok(buf)
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListParams {
+    /// Page size: default 1000, clamped to 1..=`limits.meta_list_max`; a page also ends
+    /// after about 4 MiB of services.
+    limit: Option<usize>,
+    /// List the services named after this one (the `next` of the previous page).
+    after: Option<String>,
+}
+
+fn list_params(q: Option<&str>, max: usize) -> Result<(usize, Option<String>), CoreError> {
+    let p: ListParams = serde_urlencoded::from_str(q.unwrap_or(""))
+        .map_err(|e| CoreError::bad_request(format!("bad `limit` or `after`: {e}")))?;
+    Ok((p.limit.unwrap_or(1000).clamp(1, max), p.after))
 }
 
 fn watch_params(q: &Option<String>) -> Result<Option<watch::Watch>, CoreError> {
@@ -134,9 +174,9 @@ fn watch_params(q: &Option<String>) -> Result<Option<watch::Watch>, CoreError> {
 
 /// Every registered service
 #[utoipa::path(get, path = "/services", tag = "services",
-    params(doc::WatchQuery, doc::ConsistencyQuery, doc::ConsistencyHeader),
+    params(ListParams, doc::WatchQuery, doc::ConsistencyQuery, doc::ConsistencyHeader),
     responses(
-        (status = 200, description = "The services", body = doc::ServiceList),
+        (status = 200, description = "The services, a page at a time, by name", body = doc::ServiceList),
         (status = 400, description = "Bad watch parameters", body = Err),
         (status = 429, description = "Too many blocking queries", body = Err),
         (status = 503, description = "No leader for a linearizable read", body = Err)))]
@@ -145,6 +185,7 @@ async fn list(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, CoreError> {
+    let (limit, after) = list_params(q.as_deref(), s.cfg.meta_list_max)?;
     if super::wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
@@ -156,11 +197,14 @@ async fn list(
     let list = s.node.store().services();
     // Rendering 10,000 services takes milliseconds: off the async workers, where it
     // would hold up every other connection and raft task sharing the worker.
-    let (now, threshold) = (now_ms(), s.cfg.stale_threshold_ms);
-    let body =
-        tokio::task::spawn_blocking(move || write_list(list.len(), list.iter(), now, threshold))
-            .await
-            .map_err(|e| CoreError::internal(format!("rendering the service list: {e}")))?;
+    let page = Page {
+        limit,
+        now: now_ms(),
+        threshold: s.cfg.stale_threshold_ms,
+    };
+    let body = tokio::task::spawn_blocking(move || page.write(list.iter_after(after.as_deref())))
+        .await
+        .map_err(|e| CoreError::internal(format!("rendering the service list: {e}")))?;
     Ok(super::json_bytes_response(StatusCode::OK, body))
 }
 
@@ -383,17 +427,24 @@ mod tests {
         }
         let (now, threshold) = (70_000, 60_000);
         let items = || services.iter().map(|(n, e)| (n.as_str(), e));
-        for n in [0, 1, services.len()] {
+        for n in [1, 3, services.len()] {
             let views: Vec<Value> = items()
                 .take(n)
                 .map(|(n, e)| view_at(now, threshold, n, e))
                 .collect();
-            let want = serde_json::to_vec(&json!({ "count": n, "services": views })).unwrap();
-            let got = write_list(n, items().take(n), now, threshold).unwrap();
-            assert_eq!(
-                String::from_utf8(got).unwrap(),
-                String::from_utf8(want).unwrap()
-            );
+            let views = serde_json::to_string(&views).unwrap();
+            let next = match services.get(n) {
+                Some(_) => format!(r#","next":"{}""#, services[n - 1].0),
+                None => String::new(),
+            };
+            let want = format!(r#"{{"count":{n},"services":{views}{next}}}"#);
+            let page = Page {
+                limit: n,
+                now,
+                threshold,
+            };
+            let got = page.write(items()).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), want);
         }
     }
 }

@@ -11,13 +11,19 @@
 //! of losing data silently. Pings every 30 s; a peer silent for 75 s, or a send stuck
 //! for 10 s, is dropped. Connections are bounded by `limits.max_websockets` and closed
 //! on shutdown.
+//!
+//! Bounds on what a client sends: a message (or frame) over `limits.max_ws_message_bytes`
+//! closes the stream with code 1009 (tungstenite refuses a frame from its header, and a
+//! fragmented message once its fragments pass the limit, so no more than the limit is
+//! buffered); a `subscribe` naming more than `limits.max_subscribe_metrics` metrics, or
+//! a name that is no valid metric name, is answered `error` and not applied.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +35,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::points::{parse_run, tenant, PointOut, PtError};
+use super::points::{parse_run, PointOut, PtError};
 use crate::server::AppState;
 
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -56,14 +62,11 @@ impl Filter {
 }
 
 /// The tenant of a stream: `?tenant=` (browsers cannot set headers), else
-/// `X-Tenant-ID`. The auth middleware checks the same tenant.
+/// `X-Tenant-ID`, each under the one tenant rule ([`super::tenant`]). The auth
+/// middleware checks the same tenant.
 pub fn stream_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<String, PtError> {
-    let from_header = tenant(headers)?;
-    let from_query = query
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("tenant="));
-    Ok(from_query.map_or(from_header, super::load::percent_decode))
+    let tenant = super::tenant::query(query).unwrap_or_else(|| super::tenant::header(headers));
+    tenant.map_err(|e| PtError(StatusCode::BAD_REQUEST, e))
 }
 
 /// A live WebSocket stream of a run's points
@@ -78,7 +81,7 @@ pub fn stream_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<String,
         super::openapi::metric::TenantHeader),
     responses(
         (status = 101, description = "Switched to the WebSocket protocol"),
-        (status = 400, description = "Bad run_id or tenant, or not a WebSocket upgrade", body = super::openapi::ApiError),
+        (status = 400, description = "Bad run_id or tenant (`?tenant=` or X-Tenant-ID), or not a WebSocket upgrade", body = super::openapi::ApiError),
         (status = 426, description = "The connection cannot be upgraded", body = super::openapi::ApiError),
         (status = 503, description = "Too many WebSocket connections", body = super::openapi::ApiError)))]
 async fn upgrade(
@@ -115,7 +118,12 @@ async fn upgrade(
         run_id,
         names: None,
     };
-    ws.on_upgrade(move |socket| session(s, socket, filter, permit))
+    // Bounds what a client can make the node buffer: tungstenite checks a frame's
+    // length in its header, and a fragmented message as each fragment arrives.
+    let max = s.cfg.limits.ws_message;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| session(s, socket, filter, permit))
 }
 
 fn text(v: Value) -> Message {
@@ -169,30 +177,95 @@ fn metric_message(points: &[PointOut]) -> Message {
     Message::Text(serde_json::to_string(&push).unwrap_or_default().into())
 }
 
-/// Handles a client message; returns the answer to send.
+/// Handles a client message under the default `limits.max_subscribe_metrics`;
+/// returns the answer to send.
 pub fn on_client(text_msg: &str, f: &mut Filter) -> Value {
+    on_client_with(
+        text_msg,
+        f,
+        crate::config::EdgeLimits::default().subscribe_metrics,
+    )
+}
+
+fn error_message(message: impl Into<String>) -> Value {
+    json!({ "type": "error", "payload": { "message": message.into() } })
+}
+
+/// Handles a client message; a subscribe may name at most `max_names` metrics. Returns
+/// the answer to send; a refused subscribe leaves the filter as it was.
+pub fn on_client_with(text_msg: &str, f: &mut Filter, max_names: usize) -> Value {
     let v: Value = serde_json::from_str(text_msg).unwrap_or(Value::Null);
     if v.get("type").and_then(Value::as_str) != Some("subscribe") {
-        return json!({ "type": "error", "payload": { "message": "expected {\"type\":\"subscribe\",\"payload\":{...}}" } });
+        return error_message("expected {\"type\":\"subscribe\",\"payload\":{...}}");
     }
-    let payload = v.get("payload").cloned().unwrap_or(Value::Null);
+    let payload = v.get("payload").unwrap_or(&Value::Null);
     if let Some(r) = payload.get("run_id").and_then(Value::as_str) {
         if r != f.run_id {
-            return json!({ "type": "error", "payload": { "message": "run_id must match the stream's path" } });
+            return error_message("run_id must match the stream's path");
         }
     }
-    f.names = payload
-        .get("metric_names")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty())
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        });
+    let names = match payload.get("metric_names").and_then(Value::as_array) {
+        None => None,
+        Some(a) if a.is_empty() => None,
+        Some(a) => match subscribed_names(a, max_names) {
+            Ok(names) => Some(names),
+            Err(e) => return error_message(e),
+        },
+    };
+    f.names = names;
     let names: Vec<&String> = f.names.iter().flatten().collect();
     json!({ "type": "subscribed", "payload": { "run_id": f.run_id, "metric_names": names } })
+}
+
+/// The metric names of a subscribe: at most `max`, each a valid metric name (entries
+/// that are not strings are ignored, as they always were).
+fn subscribed_names(a: &[Value], max: usize) -> Result<HashSet<String>, String> {
+    if a.len() > max {
+        let n = a.len();
+        return Err(format!(
+            "metric_names: {n} names, at most {max} (limits.max_subscribe_metrics)"
+        ));
+    }
+    let names = a.iter().filter_map(Value::as_str);
+    names
+        .map(|n| match super::metric_name::check(n) {
+            Ok(()) => Ok(n.to_string()),
+            Err(e) => Err(format!("metric_names: `{}` {e}", n.escape_debug())),
+        })
+        .collect()
+}
+
+/// Whether a read failed because the client's message or frame was over the limit.
+/// axum does not expose tungstenite's error type, only its text
+/// ("Space limit exceeded: Message too long: N > MAX").
+fn too_big(e: &axum::Error) -> bool {
+    e.to_string().contains("Message too long")
+}
+
+/// What to do with a client's message; `false` ends the session.
+async fn on_message(
+    socket: &mut WebSocket,
+    msg: Option<Result<Message, axum::Error>>,
+    f: &mut Filter,
+    lim: &crate::config::EdgeLimits,
+) -> bool {
+    match msg {
+        Some(Ok(Message::Text(t))) => {
+            let answer = on_client_with(t.as_str(), f, lim.subscribe_metrics);
+            send(socket, text(answer)).await
+        }
+        Some(Err(e)) if too_big(&e) => {
+            let reason = format!("message over {} bytes", lim.ws_message);
+            let frame = CloseFrame {
+                code: close_code::SIZE,
+                reason: reason.into(),
+            };
+            let _ = send(socket, Message::Close(Some(frame))).await;
+            false
+        }
+        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => false,
+        Some(Ok(_)) => true,
+    }
 }
 
 async fn session(
@@ -218,11 +291,7 @@ async fn session(
             },
             msg = socket.recv() => {
                 last_heard = Instant::now();
-                match msg {
-                    Some(Ok(Message::Text(t))) => { let answer = on_client(t.as_str(), &mut f); send(&mut socket, text(answer)).await }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => false,
-                    Some(Ok(_)) => true,
-                }
+                on_message(&mut socket, msg, &mut f, &s.cfg.limits).await
             },
             _ = ping.tick() => last_heard.elapsed() < DEAD_AFTER && send(&mut socket, Message::Ping(Default::default())).await,
             _ = s.shutdown.cancelled() => { let _ = send(&mut socket, Message::Close(None)).await; false }

@@ -40,6 +40,19 @@ impl ServiceList {
         self.0.iter().map(|(n, e)| (n.as_str(), &**e))
     }
 
+    /// (name, registration) of the services named after `after` (all when `None`), by
+    /// name.
+    pub fn iter_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a str, &'a ServiceEntry)> + 'a {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, |a| Excluded(a.to_string()));
+        self.0
+            .range((from, Unbounded))
+            .map(|(n, e)| (n.as_str(), &**e))
+    }
+
     /// One service.
     pub fn get(&self, name: &str) -> Option<&ServiceEntry> {
         self.0.get(name).map(|e| &**e)

@@ -14,17 +14,9 @@ use crate::server::AppState;
 pub const MAX_LIMIT: usize = 10_000;
 const DEFAULT_LIMIT: usize = 1000;
 
-/// The tenant of a request: `X-Tenant-ID`, default `default`.
+/// The tenant of a request: `X-Tenant-ID`, default `default` ([`crate::http::tenant`]).
 pub fn tenant(headers: &HeaderMap) -> Result<String, PtError> {
-    let t = headers
-        .get("x-tenant-id")
-        .map(|v| v.to_str().unwrap_or(""))
-        .unwrap_or("default")
-        .trim();
-    if t.is_empty() || t.len() > 128 || t.contains('\0') {
-        return Err(bad("X-Tenant-ID must be 1 to 128 bytes"));
-    }
-    Ok(t.to_string())
+    crate::http::tenant::header(headers).map_err(bad)
 }
 
 pub fn parse_run(run_id: &str) -> Result<[u8; 16], PtError> {
@@ -88,9 +80,7 @@ pub fn point_in(item: &Value, now: i64, lim: &EdgeLimits) -> Result<PointIn, Str
         .get("metric_name")
         .and_then(Value::as_str)
         .ok_or("metric_name: required string")?;
-    if metric.is_empty() || metric.len() > 256 || metric.contains('\0') {
-        return Err("metric_name: must be 1 to 256 bytes".into());
-    }
+    crate::http::metric_name::check(metric).map_err(|e| format!("metric_name: {e}"))?;
     let step = match o.get("step") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_i64().ok_or("step: must be an integer or null")?),
