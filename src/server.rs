@@ -38,6 +38,8 @@ pub struct AppState {
     pub cfg: Config,
     pub started: Instant,
     pub shutdown: CancellationToken,
+    /// Bounds the large answers held at once.
+    pub large: crate::http::large::LargeReads,
     /// Bounds the blocking queries waiting at once.
     pub waiters: tokio::sync::Semaphore,
     /// Who the blocking queries wait for.
@@ -102,6 +104,7 @@ impl Server {
             http: reqwest::Client::new(),
             node: node.clone(),
             waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
+            large: crate::http::large::LargeReads::new(cfg.max_large_reads),
             watches: crate::watches::Watches::default(),
             websockets: Arc::new(tokio::sync::Semaphore::new(cfg.max_websockets)),
             streams: crate::streams::Hub::new(STREAM_QUEUE),

@@ -87,6 +87,10 @@ fn limits_above_the_storage_ceilings_are_refused() {
         ("limits.max_value_bytes", "65537"),
         ("limits.max_properties", "4097"),
         ("limits.max_key_bytes", "0"),
+        ("limits.max_large_reads", "0"),
+        ("limits.max_ws_message_bytes", "0"),
+        ("limits.max_subscribe_metrics", "0"),
+        ("limits.max_object_bytes", "0"),
     ] {
         let mut cfg = Config::default();
         cfg.set(key, value).unwrap();

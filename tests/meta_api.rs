@@ -1100,3 +1100,67 @@ async fn an_object_cannot_grow_past_max_object_bytes() {
     assert_eq!((found.count, found.largest), (1, Some(("o".into(), 523))));
     n.stop().await;
 }
+
+/// A client that sent `GET path` and reads nothing of the answer.
+fn stalled_reader(base: &str, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_held_at_once_are_bounded() {
+    let n = TestNode::start(&[
+        ("limits.max_large_reads", "1"),
+        ("limits.max_object_bytes", "67108864"),
+    ])
+    .await;
+    // A 32 MiB object: far more than the kernel buffers of a client that reads nothing.
+    let value = "v".repeat(64 << 10);
+    for part in 0..35 {
+        let fields: serde_json::Map<String, Value> = (0..15)
+            .map(|i| (format!("p{part}-{i}"), json!(value)))
+            .collect();
+        let put = n
+            .json(Method::PATCH, "/meta/big", Value::Object(fields))
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    }
+    assert_eq!(
+        n.json(Method::PUT, "/meta/small", json!({"a": 1}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // One stalled reader holds the only permit: the next large read waits, then 503.
+    let stalled = stalled_reader(&n.base, "/meta/big");
+    let deadline = Instant::now() + READY_DEADLINE;
+    let refused = loop {
+        let r = n.get("/meta/small").await;
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+            break r;
+        }
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(
+            Instant::now() < deadline,
+            "large reads were never held back"
+        );
+    };
+    refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "limits.max_large_reads");
+    assert_eq!(
+        n.get("/health").await.status,
+        StatusCode::OK,
+        "small answers go on"
+    );
+
+    // The reader goes away: the permit comes back.
+    drop(stalled);
+    let deadline = Instant::now() + READY_DEADLINE;
+    while n.get("/meta/small").await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the permit never came back");
+    }
+    n.stop().await;
+}

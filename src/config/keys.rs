@@ -146,6 +146,11 @@ pub const KEYS: &[Key] = &[
         help: "largest metadata object, its property names and values together (413 above)",
     },
     Key {
+        key: "limits.max_large_reads",
+        default: "32",
+        help: "reads with answers of up to megabytes (an object; a page of ids, services or points) held at once, until their answer is sent; more wait up to 5 s, then 503",
+    },
+    Key {
         key: "limits.max_point_metadata_bytes",
         default: "16384",
         help: "largest `metadata` object of one metric point, as JSON",

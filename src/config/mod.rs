@@ -55,6 +55,8 @@ pub struct Config {
     pub limits: EdgeLimits,
     pub meta_list_max: usize,
     pub max_waiters: usize,
+    /// Large reads held at once (`limits.max_large_reads`).
+    pub max_large_reads: usize,
     pub points_max_batch: usize,
     /// (tenant, retention) pairs.
     pub points_retention: Vec<(String, Duration)>,
@@ -123,6 +125,7 @@ impl Default for Config {
             limits: EdgeLimits::default(),
             meta_list_max: 0,
             max_waiters: 0,
+            max_large_reads: 0,
             points_max_batch: 0,
             points_retention: Vec::new(),
             retention_interval: Duration::ZERO,

@@ -92,6 +92,7 @@ impl Config {
             "limits.max_value_bytes" => self.limits.value = parse(key, value)?,
             "limits.max_properties" => self.limits.properties = parse(key, value)?,
             "limits.max_object_bytes" => self.limits.object = parse(key, value)?,
+            "limits.max_large_reads" => self.max_large_reads = parse(key, value)?,
             "limits.max_point_metadata_bytes" => self.limits.point_metadata = parse(key, value)?,
             "limits.max_ws_message_bytes" => self.limits.ws_message = parse(key, value)?,
             "limits.max_subscribe_metrics" => self.limits.subscribe_metrics = parse(key, value)?,

@@ -22,6 +22,19 @@ impl Config {
                 "need heartbeat < election_min < election_max",
             ));
         }
+        for (key, n) in [
+            ("limits.max_ws_message_bytes", self.limits.ws_message),
+            (
+                "limits.max_subscribe_metrics",
+                self.limits.subscribe_metrics,
+            ),
+            ("limits.max_object_bytes", self.limits.object),
+            ("limits.max_large_reads", self.max_large_reads),
+        ] {
+            if n == 0 {
+                return Err(invalid(key, "0".into(), "must be > 0"));
+            }
+        }
         for (key, d) in [
             ("limits.header_read_timeout_ms", self.header_read_timeout),
             ("limits.body_read_timeout_ms", self.body_read_timeout),

@@ -228,13 +228,18 @@ async fn list(
     let Query(p) =
         q.map_err(|e| CoreError::bad_request(format!("invalid query: {}", e.body_text())))?;
     barrier(&s, &headers, &raw).await?;
+    let room = s
+        .large
+        .admit()
+        .await
+        .map_err(|(st, m)| CoreError::new(st, m))?;
     let limit = p.limit.unwrap_or(1000).clamp(1, s.cfg.meta_list_max);
     let page = super::read_store(&s, move |st| st.meta_list(p.after.as_deref(), limit)).await?;
     let mut body = json!({ "hashIds": page.hash_ids, "count": page.hash_ids.len() });
     if let Some(n) = page.next {
         body["next"] = json!(n);
     }
-    Ok(Json(body).into_response())
+    Ok(room.hold(Json(body).into_response()))
 }
 
 /// One object's properties; `ETag` carries its version
@@ -265,12 +270,17 @@ async fn get_object(
         let current = || s.node.store().meta_watch_index(&hash);
         super::watch::block(&s, w, topics, current).await?;
     }
+    let room = s
+        .large
+        .admit()
+        .await
+        .map_err(|(st, m)| CoreError::new(st, m))?;
     let Some(obj) = s.node.store().meta_get(&hash)? else {
         return Err(CoreError::not_found("metadata not found"));
     };
     let mut resp = Json(json!({ "hashId": hash, "metadata": obj.fields })).into_response();
     resp.headers_mut().insert(header::ETAG, etag(obj.version));
-    Ok(resp)
+    Ok(room.hold(resp))
 }
 
 async fn merge(

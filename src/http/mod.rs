@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod coreerr;
 pub mod files;
 pub mod front;
+pub mod large;
 pub mod load;
 pub mod mcenv;
 pub mod meta;

@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::coreerr::CoreError;
+use super::large::PAGE_BYTES;
 use super::meta::check_key;
 use super::openapi::core as doc;
 use super::openapi::CoreError as Err;
@@ -108,11 +109,8 @@ fn view_response(s: &AppState, name: &str, e: &ServiceEntry) -> Response {
     super::json_bytes_response(StatusCode::OK, body)
 }
 
-/// Bytes of service views after which a page of `GET /services` ends, whatever its
-/// `limit` (a page holds at least one service), so that one answer stays small.
-pub const PAGE_BYTES: usize = 4 << 20;
-
-/// One page of `GET /services`: at most `limit` services and about [`PAGE_BYTES`].
+/// One page of `GET /services`: at most `limit` services and about [`PAGE_BYTES`] of
+/// them.
 struct Page {
     limit: usize,
     now: u64,
@@ -193,6 +191,11 @@ async fn list(
         let topics = vec![Topic::AnyService];
         watch::block(&s, w, topics, || s.node.store().services_index()).await?;
     }
+    let room = s
+        .large
+        .admit()
+        .await
+        .map_err(|(st, m)| CoreError::new(st, m))?;
     // A snapshot, taken in O(1): no scan, and apply is not held off while it is read.
     let list = s.node.store().services();
     // Rendering 10,000 services takes milliseconds: off the async workers, where it
@@ -205,7 +208,7 @@ async fn list(
     let body = tokio::task::spawn_blocking(move || page.write(list.iter_after(after.as_deref())))
         .await
         .map_err(|e| CoreError::internal(format!("rendering the service list: {e}")))?;
-    Ok(super::json_bytes_response(StatusCode::OK, body))
+    Ok(room.hold(super::json_bytes_response(StatusCode::OK, body)))
 }
 
 /// One service

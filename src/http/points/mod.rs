@@ -15,7 +15,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use metacenter_storage::{Command, PointQuery, Response as R};
+use metacenter_storage::{Command, Point, PointQuery, Response as R};
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -103,6 +103,7 @@ async fn read_history(
         s.node.read_barrier().await?;
     }
     let metric = metric.or(p.metric_name.take());
+    let room = s.large.admit().await.map_err(|(st, m)| PtError(st, m))?;
     let want = p.q.limit;
     p.q.limit = want + 1;
     let (m, q) = (metric.clone(), p.q.clone());
@@ -111,8 +112,9 @@ async fn read_history(
         None => store.run_points(&tenant, &run, &q),
     })
     .await?;
-    let next = (points.len() > want).then(|| encode_cursor(&points[want - 1].cursor));
-    points.truncate(want);
+    let fit = page_fit(&points, want);
+    let next = (points.len() > fit).then(|| encode_cursor(&points[fit - 1].cursor));
+    points.truncate(fit);
     if let Some(n) = p.downsample {
         points = downsample(points, n);
     }
@@ -124,9 +126,24 @@ async fn read_history(
         next,
         run_id,
     };
-    // ~200 bytes per point without metadata.
-    let capacity = 256 + out.metrics.len() * 200;
-    Ok(super::json_response(StatusCode::OK, &out, capacity))
+    let capacity = 256 + out.metrics.len() * POINT_BYTES;
+    Ok(room.hold(super::json_response(StatusCode::OK, &out, capacity)))
+}
+
+/// About the bytes of one point's JSON without its metadata.
+const POINT_BYTES: usize = 200;
+
+/// How many of the first `want` points fit in a page of about `PAGE_BYTES` (at least
+/// one, when there is one).
+fn page_fit(points: &[Point], want: usize) -> usize {
+    let mut total = 0;
+    for (i, p) in points.iter().take(want).enumerate() {
+        total += POINT_BYTES + p.metadata_json.as_ref().map_or(0, String::len);
+        if total > super::large::PAGE_BYTES && i > 0 {
+            return i;
+        }
+    }
+    want.min(points.len())
 }
 
 /// A run's points, newest first
