@@ -499,6 +499,10 @@ mod binary_seeds {
                 enc(&Request { commands }),
             ));
         }
+        for n in [1, 40, 300] {
+            let chunk = metacenter_storage::sample_point_chunk(n);
+            out.push(("chunk_decode", format!("chunk-{n}"), None, chunk));
+        }
         out
     }
 

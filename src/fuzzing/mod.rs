@@ -27,7 +27,7 @@ pub use api::{
 };
 pub use files::api_files;
 pub use peer::peer_routes;
-pub use wire::{command_apply, command_decode, peer_rpc};
+pub use wire::{chunk_decode, command_apply, command_decode, peer_rpc};
 
 /// A fuzz harness: untrusted bytes in, whether they were accepted out. Panics only on a
 /// bug (a crash of the code under test or a violated property).
@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("peer_rpc", peer_rpc),
     ("peer_routes", peer_routes),
     ("command_decode", command_decode),
+    ("chunk_decode", chunk_decode),
     ("command_apply", command_apply),
     ("api_meta", api_meta),
     ("api_services", api_services),

@@ -65,6 +65,12 @@ pub fn peer_rpc(data: &[u8]) -> bool {
     }
 }
 
+/// A stored point chunk (no selector byte): garbage is an error, never a panic or an
+/// allocation beyond the decoder's bound; what decodes round-trips.
+pub fn chunk_decode(data: &[u8]) -> bool {
+    metacenter_storage::fuzz_point_chunk(data)
+}
+
 /// Storage's codec: 0 one command, 1 a log entry's batch of commands, 2 a raft log
 /// entry, 3 the vote, 4 a log id (`committed`, `last_purged`), 5 a snapshot's meta,
 /// 6-10 the state machine's stored values.

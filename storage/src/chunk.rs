@@ -1,5 +1,10 @@
-//! Point chunks: the points of one series written by one command, stored as one value,
-//! so a batch of points costs one sled insert per series instead of one per point.
+//! Point chunks: points of one series stored as one value, column-encoded
+//! ([`crate::chunk_codec`]), so a batch of points costs one sled insert per series
+//! instead of one per point and a point a few bytes. A command writes one chunk per
+//! series it touches; apply later merges a series' newest small chunks into one
+//! ([`crate::points`]), so each point keeps the revision of the command that wrote it.
+//! Chunks written before the column encoding (bincode rows, revision in the key) are
+//! read as they are and rewritten when merged or trimmed.
 //!
 //! A chunk's key is `series prefix | desc(newest time) | !revision | time_key(oldest
 //! time)`: chunks sort newest first by their newest point, and the key alone tells
@@ -19,16 +24,31 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::chunk_codec::Effort;
 use crate::{codec, keys, Error, Result};
 
-/// Bytes a chunk key adds to its series prefix.
-pub const SUFFIX_LEN: usize = 24;
+/// Bytes a chunk key adds to its series prefix: 24, and a 25th, the tier, for a column
+/// chunk.
+const SUFFIX_LEN: usize = 24;
 
 /// One point inside a chunk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ChunkPoint {
     pub time_ns: i64,
+    /// Revision of the command that wrote the point.
+    pub rev: u64,
     /// Position of the point in its command's batch.
+    pub pos: u32,
+    pub step: Option<i64>,
+    pub value: f64,
+    pub metadata_json: Option<String>,
+}
+
+/// A point of a row-encoded chunk (the layout before the column encoding): the
+/// revision is the chunk key's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RowPoint {
+    pub time_ns: i64,
     pub pos: u32,
     pub step: Option<i64>,
     pub value: f64,
@@ -41,66 +61,100 @@ pub(crate) struct ChunkKey {
     pub newest_ns: i64,
     pub rev: u64,
     pub oldest_ns: i64,
+    /// A column chunk's size class ([`tier`]); `None` for a row chunk.
+    pub tier: Option<u8>,
+}
+
+/// The size class of a chunk of `n` points: 0 below 8 points, 1 below 64, 2 below
+/// 512, ... (merges look at keys alone to find chunks of one class).
+pub(crate) fn tier(n: usize) -> u8 {
+    n.max(1).ilog(8) as u8
 }
 
 impl ChunkKey {
     /// The key suffix of this chunk.
-    pub fn suffix(&self) -> [u8; SUFFIX_LEN] {
-        let mut k = [0u8; SUFFIX_LEN];
-        k[..8].copy_from_slice(&keys::desc_time(self.newest_ns));
-        k[8..16].copy_from_slice(&(!self.rev).to_be_bytes());
-        k[16..].copy_from_slice(&keys::time_key(self.oldest_ns));
+    pub fn suffix(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(SUFFIX_LEN + 1);
+        k.extend_from_slice(&keys::desc_time(self.newest_ns));
+        k.extend_from_slice(&(!self.rev).to_be_bytes());
+        k.extend_from_slice(&keys::time_key(self.oldest_ns));
+        k.extend(self.tier);
         k
     }
 
     /// Parses the key suffix after a series prefix.
     pub fn parse(suffix: &[u8]) -> Result<ChunkKey> {
-        if suffix.len() != SUFFIX_LEN {
-            return Err(Error::Codec(format!(
-                "point chunk key suffix of {} bytes",
-                suffix.len()
-            )));
-        }
+        let tier = match suffix.len() {
+            SUFFIX_LEN => None,
+            n if n == SUFFIX_LEN + 1 => Some(suffix[SUFFIX_LEN]),
+            n => return Err(Error::Codec(format!("point chunk key suffix of {n} bytes"))),
+        };
         let rev: [u8; 8] = suffix[8..16].try_into().expect("8 bytes");
         Ok(ChunkKey {
             newest_ns: keys::parse_desc_time(&suffix[..8]),
             rev: !u64::from_be_bytes(rev),
-            oldest_ns: keys::parse_time_key(&suffix[16..]),
+            oldest_ns: keys::parse_time_key(&suffix[16..SUFFIX_LEN]),
+            tier,
         })
     }
+}
 
-    /// The sort key of point `pos` of this chunk's command at `time_ns`.
-    pub fn sort_key(&self, time_ns: i64, pos: u32) -> [u8; 20] {
+impl ChunkPoint {
+    /// The point's place in the total order of its series.
+    pub fn sort_key(&self) -> [u8; 20] {
         let mut k = [0u8; 20];
-        k[..8].copy_from_slice(&keys::desc_time(time_ns));
+        k[..8].copy_from_slice(&keys::desc_time(self.time_ns));
         k[8..16].copy_from_slice(&(!self.rev).to_be_bytes());
-        k[16..].copy_from_slice(&(!pos).to_be_bytes());
+        k[16..].copy_from_slice(&(!self.pos).to_be_bytes());
         k
     }
 }
 
-/// Builds the chunk of `points` (non-empty) of command `rev` in the series at
-/// `prefix`: its key and value. The points are stored newest first.
+/// Builds the chunk of `points` (non-empty) in the series at `prefix`: its key (whose
+/// revision is the newest of its points', unique among the series' chunks since a
+/// command's points of a series live in one chunk) and value, points in sort-key order.
 pub(crate) fn build(
     prefix: &[u8],
-    rev: u64,
     mut points: Vec<ChunkPoint>,
+    effort: Effort,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
-    points.sort_by_key(|p| (Reverse(p.time_ns), Reverse(p.pos)));
+    points.sort_by_key(|p| (Reverse(p.time_ns), Reverse(p.rev), Reverse(p.pos)));
     let (Some(newest), Some(oldest)) = (points.first(), points.last()) else {
         return Err(Error::Codec("empty point chunk".into()));
     };
     let key = ChunkKey {
         newest_ns: newest.time_ns,
-        rev,
+        rev: points.iter().map(|p| p.rev).max().unwrap_or_default(),
         oldest_ns: oldest.time_ns,
+        tier: Some(tier(points.len())),
     };
-    Ok(([prefix, &key.suffix()].concat(), codec::encode(&points)?))
+    let value = crate::chunk_codec::encode(&points, effort)?;
+    Ok(([prefix, &key.suffix()].concat(), value))
 }
 
-/// Decodes a chunk's points.
-pub(crate) fn decode(value: &[u8]) -> Result<Vec<ChunkPoint>> {
-    codec::decode(value)
+/// Decodes the points of the chunk keyed `ck`, in sort-key order.
+pub(crate) fn decode(ck: &ChunkKey, value: &[u8]) -> Result<Vec<ChunkPoint>> {
+    if value.first() == Some(&crate::chunk_codec::MAGIC) {
+        return crate::chunk_codec::decode(value);
+    }
+    let rows: Vec<RowPoint> = codec::decode(value)?;
+    let point = |r: RowPoint| ChunkPoint {
+        time_ns: r.time_ns,
+        rev: ck.rev,
+        pos: r.pos,
+        step: r.step,
+        value: r.value,
+        metadata_json: r.metadata_json,
+    };
+    Ok(rows.into_iter().map(point).collect())
+}
+
+/// How many points a chunk holds (from a column chunk's header alone).
+pub(crate) fn count(ck: &ChunkKey, value: &[u8]) -> Result<usize> {
+    if value.first() == Some(&crate::chunk_codec::MAGIC) {
+        return crate::chunk_codec::count(value);
+    }
+    Ok(decode(ck, value)?.len())
 }
 
 /// A point taken out of a chunk, ordered by its sort key alone.
@@ -149,67 +203,54 @@ impl Window<'_> {
 }
 
 /// An open chunk being read newest first, with its next wanted point.
-struct Stream<V> {
-    ck: ChunkKey,
-    value: V,
-    at: codec::SeqCursor,
+struct Stream {
+    rest: std::vec::IntoIter<ChunkPoint>,
     head: Placed,
 }
 
-impl<V: AsRef<[u8]>> Stream<V> {
+impl Stream {
     /// Opens a chunk at its first point the window wants; `None` if it has none.
-    fn open(ck: ChunkKey, value: V, w: &Window<'_>) -> Result<Option<Stream<V>>> {
-        let mut at = codec::SeqCursor::start(value.as_ref())?;
-        let head = next_wanted(&ck, value.as_ref(), &mut at, w)?;
-        Ok(head.map(|head| Stream {
-            ck,
-            value,
-            at,
-            head,
-        }))
+    fn open(ck: ChunkKey, value: &[u8], w: &Window<'_>) -> Result<Option<Stream>> {
+        let mut rest = decode(&ck, value)?.into_iter();
+        let head = next_wanted(&mut rest, w);
+        Ok(head.map(|head| Stream { rest, head }))
     }
 
     /// The wanted point after the head, if the chunk has one.
-    fn next(&mut self, w: &Window<'_>) -> Result<Option<Placed>> {
-        next_wanted(&self.ck, self.value.as_ref(), &mut self.at, w)
+    fn next(&mut self, w: &Window<'_>) -> Option<Placed> {
+        next_wanted(&mut self.rest, w)
     }
 }
 
-/// The next point of a chunk (stored newest first) that the window wants.
-fn next_wanted(
-    ck: &ChunkKey,
-    value: &[u8],
-    at: &mut codec::SeqCursor,
-    w: &Window<'_>,
-) -> Result<Option<Placed>> {
-    while let Some(p) = at.next::<ChunkPoint>(value) {
-        let p = p?;
+/// The next point of a chunk (in sort-key order) that the window wants.
+fn next_wanted(points: &mut std::vec::IntoIter<ChunkPoint>, w: &Window<'_>) -> Option<Placed> {
+    for p in points.by_ref() {
         if p.time_ns < w.oldest_ns {
-            return Ok(None);
+            return None;
         }
-        let key = ck.sort_key(p.time_ns, p.pos);
+        let key = p.sort_key();
         if w.after_from(&key) && (w.keep)(&p) {
-            return Ok(Some(Placed { key, point: p }));
+            return Some(Placed { key, point: p });
         }
     }
-    Ok(None)
+    None
 }
 
 /// Streams ordered by their next point, smallest sort key on top of the heap.
-struct ByHead<V>(Stream<V>);
+struct ByHead(Stream);
 
-impl<V> PartialEq for ByHead<V> {
+impl PartialEq for ByHead {
     fn eq(&self, other: &Self) -> bool {
         self.0.head == other.0.head
     }
 }
-impl<V> Eq for ByHead<V> {}
-impl<V> PartialOrd for ByHead<V> {
+impl Eq for ByHead {}
+impl PartialOrd for ByHead {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl<V> Ord for ByHead<V> {
+impl Ord for ByHead {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         other.0.head.cmp(&self.0.head)
     }
@@ -217,8 +258,8 @@ impl<V> Ord for ByHead<V> {
 
 /// Moves the newest open point to `out` while `more(its sort key)` holds and `out`
 /// has room.
-fn emit<V: AsRef<[u8]>>(
-    open: &mut BinaryHeap<ByHead<V>>,
+fn emit(
+    open: &mut BinaryHeap<ByHead>,
     out: &mut Vec<Placed>,
     w: &Window<'_>,
     more: impl Fn(&[u8; 20]) -> bool,
@@ -230,7 +271,7 @@ fn emit<V: AsRef<[u8]>>(
         if !more(&top.0.head.key) {
             break;
         }
-        let point = match top.0.next(w)? {
+        let point = match top.0.next(w) {
             Some(next) => std::mem::replace(&mut top.0.head, next),
             None => PeekMut::pop(top).0.head,
         };
@@ -246,7 +287,7 @@ pub(crate) fn newest_first<V: AsRef<[u8]>>(
     chunks: impl Iterator<Item = Result<(Vec<u8>, V)>>,
     w: &Window<'_>,
 ) -> Result<Vec<Placed>> {
-    let mut open: BinaryHeap<ByHead<V>> = BinaryHeap::new();
+    let mut open: BinaryHeap<ByHead> = BinaryHeap::new();
     let mut out = Vec::new();
     for kv in chunks {
         let (suffix, value) = kv?;
@@ -264,7 +305,7 @@ pub(crate) fn newest_first<V: AsRef<[u8]>>(
         if !w.after_from(&last_possible) {
             continue;
         }
-        if let Some(s) = Stream::open(ck, value, w)? {
+        if let Some(s) = Stream::open(ck, value.as_ref(), w)? {
             open.push(ByHead(s));
         }
     }
@@ -276,9 +317,10 @@ pub(crate) fn newest_first<V: AsRef<[u8]>>(
 mod tests {
     use super::*;
 
-    fn pt(time_ns: i64, pos: u32) -> ChunkPoint {
+    fn pt(time_ns: i64, rev: u64, pos: u32) -> ChunkPoint {
         ChunkPoint {
             time_ns,
+            rev,
             pos,
             step: Some(time_ns),
             value: time_ns as f64,
@@ -292,8 +334,9 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(rev, times)| {
-                let pts = times.iter().enumerate().map(|(i, t)| pt(*t, i as u32));
-                build(&[], rev as u64 + 1, pts.collect()).unwrap()
+                let rev = rev as u64 + 1;
+                let pts = times.iter().enumerate().map(|(i, t)| pt(*t, rev, i as u32));
+                build(&[], pts.collect(), Effort::Fast).unwrap()
             })
             .collect();
         chunks.sort();
@@ -321,17 +364,22 @@ mod tests {
             newest_ns: 100,
             rev: 7,
             oldest_ns: -3,
+            tier: Some(2),
         };
         assert_eq!(ChunkKey::parse(&a.suffix()).unwrap(), a);
+        let row = ChunkKey { tier: None, ..a };
+        assert_eq!(ChunkKey::parse(&row.suffix()).unwrap(), row);
         let b = ChunkKey {
             newest_ns: 99,
             rev: 9,
             oldest_ns: 50,
+            tier: Some(0),
         };
         let c = ChunkKey {
             newest_ns: 100,
             rev: 8,
             oldest_ns: 0,
+            tier: None,
         };
         assert!(c.suffix() < a.suffix() && a.suffix() < b.suffix());
         assert!(ChunkKey::parse(&[0; 5]).is_err());
@@ -345,13 +393,8 @@ mod tests {
         let got = read(&chunks, &all(&keep));
         let mut want: Vec<(i64, [u8; 20])> = Vec::new();
         for (rev, times) in batches.iter().enumerate() {
-            let ck = ChunkKey {
-                newest_ns: 0,
-                rev: rev as u64 + 1,
-                oldest_ns: 0,
-            };
             for (i, t) in times.iter().enumerate() {
-                want.push((*t, ck.sort_key(*t, i as u32)));
+                want.push((*t, pt(*t, rev as u64 + 1, i as u32).sort_key()));
             }
         }
         want.sort_by_key(|w| w.1);
@@ -400,12 +443,12 @@ mod tests {
     }
 
     #[test]
-    fn a_short_read_decodes_only_the_points_it_returns() {
-        let mut chunks = store(&[vec![1, 2], (0..100).collect()]);
-        // Damage the end of the newest chunk: a read that stops early never reaches it.
-        let newest = &mut chunks[0].1;
-        let len = newest.len();
-        newest[len - 12..].fill(0xff);
+    fn a_short_read_opens_only_the_chunks_it_needs() {
+        let mut chunks = store(&[vec![1, 2], (50..100).collect()]);
+        // Damage the older chunk: a read that the newest chunk satisfies never opens it.
+        let older = &mut chunks[1].1;
+        let len = older.len();
+        older[len / 2..].fill(0xff);
         let keep = |_: &ChunkPoint| true;
         let one = Window {
             limit: 3,
@@ -415,5 +458,32 @@ mod tests {
         assert_eq!(times, [99, 98, 97]);
         let it = chunks.iter().map(|(k, v)| Ok((k.clone(), v.as_slice())));
         assert!(newest_first(it, &all(&keep)).is_err());
+    }
+
+    #[test]
+    fn row_chunks_read_as_before() {
+        let rows: Vec<RowPoint> = [(5, 0), (3, 1)]
+            .map(|(t, pos)| RowPoint {
+                time_ns: t,
+                pos,
+                step: Some(t),
+                value: -0.0,
+                metadata_json: Some("{}".into()),
+            })
+            .to_vec();
+        let ck = ChunkKey {
+            newest_ns: 5,
+            rev: 9,
+            oldest_ns: 3,
+            tier: None,
+        };
+        let value = codec::encode(&rows).unwrap();
+        let got = decode(&ck, &value).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got
+            .iter()
+            .all(|p| p.rev == 9 && p.value.to_bits() == (-0.0f64).to_bits()));
+        assert_eq!(count(&ck, &value).unwrap(), 2);
+        assert_eq!((got[0].time_ns, got[1].pos), (5, 1));
     }
 }

@@ -14,7 +14,8 @@
 //!   (see [`keys`]). One tree is used so that an apply call's data and `last_applied`
 //!   reach sled as one unit (one `sled::Batch`, or key by key behind a redo record,
 //!   see `redo`): sled's multi-tree transactions cannot scan. Metric points are stored
-//!   as chunks, one value per series per command (see `chunk`).
+//!   as column-encoded chunks, one per series per command, merged as they accumulate
+//!   (see `chunk`, `chunk_codec`).
 //! - in memory beside it: copies of the engine counters and of the service
 //!   registrations for fast reads, derived from the tree and never read by apply (see
 //!   `load_view`, `service_view`).
@@ -22,6 +23,7 @@
 mod apply;
 mod catalog;
 mod chunk;
+mod chunk_codec;
 pub mod codec;
 mod command;
 mod error;
@@ -54,4 +56,47 @@ pub use service_view::ServiceList;
 pub use services::ServiceEntry;
 pub use store::{ApplyEntry, Store};
 pub use txn::Limits;
+
+/// Decodes bytes as a stored point chunk and, if they decode, checks that the points
+/// encode and decode again to the same: the chunk decoder's fuzz harness. Returns
+/// whether they decoded.
+pub fn fuzz_point_chunk(bytes: &[u8]) -> bool {
+    let Ok(points) = chunk_codec::decode(bytes) else {
+        return false;
+    };
+    let again = chunk_codec::encode(&points, chunk_codec::Effort::Fast).expect("re-encode");
+    let back = chunk_codec::decode(&again).expect("decode what was encoded");
+    let bits =
+        |ps: &[chunk::ChunkPoint]| -> Vec<u64> { ps.iter().map(|p| p.value.to_bits()).collect() };
+    assert_eq!(bits(&points), bits(&back), "values change in a round trip");
+    assert!(points.iter().zip(&back).all(|(a, b)| (
+        a.time_ns,
+        a.rev,
+        a.pos,
+        a.step,
+        &a.metadata_json
+    ) == (
+        b.time_ns,
+        b.rev,
+        b.pos,
+        b.step,
+        &b.metadata_json
+    )));
+    true
+}
+
+/// A column-encoded chunk of `n` points of a regular series (fuzz seeds, tests).
+pub fn sample_point_chunk(n: usize) -> Vec<u8> {
+    let points: Vec<chunk::ChunkPoint> = (0..n as i64)
+        .map(|i| chunk::ChunkPoint {
+            time_ns: 1_700_000_000_000_000_000 - i * 1_000_000,
+            rev: 3,
+            pos: i as u32,
+            step: (i % 5 != 0).then_some(1000 - i),
+            value: (1.0 / (1.0 + i as f64)) as f32 as f64,
+            metadata_json: (i % 3 == 0).then(|| format!("{{\"i\":{i}}}")),
+        })
+        .collect();
+    chunk_codec::encode(&points, chunk_codec::Effort::Small).expect("encode")
+}
 pub use wal::Wal;

@@ -13,7 +13,7 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 
 use crate::apply::ApplyCtx;
-use crate::chunk::{self, ChunkKey, ChunkPoint, Placed};
+use crate::chunk::{self, ChunkKey, ChunkPoint, Effort, Placed};
 use crate::command::{PointIn, SystemPointIn};
 use crate::txn::Limits;
 use crate::{codec, keys, Response, Result, Store};
@@ -109,6 +109,15 @@ fn bad_point(metric: &str, v: f64) -> Option<String> {
     (!v.is_finite()).then(|| "value must be finite".into())
 }
 
+/// Chunks of one tier that are merged into one.
+const MERGE_AT: usize = 8;
+/// Chunks of this tier (4096 points and more) are never merged: a merge writes at most
+/// 8 chunks of tier 3, under 32,768 points.
+const FINAL_TIER: u8 = 4;
+/// How many of a series' newest chunks a write looks at for a merge: more than the
+/// 7 + 7 + 7 + 7 chunks of tiers 0 to 3 that can wait for an eighth.
+const MERGE_WINDOW: usize = 32;
+
 impl ApplyCtx<'_> {
     pub(crate) fn points_write(&mut self, tenant: &str, points: &[PointIn]) -> Result<Response> {
         if let Some(reason) = points.iter().find_map(|p| bad_point(&p.metric, p.value)) {
@@ -122,6 +131,7 @@ impl ApplyCtx<'_> {
                 .or_default()
                 .push(ChunkPoint {
                     time_ns: p.time_ns,
+                    rev,
                     pos: pos as u32,
                     step: p.step,
                     value: p.value,
@@ -136,8 +146,9 @@ impl ApplyCtx<'_> {
                 .for_each(|p| agg.add(p.value, p.time_ns));
             self.txn.put(skey, codec::encode(&agg)?);
             let prefix = keys::point_series_prefix(tenant, run, metric);
-            let (key, value) = chunk::build(&prefix, rev, chunk_points)?;
+            let (key, value) = chunk::build(&prefix, chunk_points, Effort::Fast)?;
             self.txn.put(key, value);
+            self.series_merge(&prefix)?;
         }
         let names = points.iter().map(|p| (p.metric.as_str(), p.time_ns));
         self.catalog_note_points(tenant, names)?;
@@ -167,6 +178,36 @@ impl ApplyCtx<'_> {
         Ok(Response::PointsWritten {
             count: points.len() as u32,
         })
+    }
+
+    /// Merges a series' small chunks, tier by tier: when [`MERGE_AT`] column chunks of
+    /// one tier below [`FINAL_TIER`] are among the series' [`MERGE_WINDOW`] newest, they
+    /// become one chunk (of a higher tier), and so on while that completes another set.
+    /// A series written a few points at a time thus ends up in chunks of thousands, each
+    /// point rewritten about once per tier. Tiers are read from the keys alone; the
+    /// chunks merged may overlap others in time (reads merge overlapping chunks anyway).
+    /// Deterministic: it depends on the stored chunks alone.
+    fn series_merge(&mut self, prefix: &[u8]) -> Result<()> {
+        loop {
+            let mut by_tier: BTreeMap<u8, Vec<(ChunkKey, Vec<u8>)>> = BTreeMap::new();
+            for k in self.txn.first_keys_under(prefix, MERGE_WINDOW)? {
+                let ck = ChunkKey::parse(&k[prefix.len()..])?;
+                if let Some(t) = ck.tier.filter(|t| *t < FINAL_TIER) {
+                    by_tier.entry(t).or_default().push((ck, k));
+                }
+            }
+            let Some(set) = by_tier.into_values().find(|v| v.len() >= MERGE_AT) else {
+                return Ok(());
+            };
+            let mut points = Vec::new();
+            for (ck, k) in set.into_iter().take(MERGE_AT) {
+                let v = self.txn.get(&k)?.unwrap_or_default();
+                points.extend(chunk::decode(&ck, &v)?);
+                self.txn.delete(k);
+            }
+            let (key, value) = chunk::build(prefix, points, Effort::Small)?;
+            self.txn.put(key, value);
+        }
     }
 
     /// Removes the tenant's points (and system points) older than `cutoff`, fixing the
@@ -205,7 +246,7 @@ impl ApplyCtx<'_> {
         let (mut removed, mut agg) = (0u64, SeriesAgg::default());
         for (ck, k) in parsed {
             let v = self.txn.get(&k)?.unwrap_or_default();
-            let all = chunk::decode(&v)?;
+            let all = chunk::decode(&ck, &v)?;
             if ck.oldest_ns >= cutoff {
                 all.iter().for_each(|p| agg.add(p.value, p.time_ns));
                 continue;
@@ -216,7 +257,7 @@ impl ApplyCtx<'_> {
             kept.iter().for_each(|p| agg.add(p.value, p.time_ns));
             self.txn.delete(k);
             if !kept.is_empty() {
-                let (key, value) = chunk::build(&prefix, ck.rev, kept)?;
+                let (key, value) = chunk::build(&prefix, kept, Effort::Small)?;
                 self.txn.put(key, value);
             }
         }
@@ -316,6 +357,22 @@ impl Store {
         Ok(all)
     }
 
+    /// How many points each chunk of a series holds, in key order (newest first).
+    pub fn series_chunk_counts(
+        &self,
+        tenant: &str,
+        run: &[u8; 16],
+        metric: &str,
+    ) -> Result<Vec<usize>> {
+        let prefix = keys::point_series_prefix(tenant, run, metric);
+        let mut counts = Vec::new();
+        for kv in self.series_chunks(&prefix) {
+            let (suffix, value) = kv?;
+            counts.push(chunk::count(&ChunkKey::parse(&suffix)?, &value)?);
+        }
+        Ok(counts)
+    }
+
     /// Names of the metrics of a run.
     pub fn run_metrics(&self, tenant: &str, run: &[u8; 16]) -> Result<Vec<String>> {
         let prefix = keys::run_prefix(keys::KS_SERIES, tenant, run);
@@ -376,7 +433,7 @@ impl Store {
             if ck.oldest_ns > end {
                 continue;
             }
-            for p in chunk::decode(&value)? {
+            for p in chunk::decode(&ck, &value)? {
                 if (start..=end).contains(&p.time_ns) {
                     agg.add(p.value, p.time_ns);
                 }
@@ -416,6 +473,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Command;
 
     #[test]
     fn welford_matches_naive() {
@@ -436,5 +494,81 @@ mod tests {
         let mut one = SeriesAgg::default();
         one.add(4.0, 9);
         assert_eq!(one.std_dev(), None);
+    }
+
+    /// A data dir written before the column encoding holds row chunks (24-byte key
+    /// suffix, revision in the key). They read as before beside new column chunks, and
+    /// retention rewrites what it keeps of them as column chunks.
+    #[test]
+    fn row_chunks_of_the_old_layout_read_and_convert() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let run = [7u8; 16];
+        let prefix = keys::point_series_prefix("t", &run, "loss");
+        let old = ChunkKey {
+            newest_ns: 20,
+            rev: 1,
+            oldest_ns: 10,
+            tier: None,
+        };
+        let rows: Vec<chunk::RowPoint> = [(20, 0, 2.5), (10, 1, -0.0)]
+            .map(|(t, pos, value)| chunk::RowPoint {
+                time_ns: t,
+                pos,
+                step: Some(t),
+                value,
+                metadata_json: None,
+            })
+            .to_vec();
+        let key = [prefix.as_slice(), &old.suffix()].concat();
+        store
+            .sm()
+            .insert(key, codec::encode(&rows).unwrap())
+            .unwrap();
+        let write = Command::PointsWrite {
+            tenant: "t".into(),
+            points: vec![crate::PointIn {
+                run_id: run,
+                metric: "loss".into(),
+                step: Some(15),
+                value: 1.0,
+                time_ns: 15,
+                metadata_json: None,
+            }],
+        };
+        let apply = |index: u64, cmd: Command| {
+            let e = crate::ApplyEntry {
+                index,
+                commands: vec![cmd],
+            };
+            store.apply(&[e], b"s").unwrap()
+        };
+        apply(1, write);
+        let q = PointQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        let read = || store.series_points("t", &run, "loss", &q).unwrap();
+        let times: Vec<i64> = read().iter().map(|p| p.time_ns).collect();
+        assert_eq!(times, [20, 15, 10]);
+        assert_eq!(read()[2].value.to_bits(), (-0.0f64).to_bits());
+        let cutoff = Command::PointsRetain {
+            tenant: "t".into(),
+            cutoff_ns: 12,
+        };
+        apply(2, cutoff);
+        let times: Vec<i64> = read().iter().map(|p| p.time_ns).collect();
+        assert_eq!(times, [20, 15]);
+        let tiers: Vec<Option<u8>> = store
+            .sm()
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| ChunkKey::parse(&k.unwrap()[prefix.len()..]).unwrap().tier)
+            .collect();
+        assert_eq!(
+            tiers,
+            [Some(0), Some(0)],
+            "the trimmed row chunk is a column chunk"
+        );
     }
 }

@@ -90,6 +90,22 @@ impl<'a> Txn<'a> {
         live_keys(self.tree.range(from..to).keys(), own)
     }
 
+    /// The first `k` live keys under `prefix`, in key order, own writes included;
+    /// reads no further into the tree than it needs.
+    pub(crate) fn first_keys_under(&self, prefix: &[u8], k: usize) -> Result<Vec<Vec<u8>>> {
+        let own = || {
+            self.writes
+                .range(prefix.to_vec()..)
+                .take_while(|(key, _)| key.starts_with(prefix))
+        };
+        // Each of this transaction's removals may hide one of the first stored keys.
+        let removed = own().filter(|(_, v)| v.is_none()).count();
+        let stored = self.tree.scan_prefix(prefix).keys().take(k + removed);
+        let mut out = live_keys(stored, own())?;
+        out.truncate(k);
+        Ok(out)
+    }
+
     /// The writes so far to keys under `prefix` (`None`: removed), in key order.
     pub(crate) fn writes_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         self.writes

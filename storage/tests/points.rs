@@ -1079,3 +1079,96 @@ fn regression_history_of_points_straddling_a_time_key_boundary_panics() {
         }
     }
 }
+
+// ---------------------------------------------------------------- merged chunks
+
+/// A point as the model keeps it: its order key (newest first, then the later
+/// command, then the later position) and what a read shows.
+type Modeled = (
+    (
+        std::cmp::Reverse<i64>,
+        std::cmp::Reverse<usize>,
+        std::cmp::Reverse<usize>,
+    ),
+    u64,
+    Option<i64>,
+);
+
+fn shown(points: &[Point]) -> Vec<(i64, u64, Option<i64>)> {
+    points
+        .iter()
+        .map(|p| (p.time_ns, p.value.to_bits(), p.step))
+        .collect()
+}
+
+fn modeled(model: &[Modeled], cutoff: i64) -> Vec<(i64, u64, Option<i64>)> {
+    let mut m: Vec<&Modeled> = model.iter().filter(|m| m.0 .0 .0 >= cutoff).collect();
+    m.sort_by_key(|m| m.0);
+    m.iter().map(|m| (m.0 .0 .0, m.1, m.2)).collect()
+}
+
+/// Pages through `metric` `n` points at a time with cursors.
+fn paged(f: &Fixture, run: &[u8; 16], metric: &str, n: usize) -> Vec<Point> {
+    let mut out: Vec<Point> = Vec::new();
+    loop {
+        let q = PointQuery {
+            limit: n,
+            after: out.last().map(|p| p.cursor.clone()),
+            ..Default::default()
+        };
+        let page = f.series("t", run, metric, &q);
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+#[test]
+fn merged_chunks_read_exactly_as_the_batches_written() {
+    let mut f = Fixture::new();
+    let mut rng = Rng::new(77);
+    let run = run_id(1);
+    let mut model: Vec<Modeled> = Vec::new();
+    for c in 0..700usize {
+        let n = 1 + rng.below(3) as usize;
+        let points: Vec<PointIn> = (0..n)
+            .map(|_| {
+                let t = (c as i64 / 3) * 1000 + rng.below(2000) as i64;
+                let step = (rng.below(4) != 0).then(|| rng.below(100) as i64 - 50);
+                pt(run, "loss", step, rng.wide(), t)
+            })
+            .collect();
+        for (pos, p) in points.iter().enumerate() {
+            let key = (
+                std::cmp::Reverse(p.time_ns),
+                std::cmp::Reverse(c),
+                std::cmp::Reverse(pos),
+            );
+            model.push((key, p.value.to_bits(), p.step));
+        }
+        assert_eq!(
+            f.one(write("t", points)),
+            Response::PointsWritten { count: n as u32 }
+        );
+    }
+    let counts = f.store.series_chunk_counts("t", &run, "loss").unwrap();
+    assert_eq!(counts.iter().sum::<usize>(), model.len());
+    assert!(counts.len() <= 30, "{} chunks: {counts:?}", counts.len());
+    assert!(counts.iter().any(|n| *n >= 512), "{counts:?}");
+
+    let want = modeled(&model, i64::MIN);
+    assert_eq!(shown(&f.series("t", &run, "loss", &all())), want);
+    for n in [1, 7, 100] {
+        assert_eq!(shown(&paged(&f, &run, "loss", n)), want, "pages of {n}");
+    }
+    assert_eq!(f.agg("t", &run, "loss").unwrap().count, model.len() as u64);
+
+    // Retention trims merged chunks like any other.
+    let cutoff = want[want.len() / 2].0;
+    f.one(retain("t", cutoff));
+    assert_eq!(
+        shown(&f.series("t", &run, "loss", &all())),
+        modeled(&model, cutoff)
+    );
+}
