@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — benchmarks of metacenter against its peers, same machine, same run.
 #
-#   scripts/bench.sh [kv|heartbeat|load|points|ws|failover|search|one-node|all] [--quick]
+#   scripts/bench.sh [kv|heartbeat|load|points|ws|failover|search|storage|one-node|all] [--quick]
 #
 # Builds the release binaries, starts a three-node metacenter cluster on loopback (data in a
 # temporary directory under target/), runs the chosen workloads against it, stops it, runs
@@ -36,6 +36,12 @@
 #              series of one tenant, then 1,000 tenants of 100; each tenant is full-synced
 #              through the 3-node cluster (time reported), then 1 and 8 clients search
 #              (two-word queries, random tenants); the nodes' RSS is logged.
+#   storage    bytes per point: the same points (`loadgen points`, 8 writers, batches of
+#              1,000, BENCH_STORAGE_MPOINTS million, default "20"; "2" with --quick) written
+#              to one metacenter node and to one VictoriaMetrics; then history, latest and
+#              stats on metacenter. After each system stops, its data directory is measured:
+#              metacenter's sled `db/` alone and all-in (db, raft log, snapshots), against
+#              VictoriaMetrics' whole data directory; printed after the table.
 #   one-node   the heartbeat, heartbeat-unregistered and load-update rows again, against a
 #              cluster of one node (no replication, no forwarding; labelled `-one-node`):
 #              a bound that a three-node cluster on the same cores cannot pass. No peer.
@@ -57,19 +63,21 @@ WORKLOAD=kv
 QUICK=0
 for arg in "$@"; do
   case "$arg" in
-    kv | heartbeat | load | points | ws | failover | search | one-node | all) WORKLOAD=$arg ;;
+    kv | heartbeat | load | points | ws | failover | search | storage | one-node | all) WORKLOAD=$arg ;;
     --quick) QUICK=1 ;;
     -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|ws|failover|search|one-node|all] [--quick])" >&2; exit 2 ;;
+    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|ws|failover|search|storage|one-node|all] [--quick])" >&2; exit 2 ;;
   esac
 done
 
 if [[ $QUICK == 1 ]]; then
+  STORAGE_MPOINTS=${BENCH_STORAGE_MPOINTS:-2}
   DURATION=${BENCH_DURATION:-2s}; WARMUP=${BENCH_WARMUP:-500ms}
   SERVICES=${BENCH_SERVICES:-1000}; REDIS_N=20000; HISTORY=1000
   WS_SUBSCRIBERS=${BENCH_WS_SUBSCRIBERS:-1000}
   ROUNDS=${BENCH_FAILOVER_ROUNDS:-1}
 else
+  STORAGE_MPOINTS=${BENCH_STORAGE_MPOINTS:-20}
   DURATION=${BENCH_DURATION:-10s}; WARMUP=${BENCH_WARMUP:-2s}
   SERVICES=${BENCH_SERVICES:-10000}; REDIS_N=200000; HISTORY=10000
   WS_SUBSCRIBERS=${BENCH_WS_SUBSCRIBERS:-5000}
@@ -164,7 +172,7 @@ ensure_tools() {
       apt_install redis-server
     fi
   fi
-  if wants points || wants search; then command -v victoria-metrics >/dev/null || apt_install victoria-metrics; fi
+  if wants points || wants search || wants storage; then command -v victoria-metrics >/dev/null || apt_install victoria-metrics; fi
   if ! wants kv && ! wants failover; then FEATURES=(); return; fi
   command -v etcd >/dev/null || apt_install etcd-server etcd-client
   if ! command -v protoc >/dev/null && ! apt_install protobuf-compiler; then
@@ -361,6 +369,47 @@ run_victoria() {
   stop_all
 }
 
+# Bytes of the files under $1 (0 when missing).
+bytes_of() {
+  local b
+  b=$(du -sb "$1" 2>/dev/null | cut -f1)
+  echo "${b:-0}"
+}
+
+# One storage round of $1 million points: metacenter (one node), then VictoriaMetrics.
+storage_round() {
+  local m=$1 label="storage-${1}M" batches=$(($1 * 1000)) dir vm n db all vmb
+  local write=(--clients 8 --batch 1000 --ops "$batches" --warmup 0s --json --timeout 60s)
+  start_metacenter 1
+  dir="$WORK/mc1.$GEN"
+  run "$BIN/loadgen" points --sink metacenter --targets "${MC_TARGETS%%,*}" "${write[@]}" \
+    --history 10000 --read-clients 1 --label "$label" >>"$RESULTS"
+  stop_all
+  n=$((batches * 1000))
+  db=$(bytes_of "$dir/db")
+  all=$(($(bytes_of "$dir/db") + $(bytes_of "$dir/raft-log") + $(bytes_of "$dir/snapshots")))
+  check_ports "$VM_PORT"
+  vm="$WORK/vm-storage.$m"
+  victoria-metrics -storageDataPath "$vm" -httpListenAddr "127.0.0.1:$VM_PORT" \
+    -loggerLevel ERROR >"$WORK/vm-storage.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$VM_PORT/health"
+  run "$BIN/loadgen" points --sink victoria-metrics --targets "127.0.0.1:$VM_PORT" \
+    "${write[@]}" --label "$label" >>"$RESULTS"
+  curl -sf -o /dev/null "http://127.0.0.1:$VM_PORT/internal/force_flush" || true
+  stop_all
+  vmb=$(bytes_of "$vm")
+  awk -v n="$n" -v db="$db" -v all="$all" -v vm="$vmb" -v m="$m" 'BEGIN {
+    printf "storage %sM points: metacenter sled db %.2f B/point, all-in (db + raft log + snapshots) %.2f B/point; VictoriaMetrics %.2f B/point; ratio db %.2fx, all-in %.2fx\n",
+      m, db / n, all / n, vm / n, db / vm, all / vm }' >>"$WORK/storage.txt"
+  tail -n 1 "$WORK/storage.txt" >&2
+}
+
+run_storage() {
+  local m
+  for m in $STORAGE_MPOINTS; do storage_round "$m"; done
+}
+
 # Metric metadata search: VictoriaMetrics as the sync source of a 3-node metacenter.
 # Round 1: SEARCH_SERIES series in one tenant; round 2: SEARCH_TENANTS tenants of 100.
 search_round() {
@@ -418,6 +467,7 @@ main() {
     stop_all
   fi
   if wants search; then run_search; fi
+  if wants storage; then run_storage; fi
   if wants failover; then
     for ((round = 1; round <= ROUNDS; round++)); do
       log "failover $round/$ROUNDS: metacenter, a fresh cluster on $MC_TARGETS"
@@ -450,6 +500,7 @@ main() {
       "before the kill and $DURATION after the first write acknowledged after it"
   fi
   "$BIN/loadgen" table "$RESULTS"
+  if [[ -s "$WORK/storage.txt" ]]; then cat "$WORK/storage.txt"; fi
   cp "$RESULTS" "$TARGET_DIR/bench-results.jsonl"
   if ((${#LOST[@]})); then
     log "!!! FAILOVER LOST OR CHANGED ACKNOWLEDGED WRITES: ${LOST[*]} (see the table) !!!"

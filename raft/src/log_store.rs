@@ -240,7 +240,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             if let EntryPayload::Normal(req) = &e.payload {
                 commands += req.commands.len();
             }
-            batch.push((e.log_id.index, codec::encode(&e).map_err(write_err)?));
+            batch.push((e.log_id.index, codec::encode_packed(&e).map_err(write_err)?));
         }
         self.wal.append(batch).map_err(write_err)?;
         let waiter = Waiter::Append(callback);

@@ -113,7 +113,8 @@ impl PeerClient {
                 self.id
             )));
         }
-        let bytes = codec::encode(body).map_err(|e| TransportError::Network(e.to_string()))?;
+        let bytes =
+            codec::encode_packed(body).map_err(|e| TransportError::Network(e.to_string()))?;
         let resp = self
             .http
             .post(format!("http://{addr}{path}"))

@@ -13,6 +13,14 @@ use crate::{Error, Result};
 
 /// Current format version, written as the first byte of every value.
 pub const FORMAT_V1: u8 = 1;
+/// The same bincode, zstd-compressed ([`encode_packed`]).
+pub const FORMAT_PACKED: u8 = 2;
+/// Values at least this large are compressed by [`encode_packed`].
+const PACK_FROM: usize = 4 << 10;
+/// How many times its packed size a value may decompress to (zstd reaches a few
+/// hundred only on degenerate input), and at most.
+const UNPACK_RATIO: usize = 256;
+const UNPACK_MAX: usize = 1 << 30;
 
 /// Encodes a value: version byte followed by bincode.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
@@ -23,8 +31,41 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decodes a value written by [`encode`]; rejects unknown versions and trailing bytes.
+/// Encodes a value like [`encode`], compressed with zstd when it is large (log entries,
+/// peer requests: point batches shrink several times). [`decode`] reads both.
+pub fn encode_packed<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let plain = encode(value)?;
+    if plain.len() < PACK_FROM {
+        return Ok(plain);
+    }
+    let mut out = vec![FORMAT_PACKED];
+    zstd::stream::copy_encode(&plain[1..], &mut out, 1)
+        .map_err(|e| Error::Codec(format!("zstd: {e}")))?;
+    Ok(out)
+}
+
+/// The bincode of a packed value, decompressed within a bound set by its packed size.
+fn unpack(packed: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let cap = (packed.len().saturating_mul(UNPACK_RATIO)).min(UNPACK_MAX) as u64;
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(packed)
+        .and_then(|d| d.take(cap + 1).read_to_end(&mut out))
+        .map_err(|e| Error::Codec(format!("zstd: {e}")))?;
+    if out.len() as u64 > cap {
+        return Err(Error::Codec("a packed value over its bound".into()));
+    }
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode`] or [`encode_packed`]; rejects unknown
+/// versions and trailing bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    if let Some((&FORMAT_PACKED, packed)) = bytes.split_first() {
+        let mut plain = vec![FORMAT_V1];
+        plain.extend_from_slice(&unpack(packed)?);
+        return decode(&plain);
+    }
     match bytes.split_first() {
         Some((&FORMAT_V1, body)) => {
             // The limit bincode enforces counts the in-memory size of what it decodes:
@@ -50,61 +91,6 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
 }
 
-/// A position in a sequence written by [`encode`] (a `Vec<T>` or slice), to decode
-/// it one item at a time: a reader that needs only the first items decodes only those.
-/// It holds no borrow; each call is given the same bytes. Trailing bytes after the last
-/// item are an error, as in [`decode`].
-#[derive(Debug, Clone, Copy)]
-pub struct SeqCursor {
-    pos: usize,
-    left: u64,
-}
-
-impl SeqCursor {
-    /// Starts at the first item of `bytes`.
-    pub fn start(bytes: &[u8]) -> Result<SeqCursor> {
-        match bytes.split_first() {
-            Some((&FORMAT_V1, body)) => {
-                // A sequence's length is a varint u64 (a usize), as bincode writes it.
-                let (left, used) = decode_limited::<u64, 16>(body)?;
-                Ok(SeqCursor {
-                    pos: 1 + used,
-                    left,
-                })
-            }
-            Some((v, _)) => Err(Error::Codec(format!("unknown format version {v}"))),
-            None => Err(Error::Codec("empty value".into())),
-        }
-    }
-
-    /// The next item of `bytes` (the bytes given to [`SeqCursor::start`]).
-    pub fn next<T: DeserializeOwned>(&mut self, bytes: &[u8]) -> Option<Result<T>> {
-        let rest = bytes.get(self.pos..).unwrap_or_default();
-        if self.left == 0 {
-            self.pos = bytes.len();
-            return (!rest.is_empty())
-                .then(|| Err(Error::Codec(format!("{} trailing bytes", rest.len()))));
-        }
-        self.left -= 1;
-        let item = match rest.len() {
-            n if n <= 64 << 10 => decode_limited::<T, { 1 << 20 }>(rest),
-            n if n <= 16 << 20 => decode_limited::<T, { 256 << 20 }>(rest),
-            _ => decode_limited::<T, { 4 << 30 }>(rest),
-        };
-        match item {
-            Ok((value, used)) => {
-                self.pos += used;
-                Some(Ok(value))
-            }
-            Err(e) => {
-                // Nothing after a broken item can be trusted.
-                (self.left, self.pos) = (0, bytes.len());
-                Some(Err(e))
-            }
-        }
-    }
-}
-
 /// Decodes with bincode claiming at most `LIMIT` bytes; returns the bytes used.
 fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(body: &[u8]) -> Result<(T, usize)> {
     let config = bincode::config::standard().with_limit::<LIMIT>();
@@ -117,6 +103,28 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
+    fn packed_values_round_trip_and_small_ones_stay_plain() {
+        let items: Vec<(u64, String)> = (0..3000).map(|i| (i, format!("run-{}", i % 7))).collect();
+        let packed = encode_packed(&items).unwrap();
+        assert_eq!(packed[0], FORMAT_PACKED);
+        assert!(
+            packed.len() * 4 < encode(&items).unwrap().len(),
+            "{}",
+            packed.len()
+        );
+        assert_eq!(decode::<Vec<(u64, String)>>(&packed).unwrap(), items);
+        assert_eq!(encode_packed(&7u64).unwrap(), encode(&7u64).unwrap());
+        // Garbage behind the packed version byte is an error, not a panic.
+        assert!(decode::<Vec<u64>>(&[FORMAT_PACKED, 1, 2, 3]).is_err());
+        let bomb = [vec![FORMAT_PACKED], {
+            let zeros = vec![0u8; 64 << 20];
+            zstd::bulk::compress(&zeros, 19).unwrap()
+        }]
+        .concat();
+        assert!(decode::<Vec<u8>>(&bomb).is_err(), "64 MiB from a few KiB");
+    }
+
+    #[test]
     fn round_trip_and_version() {
         let mut m = BTreeMap::new();
         m.insert("a".to_string(), "b".to_string());
@@ -124,27 +132,6 @@ mod tests {
         assert_eq!(bytes[0], FORMAT_V1);
         let back: BTreeMap<String, String> = decode(&bytes).unwrap();
         assert_eq!(back, m);
-    }
-
-    #[test]
-    fn sequences_decode_item_by_item() {
-        let items: Vec<(u64, String)> = (0..300).map(|i| (i * 1000, format!("v{i}"))).collect();
-        let bytes = encode(&items).unwrap();
-        let all = |bytes: &[u8]| {
-            let mut c = SeqCursor::start(bytes).unwrap();
-            std::iter::from_fn(move || c.next::<(u64, String)>(bytes)).collect::<Vec<_>>()
-        };
-        let back: Vec<(u64, String)> = all(&bytes).into_iter().map(|r| r.unwrap()).collect();
-        assert_eq!(back, items);
-        let mut c = SeqCursor::start(&bytes).unwrap();
-        assert_eq!(c.next::<(u64, String)>(&bytes).unwrap().unwrap(), items[0]);
-        let mut trailing = bytes.clone();
-        trailing.push(0);
-        let got = all(&trailing);
-        assert!(got.last().unwrap().is_err() && got.len() == 301);
-        let got = all(&bytes[..bytes.len() - 2]);
-        assert!(got.last().unwrap().is_err() && got.len() == 300);
-        assert!(SeqCursor::start(&[]).is_err() && SeqCursor::start(&[9, 0]).is_err());
     }
 
     #[test]

@@ -210,6 +210,9 @@ struct PointsArgs {
     /// Clients of the read phase; one run per entry (`1,8`).
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     read_clients: Vec<usize>,
+    /// Prefix of the report names (`{label}-write`, `{label}-history-N`, ...).
+    #[arg(long, default_value = "points")]
+    label: String,
 }
 
 #[derive(Args)]
@@ -451,7 +454,12 @@ async fn points(a: PointsArgs) -> Result<()> {
         timeout: c.timeout,
     };
     let (w, stats) = run_writes(&spec, &run_config(c, writers)).await?;
-    let write = report("points-write", a.sink.name(), writers, &stats);
+    let write = report(
+        &format!("{}-write", a.label),
+        a.sink.name(),
+        writers,
+        &stats,
+    );
     emit(&write.per_item(a.batch as u64), c.json)?;
     if a.sink != Sink::Metacenter || a.history == 0 {
         return Ok(());
@@ -459,10 +467,10 @@ async fn points(a: PointsArgs) -> Result<()> {
     let reads = [
         (
             PointRead::History(a.history),
-            format!("points-history-{}", a.history),
+            format!("{}-history-{}", a.label, a.history),
         ),
-        (PointRead::Latest, "points-latest".to_string()),
-        (PointRead::Stats, "points-stats".to_string()),
+        (PointRead::Latest, format!("{}-latest", a.label)),
+        (PointRead::Stats, format!("{}-stats", a.label)),
     ];
     for (what, name) in reads {
         for &n in &a.read_clients {
