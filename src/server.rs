@@ -178,6 +178,8 @@ fn node_config(cfg: &Config, addr: NodeAddr) -> NodeConfig {
     ncfg.election_min_ms = cfg.election_min_ms;
     ncfg.election_max_ms = cfg.election_max_ms;
     ncfg.snapshot_every = cfg.snapshot_every;
+    ncfg.snapshot_log_ratio = cfg.snapshot_log_ratio;
+    ncfg.snapshot_min_log_bytes = cfg.snapshot_min_log_bytes;
     ncfg.keep_logs = cfg.keep_logs;
     ncfg.forward_timeout = cfg.forward_timeout;
     ncfg.batch = BatchLimits {

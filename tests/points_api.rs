@@ -1347,3 +1347,48 @@ async fn regression_history_around_a_time_key_byte_boundary_is_served() {
     n.stop().await;
     assert!(failures.is_empty(), "history reads failed: {failures:?}");
 }
+
+/// `/status` and `/metrics` show the stored points and the snapshots built; a snapshot
+/// is built once the log since the last one passes `raft.snapshot_min_log_bytes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_points_and_snapshots_paced_by_log_bytes_are_visible() {
+    let mut n = Node::single(&[("raft.snapshot_min_log_bytes", "4000")]).await;
+    let status = |n: &Node| {
+        let n = n.base.clone();
+        async move {
+            let r = client().get(format!("{n}/status")).send().await.unwrap();
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(status(&n).await["snapshots"]["built"], 0, "no log yet");
+    let items: Vec<Value> = (0..3000)
+        .map(|i| json!({ "run_id": RUN, "metric_name": "loss", "step": i, "value": i as f64 * 0.25 }))
+        .collect();
+    n.write_all(None, &items).await;
+    let s = status(&n).await;
+    assert_eq!(s["points"]["stored"], 3000, "{s}");
+    assert_eq!(s["points"]["series"], 1, "{s}");
+    assert!(s["log"]["appendedBytes"].as_u64().unwrap() > 0, "{s}");
+    let deadline = Instant::now() + DEADLINE;
+    let built = loop {
+        let s = status(&n).await;
+        if s["snapshots"]["built"].as_u64().unwrap() >= 1 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no snapshot after {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        built["snapshots"]["lastBytes"].as_u64().unwrap() > 0,
+        "{built}"
+    );
+    let metrics = client()
+        .get(format!("{}/metrics", n.base))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("\nmetric_points_stored 3000\n"), "{text}");
+    assert!(text.contains("\nsnapshots_built_total "), "{text}");
+    n.stop().await;
+}

@@ -18,6 +18,7 @@ mod flusher;
 pub mod log_store;
 pub mod network;
 pub mod node;
+mod pacer;
 pub mod peer;
 pub mod peer_body;
 mod quorum;

@@ -46,6 +46,8 @@ pub struct LogStore {
     flusher: Flusher,
     /// Whether a purge waits for the state machine to reach it (see `wait_applied`).
     purge_waits_for_apply: bool,
+    /// Bytes of entries appended since the node started (paces snapshots).
+    appended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn io_err(
@@ -78,6 +80,7 @@ impl LogStore {
             store,
             flusher,
             purge_waits_for_apply: true,
+            appended: Default::default(),
         })
     }
 
@@ -100,6 +103,11 @@ impl LogStore {
     /// Bytes the log's files hold.
     pub fn size_on_disk(&self) -> u64 {
         self.wal.size_on_disk()
+    }
+
+    /// Bytes of entries appended to this log since the node started.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until the state machine has applied `index`. openraft purges only what a
@@ -242,6 +250,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             batch.push((e.log_id.index, codec::encode_packed(&e).map_err(write_err)?));
         }
+        let bytes: usize = batch.iter().map(|(_, b)| b.len()).sum();
+        self.appended
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         self.wal.append(batch).map_err(write_err)?;
         let waiter = Waiter::Append(callback);
         let r = if commands <= INLINE_MAX_COMMANDS {

@@ -50,8 +50,12 @@ pub struct NodeConfig {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
-    /// Build a snapshot after this many applied entries.
+    /// Build a snapshot after this many applied entries at the latest.
     pub snapshot_every: u64,
+    /// Build one once the log since the last is this many times the last one's size...
+    pub snapshot_log_ratio: f64,
+    /// ...and at least this many bytes.
+    pub snapshot_min_log_bytes: u64,
     /// Entries kept in the log behind a snapshot (for slow followers).
     pub keep_logs: u64,
     /// How long a write or read barrier may wait for a leader.
@@ -78,7 +82,9 @@ impl NodeConfig {
             heartbeat_ms: 100,
             election_min_ms: 1000,
             election_max_ms: 2000,
-            snapshot_every: 20_000,
+            snapshot_every: 1_000_000,
+            snapshot_log_ratio: 0.5,
+            snapshot_min_log_bytes: 64 << 20,
             keep_logs: 5_000,
             forward_timeout: Duration::from_secs(10),
             batch: BatchLimits::default(),
@@ -226,7 +232,8 @@ impl RaftNode {
             election_timeout_min: cfg.election_min_ms,
             election_timeout_max: cfg.election_max_ms,
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            // Paced by `crate::pacer` instead.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: cfg.keep_logs,
             max_payload_entries: crate::peer_body::MAX_PAYLOAD_ENTRIES,
             snapshot_max_chunk_size: crate::peer_body::SNAPSHOT_CHUNK,
@@ -242,6 +249,17 @@ impl RaftNode {
             .await
             .map_err(|e| Error::Fatal(e.to_string()))?;
         let batcher = Batcher::spawn(raft.clone(), cfg.batch);
+        let pace = crate::pacer::Pace {
+            log_ratio: cfg.snapshot_log_ratio,
+            min_log_bytes: cfg.snapshot_min_log_bytes,
+            max_entries: cfg.snapshot_every,
+        };
+        tokio::spawn(crate::pacer::run(
+            raft.clone(),
+            log.clone(),
+            sm.clone(),
+            pace,
+        ));
         tokio::spawn(follow_watermark(
             store.clone(),
             watermark.clone(),
@@ -604,6 +622,16 @@ impl RaftNode {
 
     /// The commit index this node knows (persisted by raft).
     /// Bytes this node's database and raft log hold on disk.
+    /// The snapshots this node built since it started.
+    pub fn snapshot_stats(&self) -> crate::state_machine::SnapshotStats {
+        self.sm.snapshot_stats()
+    }
+
+    /// Bytes of entries appended to this node's log since it started.
+    pub fn log_appended_bytes(&self) -> u64 {
+        self.log.appended_bytes()
+    }
+
     pub fn storage_bytes(&self) -> u64 {
         self.store.size_on_disk() + self.log.size_on_disk()
     }

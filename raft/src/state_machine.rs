@@ -43,6 +43,20 @@ struct SmState {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     current: Option<SnapshotMeta>,
+    built: SnapshotStats,
+}
+
+/// The snapshots this node built since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// How many.
+    pub count: u64,
+    /// Size of the last one's file.
+    pub last_bytes: u64,
+    /// How long the last one took to write.
+    pub last_build: std::time::Duration,
+    /// Bytes of all of them.
+    pub total_bytes: u64,
 }
 
 /// The state machine of one node.
@@ -104,6 +118,11 @@ impl StateMachine {
 
     /// Index of the last entry applied to the store. Updated right after the store
     /// and before the applied event, so it never lags the data a reader sees.
+    /// The snapshots built since start-up.
+    pub fn snapshot_stats(&self) -> SnapshotStats {
+        self.lock().built
+    }
+
     pub fn applied_index(&self) -> u64 {
         self.store.applied_index()
     }
@@ -351,6 +370,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let (dir, store) = (self.sm.dir.clone(), self.sm.store.clone());
         let m = meta.clone();
+        let started = std::time::Instant::now();
         let f = tokio::task::spawn_blocking(move || {
             let tmp = crate::snapshot_files::export(export, &dir).map_err(snap_err)?;
             // Everything up to `last` was applied before the export: flushed now.
@@ -359,7 +379,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(join_err)??;
-        self.sm.lock().current = Some(meta.clone());
+        let bytes = f.metadata().map_or(0, |m| m.len());
+        let mut state = self.sm.lock();
+        state.current = Some(meta.clone());
+        let built = &mut state.built;
+        built.count += 1;
+        built.last_bytes = bytes;
+        built.last_build = started.elapsed();
+        built.total_bytes += bytes;
+        drop(state);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(f)),

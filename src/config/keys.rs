@@ -82,8 +82,18 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         key: "raft.snapshot_every",
-        default: "20000",
-        help: "entries applied between snapshots",
+        default: "1000000",
+        help: "entries applied between snapshots at the most",
+    },
+    Key {
+        key: "raft.snapshot_log_ratio",
+        default: "0.5",
+        help: "build a snapshot once the log written since the last one is this many times that one's size (and at least raft.snapshot_min_log_bytes)",
+    },
+    Key {
+        key: "raft.snapshot_min_log_bytes",
+        default: "67108864",
+        help: "log bytes written since the last snapshot below which none is built by size",
     },
     Key {
         key: "raft.keep_logs",

@@ -64,6 +64,13 @@ impl Config {
                 return Err(invalid(key, v.to_string(), &why));
             }
         }
+        if !(self.snapshot_log_ratio > 0.0 && self.snapshot_log_ratio.is_finite()) {
+            let v = self.snapshot_log_ratio.to_string();
+            return Err(invalid("raft.snapshot_log_ratio", v, "must be > 0"));
+        }
+        if self.snapshot_every == 0 {
+            return Err(invalid("raft.snapshot_every", "0".into(), "must be > 0"));
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid(
                 "log.format",

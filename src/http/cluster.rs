@@ -129,8 +129,17 @@ fn members_json(m: &RaftMetrics) -> Value {
 async fn status(State(s): St) -> Json<Value> {
     // Sizing the database walks its files: off the executor.
     let node = s.node.clone();
-    let disk = tokio::task::spawn_blocking(move || (node.store().counts(), node.storage_bytes()));
-    let (counts, storage_bytes) = disk.await.unwrap_or((Ok(Default::default()), 0));
+    let disk = tokio::task::spawn_blocking(move || {
+        let points = node.store().points_stored().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the stored points for /status");
+            Default::default()
+        });
+        (node.store().counts(), node.storage_bytes(), points)
+    });
+    let (counts, storage_bytes, points) =
+        disk.await
+            .unwrap_or((Ok(Default::default()), 0, Default::default()));
+    let snaps = s.node.snapshot_stats();
     let counts = counts.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "reading the counts for /status");
         Default::default()
@@ -171,6 +180,19 @@ async fn status(State(s): St) -> Json<Value> {
             "metricMetadata": counts.metric_metadata,
         },
         "storageBytes": storage_bytes,
+        "points": {
+            "series": points.series,
+            "stored": points.points,
+            "chunks": points.chunks,
+            "chunkBytes": points.chunk_bytes,
+        },
+        "log": { "appendedBytes": s.node.log_appended_bytes() },
+        "snapshots": {
+            "built": snaps.count,
+            "lastBytes": snaps.last_bytes,
+            "lastBuildMs": snaps.last_build.as_millis() as u64,
+            "totalBytes": snaps.total_bytes,
+        },
     }))
 }
 

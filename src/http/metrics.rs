@@ -254,8 +254,70 @@ fn raft_series(s: &AppState, out: &mut String) {
             &samples,
         );
     }
+    storage_series(s, out);
     let _ = writeln!(out, "# HELP raft_leader_changes_total Times this node saw the leader change.\n# TYPE raft_leader_changes_total counter");
     let _ = writeln!(out, "raft_leader_changes_total {}", s.node.leader_changes());
+}
+
+/// Stored points, the log written and the snapshots built.
+fn storage_series(s: &AppState, out: &mut String) {
+    if let Ok(p) = s.node.store().points_stored() {
+        let points = [
+            (
+                "metric_points_stored",
+                "Metric points this node holds.",
+                p.points,
+            ),
+            ("metric_point_series", "Series of metric points.", p.series),
+            (
+                "metric_point_chunk_bytes",
+                "Bytes of the stored point chunks (keys and values).",
+                p.chunk_bytes,
+            ),
+        ];
+        for (name, help, v) in points {
+            gauge(out, name, help, &[(String::new(), v as f64)]);
+        }
+    }
+    let snaps = s.node.snapshot_stats();
+    let gauges = [
+        (
+            "snapshot_last_bytes",
+            "Size of the last snapshot this node built.",
+            snaps.last_bytes as f64,
+        ),
+        (
+            "snapshot_last_build_seconds",
+            "How long the last snapshot took to build.",
+            snaps.last_build.as_secs_f64(),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        gauge(out, name, help, &[(String::new(), v)]);
+    }
+    let counters = [
+        (
+            "snapshots_built_total",
+            "Snapshots this node built since it started.",
+            snaps.count,
+        ),
+        (
+            "snapshot_written_bytes_total",
+            "Bytes of the snapshots this node built since it started.",
+            snaps.total_bytes,
+        ),
+        (
+            "raft_log_appended_bytes_total",
+            "Bytes of entries appended to this node's raft log since it started.",
+            s.node.log_appended_bytes(),
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
 }
 
 /// Process RSS and CPU from /proc (Linux; CPU ticks at the usual 100 Hz).

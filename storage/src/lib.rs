@@ -51,7 +51,7 @@ pub use error::{Error, Result};
 pub use export::Export;
 pub use load::EngineLoad;
 pub use meta::{Counts, MetaList, MetaObject, CID_PROPS};
-pub use points::{Cursor, Point, PointQuery, SeriesAgg};
+pub use points::{Cursor, Point, PointQuery, PointsStored, SeriesAgg};
 pub use service_view::ServiceList;
 pub use services::ServiceEntry;
 pub use store::{ApplyEntry, Store};

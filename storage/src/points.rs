@@ -61,6 +61,16 @@ impl SeriesAgg {
     }
 }
 
+/// What the metric-points keyspaces hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PointsStored {
+    pub series: u64,
+    pub points: u64,
+    pub chunks: u64,
+    /// Keys and values of the chunks.
+    pub chunk_bytes: u64,
+}
+
 /// A point as read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
@@ -355,6 +365,23 @@ impl Store {
         });
         all.truncate(q.limit);
         Ok(all)
+    }
+
+    /// Every tenant's stored points: (series, points, bytes of their chunks). Reads the
+    /// series aggregates and the chunk keys and sizes, not the points themselves.
+    pub fn points_stored(&self) -> Result<PointsStored> {
+        let mut out = PointsStored::default();
+        for kv in self.sm().scan_prefix([keys::KS_SERIES]) {
+            let agg: SeriesAgg = codec::decode(&kv?.1)?;
+            out.series += 1;
+            out.points += agg.count;
+        }
+        for kv in self.sm().scan_prefix([keys::KS_POINT]) {
+            let (k, v) = kv?;
+            out.chunks += 1;
+            out.chunk_bytes += (k.len() + v.len()) as u64;
+        }
+        Ok(out)
     }
 
     /// How many points each chunk of a series holds, in key order (newest first).

@@ -127,6 +127,38 @@ pub struct NodeStatus {
     replication: Option<BTreeMap<String, FollowerLag>>,
     counts: Counts,
     storage_bytes: u64,
+    points: PointsStored,
+    log: LogBytes,
+    snapshots: SnapshotsBuilt,
+}
+
+/// What the metric-points keyspaces hold.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PointsStored {
+    series: u64,
+    stored: u64,
+    chunks: u64,
+    /// Bytes of the chunks' keys and values.
+    chunk_bytes: u64,
+}
+
+/// The raft log.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogBytes {
+    /// Bytes of entries appended since the node started.
+    appended_bytes: u64,
+}
+
+/// The snapshots this node built since it started.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotsBuilt {
+    built: u64,
+    last_bytes: u64,
+    last_build_ms: u64,
+    total_bytes: u64,
 }
 
 #[derive(ToSchema)]
