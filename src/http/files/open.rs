@@ -76,9 +76,6 @@ pub fn open_beneath(root: &Path, path: &str, access: Access) -> Result<Opened, C
     if path.is_empty() || p.components().any(|c| c == Component::ParentDir) {
         return Err(Confine::Outside);
     }
-    if path.contains('\0') {
-        return Err(Confine::Missing); // no file has such a name
-    }
     let root_fd = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -87,6 +84,10 @@ pub fn open_beneath(root: &Path, path: &str, access: Access) -> Result<Opened, C
     .map_err(|_| Confine::Missing)?;
     let real_root = root.canonicalize().map_err(|_| Confine::Missing)?;
     let rel = relative(root, &real_root, p)?;
+    // After the root is stripped: an absolute path outside it is outside, NUL or not.
+    if path.contains('\0') {
+        return Err(Confine::Missing); // no file has such a name
+    }
 
     let flags = match access {
         // NONBLOCK: opening a FIFO must not wait for a writer. NOCTTY: a terminal
