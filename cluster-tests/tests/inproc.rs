@@ -283,6 +283,45 @@ async fn write_many(api: &Api, id: NodeId, n: usize) {
     }
 }
 
+const RUN: &str = "0b9f5bd4-1b43-4e0c-8a55-5f1f3a9e2c77";
+
+/// Writes `batches` batches of three points of one series, through every node in turn.
+async fn write_points(c: &Cluster, batches: usize) {
+    let ids = c.live_ids();
+    for b in 0..batches {
+        let items: Vec<_> = (0..3)
+            .map(|k| json!({"run_id": RUN, "metric_name": "loss", "step": b * 3 + k, "value": (b * 3 + k) as f64 * 0.1}))
+            .collect();
+        let body = json!({ "metrics": items });
+        let path = "/api/v1/metrics/batch";
+        let r = c
+            .api()
+            .send(ids[b % ids.len()], Method::POST, path, Some(body));
+        let r = r.await.expect("batch answered");
+        assert_eq!(r.status, 201, "batch {b}: {}", r.body);
+    }
+}
+
+/// Node `id`'s points of the series, as (time, value bits, step), and its chunk sizes.
+fn points_of(c: &Cluster, id: NodeId) -> (Vec<(i64, u64, Option<i64>)>, Vec<usize>) {
+    let store = c.node(id).expect("node").store();
+    let run = *uuid::Uuid::parse_str(RUN).expect("uuid").as_bytes();
+    let q = metacenter_storage::PointQuery {
+        limit: usize::MAX,
+        ..Default::default()
+    };
+    let points = store
+        .series_points("default", &run, "loss", &q)
+        .expect("read");
+    let shown = points
+        .iter()
+        .map(|p| (p.time_ns, p.value.to_bits(), p.step));
+    let chunks = store
+        .series_chunk_counts("default", &run, "loss")
+        .expect("chunks");
+    (shown.collect(), chunks)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn new_member_catches_up_through_a_snapshot() {
     let _serial = serial().await;
@@ -291,6 +330,8 @@ async fn new_member_catches_up_through_a_snapshot() {
     let mut c = Cluster::start(3, &settings).await.expect("cluster");
     let leader = c.leader_id().await;
     write_many(c.api(), leader, 200).await;
+    // Small point batches: merged into column chunks by apply on every node.
+    write_points(&c, 80).await;
     // The leader's log no longer starts at 1: a new member cannot replay it.
     let purged = poll::until("the leader to snapshot and purge", SETTLE, || async {
         let m = c.node(leader).ok()?.metrics();
@@ -335,6 +376,16 @@ async fn new_member_catches_up_through_a_snapshot() {
     let data = c.dump(id).expect("dump");
     assert_eq!(data.get("snap").map(|m| m.len()), Some(200));
     assert_same_data(&c, leader);
+    let (points, chunks) = points_of(&c, leader);
+    assert_eq!(points.len(), 240);
+    assert!(chunks.len() < 80, "merged: {chunks:?}");
+    for other in c.live_ids() {
+        assert_eq!(
+            points_of(&c, other),
+            (points.clone(), chunks.clone()),
+            "node {other}"
+        );
+    }
     must_put(&c, id, "after", "k", "v").await;
     c.shutdown().await;
 }
