@@ -1,15 +1,16 @@
-//! Time-based housekeeping that runs on the leader only, as commands carrying the
-//! leader's clock: removing services past `deregisterAfterMs`, and expiring load
-//! requests, idle engines and old tombstones every `load.gc_interval_ms`, and
-//! removing metric points past their tenant's retention. Every node runs the
-//! loop; only the one that currently leads proposes, so it survives failover.
+//! Time-based housekeeping that runs on the leader only: removing services silent past
+//! `deregisterAfterMs` (measured on the leader's monotonic clock, see
+//! [`crate::liveness`]), and, as commands carrying the leader's wall clock, expiring
+//! load requests, idle engines and old tombstones every `load.gc_interval_ms` and
+//! removing metric points past their tenant's retention. Every node runs the loop; only
+//! the one that currently leads proposes, so it survives failover.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use metacenter_storage::Command;
 
 use crate::http::read_store;
-use crate::http::services::now_ms;
 use crate::server::AppState;
 
 /// Runs until shutdown.
@@ -20,6 +21,7 @@ pub async fn run(state: Arc<AppState>) {
     for t in [&mut reap, &mut gc, &mut retain] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    let mut led_in = None;
     loop {
         let job = tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -28,7 +30,14 @@ pub async fn run(state: Arc<AppState>) {
             _ = retain.tick() => Job::Retention,
         };
         if state.node.leader().map(|(id, _)| id) != Some(state.node.id()) {
+            led_in = None;
             continue;
+        }
+        // A new term of leadership: every service gets a fresh term of its own.
+        let term = state.node.metrics().current_term;
+        if led_in != Some(term) {
+            state.liveness.renew_all(state.node.store());
+            led_in = Some(term);
         }
         match job {
             Job::Reap => reap_services(&state).await,
@@ -88,21 +97,28 @@ async fn expire_load(state: &AppState) {
     }
 }
 
-/// Proposes a reap when the local state shows an expired service (so that an idle
-/// cluster writes nothing). Failures are logged; the next tick retries.
+/// Expires the services this leader has applied nothing from for
+/// `services.stale_threshold_ms` plus their `deregisterAfterMs` (an idle cluster writes
+/// nothing). Failures are logged; the next tick retries.
 async fn reap_services(state: &AppState) {
-    let (now, threshold) = (now_ms(), state.cfg.stale_threshold_ms);
-    match read_store(state, move |st| st.services_reap_due(now, threshold)).await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => return tracing::warn!(error = %e, "cannot read the services' deadlines"),
-    }
-    let cmd = Command::ServiceReap {
-        now_ms: now,
-        stale_threshold_ms: threshold,
+    let threshold = state.cfg.stale_threshold_ms;
+    let list = state.node.store().services();
+    let silence = |name: &str| {
+        let after = list.get(name)?.deregister_after_ms?;
+        Some(Duration::from_millis(threshold.saturating_add(after)))
     };
-    match state.node.write_one(cmd).await {
-        Ok(r) => tracing::info!(?r, "reaped services"),
-        Err(e) => tracing::warn!(error = %e, "service reap failed; will retry"),
+    let services: Vec<(String, u64)> = (state.liveness.silent_for(silence).into_iter())
+        .filter_map(|name| Some((name.clone(), list.get(&name)?.mod_index)))
+        .collect();
+    if services.is_empty() {
+        return;
+    }
+    match state
+        .node
+        .write_one(Command::ServiceExpire { services })
+        .await
+    {
+        Ok(r) => tracing::info!(?r, "expired silent services"),
+        Err(e) => tracing::warn!(error = %e, "service expiry failed; will retry"),
     }
 }

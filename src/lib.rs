@@ -9,6 +9,7 @@ pub mod fuzzing;
 pub mod housekeeping;
 pub mod http;
 pub mod listen;
+pub mod liveness;
 pub mod logging;
 pub mod oversized;
 pub mod profiling;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub cfg: Config,
     pub started: Instant,
     pub shutdown: CancellationToken,
+    /// When this node last applied word from each service (expiry by the leader).
+    pub liveness: Arc<crate::liveness::Liveness>,
     /// Bounds the large answers held at once.
     pub large: crate::http::large::LargeReads,
     /// Bounds the blocking queries waiting at once.
@@ -105,6 +107,7 @@ impl Server {
             node: node.clone(),
             waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
             large: crate::http::large::LargeReads::new(cfg.max_large_reads),
+            liveness: Arc::default(),
             watches: crate::watches::Watches::default(),
             websockets: Arc::new(tokio::sync::Semaphore::new(cfg.max_websockets)),
             streams: crate::streams::Hub::new(STREAM_QUEUE),
@@ -213,12 +216,18 @@ fn serve(state: &Arc<AppState>, api: TcpListener, peer: TcpListener) -> Vec<Join
     let stop = &state.shutdown;
     let hub_task = spawn_until(stop.clone(), state.streams.clone().run(node.subscribe()));
     let watch_task = spawn_until(stop.clone(), state.watches.clone().run(node.subscribe()));
+    let liveness = state
+        .liveness
+        .clone()
+        .follow(node.store().clone(), node.subscribe());
+    let liveness_task = spawn_until(stop.clone(), liveness);
     let header_timeout = state.cfg.header_read_timeout;
     let peer_router = metacenter_raft::peer::router(node.clone());
     let api_router = crate::http::router(state.clone());
     vec![
         hub_task,
         watch_task,
+        liveness_task,
         listen::spawn(peer, peer_router, state.shutdown.clone(), header_timeout),
         listen::spawn(api, api_router, state.shutdown.clone(), header_timeout),
     ]

@@ -39,6 +39,12 @@ fn topics_of(cmd: &Command, out: &mut HashSet<Topic>) -> Option<()> {
             out.insert(Topic::AnyService);
         }
         Command::ServiceReap { .. } => return None,
+        Command::ServiceExpire { services } => {
+            for (name, _) in services {
+                out.insert(Topic::Service(name.clone()));
+            }
+            out.insert(Topic::AnyService);
+        }
         Command::MetaMerge { hash, .. } | Command::MetaSetAdd { hash, .. } => {
             out.insert(Topic::Meta(hash.clone()));
         }

@@ -82,6 +82,8 @@ struct Node {
     id: u64,
     api: String,
     args: Vec<String>,
+    /// Extra environment of this node's process (a fake clock, ...).
+    env: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
     stopped: bool,
@@ -98,6 +100,7 @@ impl Node {
         let child = Command::new(bin)
             .args(&self.args)
             .env("METACENTER_CLUSTER_SECRET", SECRET)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -153,6 +156,16 @@ impl ProcessCluster {
 
     /// Starts `n` nodes; `settings` (key, value) override [`DEFAULT_SETTINGS`].
     pub async fn start_with(n: usize, settings: &[(&str, &str)]) -> Result<ProcessCluster> {
+        ProcessCluster::start_with_env(n, settings, &[]).await
+    }
+
+    /// [`ProcessCluster::start_with`], node `id` of each `(id, key, value)` started with
+    /// that environment variable too (and restarted with it).
+    pub async fn start_with_env(
+        n: usize,
+        settings: &[(&str, &str)],
+        env: &[(u64, &str, &str)],
+    ) -> Result<ProcessCluster> {
         let bin = binary_path()?;
         let dir = tempfile::Builder::new()
             .prefix("metacenter-proc-")
@@ -173,10 +186,14 @@ impl ProcessCluster {
                 settings,
             );
             let log = dir.path().join(format!("node{id}.log"));
+            let env = env.iter().filter(|(of, _, _)| *of == id);
             nodes.push(Node {
                 id,
                 api,
                 args,
+                env: env
+                    .map(|(_, k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 log,
                 child: None,
                 stopped: false,

@@ -167,6 +167,11 @@ fn read_back(st: &Store, c: &Command) -> metacenter_storage::Result<()> {
         | Command::ServiceHeartbeat { name, .. }
         | Command::ServiceDeregister { name } => _ = st.service(name)?,
         Command::ServiceReap { .. } => _ = st.services(),
+        Command::ServiceExpire { services } => {
+            for (name, _) in services {
+                st.service(name)?;
+            }
+        }
         Command::LoadAdd { cluster, .. } => _ = st.load_cluster(cluster)?,
         Command::LoadPromptDone { .. } | Command::LoadDone { .. } | Command::LoadExpire { .. } => {
             st.load_engines()?;

@@ -82,6 +82,7 @@ impl<'a> ApplyCtx<'a> {
                 now_ms,
                 stale_threshold_ms,
             } => self.service_reap(*now_ms, *stale_threshold_ms),
+            Command::ServiceExpire { services } => self.service_expire(services),
             Command::LoadAdd {
                 cluster,
                 request_id,
@@ -198,6 +199,9 @@ fn invalid(cmd: &Command) -> Option<String> {
             bad_key("service name", name)
         }
         Command::ServiceReap { .. } | Command::LoadExpire { .. } => None,
+        Command::ServiceExpire { services } => services
+            .iter()
+            .find_map(|(n, _)| bad_key("service name", n)),
         Command::LoadAdd {
             cluster,
             request_id,

@@ -115,6 +115,11 @@ pub enum Command {
     },
     /// Replaces the replicated sync settings.
     CatalogSettings { settings: SyncSettings },
+    /// Leader housekeeping: removes each named service (with `deregister_after_ms`) if
+    /// its revision (`mod_index`) is still the one given, that is if nothing was
+    /// applied to it since the leader found it silent. (Appended last: the variants'
+    /// order is their encoding.)
+    ServiceExpire { services: Vec<(String, u64)> },
 }
 
 /// One metric point as written.
@@ -240,6 +245,9 @@ impl Command {
                 tenant, outcome, ..
             } => s(tenant) + outcome.size_hint(),
             Command::CatalogSettings { .. } => 96,
+            Command::ServiceExpire { services } => {
+                services.iter().map(|(n, _)| s(n) + 8).sum::<usize>()
+            }
             Command::LoadAdd {
                 cluster,
                 request_id,

@@ -93,6 +93,25 @@ impl ApplyCtx<'_> {
         Ok(Response::Ok)
     }
 
+    /// Removes each named service whose revision is still the given one.
+    pub(crate) fn service_expire(&mut self, services: &[(String, u64)]) -> Result<Response> {
+        let mut removed = Vec::new();
+        for (name, mod_index) in services {
+            match self.service(name)? {
+                Some(e) if e.mod_index == *mod_index && e.deregister_after_ms.is_some() => {
+                    self.txn.delete(keys::service(name));
+                    self.move_deadline(name, base_deadline(&e), None);
+                    removed.push(name.clone());
+                }
+                _ => {}
+            }
+        }
+        if !removed.is_empty() {
+            self.touch_services()?;
+        }
+        Ok(Response::Reaped { removed })
+    }
+
     pub(crate) fn service_reap(
         &mut self,
         now_ms: u64,

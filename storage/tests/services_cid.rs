@@ -321,6 +321,36 @@ fn reap_removes_exactly_the_expired_services() {
     );
 }
 
+/// An expiry removes a named service only if nothing was applied to it since the
+/// revision the leader saw, and never one without `deregisterAfterMs`; it reads no time.
+#[test]
+fn expire_removes_only_services_unchanged_since_the_leader_looked() {
+    let mut sm = Sm::new();
+    let (a, _) = sm.one(register("a", u64::MAX, Some(500)));
+    let (b, _) = sm.one(register("b", 0, Some(500)));
+    sm.one(heartbeat("b", 1));
+    let (f, _) = sm.one(register("forever", 0, None));
+    let expire = |names: &[(&str, u64)]| Command::ServiceExpire {
+        services: names.iter().map(|(n, i)| (n.to_string(), *i)).collect(),
+    };
+    let idx = sm.services_index();
+    let (_, r) = sm.one(expire(&[("b", b), ("forever", f), ("missing", 1)]));
+    assert_eq!(
+        r,
+        reaped(&[]),
+        "b heartbeated since; forever has no deadline"
+    );
+    assert_eq!(sm.services_index(), idx, "an empty expiry leaves the index");
+    let (i, r) = sm.one(expire(&[("a", a)]));
+    assert_eq!(
+        r,
+        reaped(&["a"]),
+        "a wall-clock stamp far ahead does not matter"
+    );
+    assert_eq!(sm.services_index(), i);
+    assert_eq!(sm.names(), ["b", "forever"]);
+}
+
 #[test]
 fn reap_uses_the_threshold_carried_by_the_command() {
     let mut sm = Sm::new();

@@ -227,7 +227,11 @@ mod tests {
         assert_eq!(open(&root, "loop/x"), Err(Confine::Missing));
         assert_eq!(open(&root, "a"), Err(Confine::Missing), "a directory");
         assert_eq!(open(&root, "."), Err(Confine::Missing), "the root itself");
-        assert_eq!(open(&root, "a/f\0.txt"), Err(Confine::Outside), "no name has a NUL");
+        assert_eq!(
+            open(&root, "a/f\0.txt"),
+            Err(Confine::Outside),
+            "no name has a NUL"
+        );
         assert_eq!(open(&root, ""), Err(Confine::Outside));
         // An O_PATH open sees the same, and directories too.
         assert!(open_beneath(&root, "a", Access::Stat)
