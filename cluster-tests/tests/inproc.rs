@@ -302,8 +302,11 @@ async fn write_points(c: &Cluster, batches: usize) {
     }
 }
 
-/// Node `id`'s points of the series, as (time, value bits, step), and its chunk sizes.
-fn points_of(c: &Cluster, id: NodeId) -> (Vec<(i64, u64, Option<i64>)>, Vec<usize>) {
+/// A point as compared between nodes: time, value bits, step.
+type Shown = (i64, u64, Option<i64>);
+
+/// Node `id`'s points of the series, and its chunk sizes.
+fn points_of(c: &Cluster, id: NodeId) -> (Vec<Shown>, Vec<usize>) {
     let store = c.node(id).expect("node").store();
     let run = *uuid::Uuid::parse_str(RUN).expect("uuid").as_bytes();
     let q = metacenter_storage::PointQuery {
