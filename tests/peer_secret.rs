@@ -59,6 +59,20 @@ async fn peer_requests_need_the_cluster_secret() {
     assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED, "GET with the secret");
 }
 
+/// Each peer route reads at most its own limit: a vote of 100 KiB is refused unread,
+/// with the secret, before it is decoded.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_bodies_over_their_route_limit_are_refused() {
+    let n = Node::single(&[("cluster.secret", SECRET)]).await;
+    let url = format!("http://{}/raft/vote", n.peer_addr());
+    let req = common::client().post(&url).header(SECRET_HEADER, SECRET);
+    let st = req.body(vec![0u8; 100 << 10]).send().await.expect("answer");
+    assert_eq!(st.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let req = common::client().post(&url).header(SECRET_HEADER, SECRET);
+    let st = req.body(vec![0u8; 100]).send().await.expect("answer");
+    assert_eq!(st.status(), StatusCode::BAD_REQUEST, "a small body is read");
+}
+
 /// Node `id` that asks `leader` to add it, with `secret` and the test's tokens.
 async fn joiner(id: u64, secret: &str, leader: &Node) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
