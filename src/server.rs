@@ -183,6 +183,7 @@ fn node_config(cfg: &Config, addr: NodeAddr) -> NodeConfig {
     ncfg.snapshot_every = cfg.snapshot_every;
     ncfg.snapshot_log_ratio = cfg.snapshot_log_ratio;
     ncfg.snapshot_min_log_bytes = cfg.snapshot_min_log_bytes;
+    ncfg.pack_log = cfg.pack_log;
     ncfg.keep_logs = cfg.keep_logs;
     ncfg.forward_timeout = cfg.forward_timeout;
     ncfg.batch = BatchLimits {

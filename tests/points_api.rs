@@ -1352,7 +1352,11 @@ async fn regression_history_around_a_time_key_byte_boundary_is_served() {
 /// is built once the log since the last one passes `raft.snapshot_min_log_bytes`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_points_and_snapshots_paced_by_log_bytes_are_visible() {
-    let mut n = Node::single(&[("raft.snapshot_min_log_bytes", "4000")]).await;
+    let settings = [
+        ("raft.snapshot_min_log_bytes", "4000"),
+        ("raft.pack_log", "true"),
+    ];
+    let mut n = Node::single(&settings).await;
     let status = |n: &Node| {
         let n = n.base.clone();
         async move {

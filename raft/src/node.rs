@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub snapshot_log_ratio: f64,
     /// ...and at least this many bytes.
     pub snapshot_min_log_bytes: u64,
+    /// zstd-pack log entries of 4 KiB and more.
+    pub pack_log: bool,
     /// Entries kept in the log behind a snapshot (for slow followers).
     pub keep_logs: u64,
     /// How long a write or read barrier may wait for a leader.
@@ -85,6 +87,7 @@ impl NodeConfig {
             snapshot_every: 1_000_000,
             snapshot_log_ratio: 0.5,
             snapshot_min_log_bytes: 64 << 20,
+            pack_log: false,
             keep_logs: 5_000,
             forward_timeout: Duration::from_secs(10),
             batch: BatchLimits::default(),
@@ -146,6 +149,7 @@ pub struct RaftNode {
 /// the path and what to do about it.
 async fn open_data_dir(
     dir: &std::path::Path,
+    pack_log: bool,
 ) -> Result<(Store, LogStore, StateMachine, Arc<Watermark>)> {
     let fail = |what: String, e: &dyn std::fmt::Display| {
         Error::Storage(format!("data dir {}: {what}: {e}", dir.display()))
@@ -165,12 +169,14 @@ async fn open_data_dir(
         .map_err(|e| fail(format!("cannot use {}", snapshots.display()), &e))?;
     let watermark = Watermark::open(dir)?;
     let log_dir = dir.join("raft-log");
-    let mut log = LogStore::open(store.clone(), &log_dir).map_err(|e| {
-        fail(
-            format!("cannot open the raft log {}", log_dir.display()),
-            &e,
-        )
-    })?;
+    let mut log = LogStore::open(store.clone(), &log_dir)
+        .map_err(|e| {
+            fail(
+                format!("cannot open the raft log {}", log_dir.display()),
+                &e,
+            )
+        })?
+        .with_packing(pack_log);
     let log_state = openraft::storage::RaftLogStorage::get_log_state(&mut log)
         .await
         .map_err(|e| fail("cannot read the raft log".into(), &e))?;
@@ -225,7 +231,7 @@ impl RaftNode {
     /// Opens the store in `cfg.data_dir` and starts raft (not initialised: see
     /// [`RaftNode::initialize`]).
     pub async fn start(cfg: NodeConfig) -> Result<Arc<RaftNode>> {
-        let (store, log, sm, watermark) = open_data_dir(&cfg.data_dir).await?;
+        let (store, log, sm, watermark) = open_data_dir(&cfg.data_dir, cfg.pack_log).await?;
         let config = openraft::Config {
             cluster_name: "metacenter".into(),
             heartbeat_interval: cfg.heartbeat_ms,

@@ -78,6 +78,7 @@ impl Config {
             "raft.election_min_ms" => self.election_min_ms = parse(key, value)?,
             "raft.election_max_ms" => self.election_max_ms = parse(key, value)?,
             "raft.snapshot_every" => self.snapshot_every = parse(key, value)?,
+            "raft.pack_log" => self.pack_log = parse(key, value)?,
             "raft.snapshot_log_ratio" => self.snapshot_log_ratio = parse(key, value)?,
             "raft.snapshot_min_log_bytes" => self.snapshot_min_log_bytes = parse(key, value)?,
             "raft.keep_logs" => self.keep_logs = parse(key, value)?,

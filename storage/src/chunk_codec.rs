@@ -37,20 +37,28 @@ const PCO: u8 = 2;
 /// How hard the numeric columns are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effort {
-    /// A command's new chunk: written once per batch, on the write path.
+    /// A command's new chunk, on the write path of every node: stored plain unless it
+    /// is large enough never to be merged (compressing it would be work thrown away).
     Fast,
     /// A merged chunk: written once per tier, kept for long.
     Small,
 }
 
 impl Effort {
-    fn pco_level(self) -> usize {
+    /// The pco level for `n` values, or `None` to store them plain.
+    fn pco_level(self, n: usize) -> Option<usize> {
         match self {
-            Effort::Fast => 4,
-            Effort::Small => pco::DEFAULT_COMPRESSION_LEVEL,
+            _ if n < PCO_FROM => None,
+            Effort::Fast if n < FAST_PLAIN_BELOW => None,
+            Effort::Fast => Some(4),
+            Effort::Small => Some(pco::DEFAULT_COMPRESSION_LEVEL),
         }
     }
 }
+
+/// A command's chunk of fewer points is merged later (its tier is below the final one,
+/// see `points::FINAL_TIER`): [`Effort::Fast`] stores it plain.
+const FAST_PLAIN_BELOW: usize = 512;
 
 /// Encodes `points` (in the order they are to be read back).
 pub fn encode(points: &[ChunkPoint], effort: Effort) -> Result<Vec<u8>> {
@@ -184,16 +192,15 @@ fn column<T: Num>(out: &mut Vec<u8>, xs: &[T], effort: Effort) -> Result<()> {
     if xs.iter().all(|x| x.bits() == xs[0].bits()) {
         out.push(CONST);
         put_bytes(out, &codec::encode(&xs[0])?);
-    } else if xs.len() < PCO_FROM {
-        out.push(PLAIN);
-        put_bytes(out, &codec::encode(xs)?);
-    } else {
-        let level = effort.pco_level();
+    } else if let Some(level) = effort.pco_level(xs.len()) {
         let config = pco::ChunkConfig::default().with_compression_level(level);
         let bytes = pco::standalone::simple_compress(xs, &config)
             .map_err(|e| Error::Codec(format!("pco: {e}")))?;
         out.push(PCO);
         put_bytes(out, &bytes);
+    } else {
+        out.push(PLAIN);
+        put_bytes(out, &codec::encode(xs)?);
     }
     Ok(())
 }

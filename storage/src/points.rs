@@ -121,11 +121,13 @@ fn bad_point(metric: &str, v: f64) -> Option<String> {
 
 /// Chunks of one tier that are merged into one.
 const MERGE_AT: usize = 8;
-/// Chunks of this tier (4096 points and more) are never merged: a merge writes at most
-/// 8 chunks of tier 3, under 32,768 points.
-const FINAL_TIER: u8 = 4;
+/// Chunks of this tier (512 points and more) are never merged: a merge writes at most
+/// 8 chunks of tier 2, under 4,096 points. (Merging batches of a thousand points into
+/// chunks of 8,000 saved a third of their bytes but cost a sixth of three nodes'
+/// ingest on two cores; BENCHMARKS.md.)
+const FINAL_TIER: u8 = 3;
 /// How many of a series' newest chunks a write looks at for a merge: more than the
-/// 7 + 7 + 7 + 7 chunks of tiers 0 to 3 that can wait for an eighth.
+/// 7 + 7 + 7 chunks of tiers 0 to 2 that can wait for an eighth.
 const MERGE_WINDOW: usize = 32;
 
 impl ApplyCtx<'_> {
@@ -193,7 +195,7 @@ impl ApplyCtx<'_> {
     /// Merges a series' small chunks, tier by tier: when [`MERGE_AT`] column chunks of
     /// one tier below [`FINAL_TIER`] are among the series' [`MERGE_WINDOW`] newest, they
     /// become one chunk (of a higher tier), and so on while that completes another set.
-    /// A series written a few points at a time thus ends up in chunks of thousands, each
+    /// A series written a few points at a time thus ends up in chunks of 512 to 4,095 points, each
     /// point rewritten about once per tier. Tiers are read from the keys alone; the
     /// chunks merged may overlap others in time (reads merge overlapping chunks anyway).
     /// Deterministic: it depends on the stored chunks alone.
