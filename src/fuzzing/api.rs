@@ -122,7 +122,7 @@ pub fn api_load(data: &[u8]) -> bool {
             .inspect(|ops| ops.iter().flatten().for_each(load_command_ok))
             .is_ok(),
         _ => {
-            load::percent_decode(&text(input));
+            crate::http::percent::percent_decode(&text(input));
             true
         }
     }

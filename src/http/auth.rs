@@ -114,7 +114,7 @@ fn presented(req: &Request) -> Option<String> {
     let q = req.uri().query()?;
     q.split('&')
         .find_map(|kv| kv.strip_prefix("token="))
-        .map(super::load::percent_decode)
+        .map(super::percent::percent_decode)
 }
 
 /// The middleware: checks the token, its role and its tenants.

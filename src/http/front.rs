@@ -24,7 +24,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::metrics::{self, RouteSeries};
-use super::{area_error, load, mcenv, TraceId, APPLIED_INDEX_HEADER, TRACE_HEADER};
+use super::{area_error, mcenv, TraceId, APPLIED_INDEX_HEADER, TRACE_HEADER};
 use crate::server::AppState;
 
 /// Stamps, counts and times every request (the outermost layer).
@@ -168,7 +168,8 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let path = req.uri().path();
-        if path.contains('%') && std::str::from_utf8(&load::percent_bytes(path)).is_err() {
+        if path.contains('%') && std::str::from_utf8(&super::percent::percent_bytes(path)).is_err()
+        {
             let msg = format!("the path {path} is not UTF-8 once percent-decoded");
             let code = mcenv::code::INVALID_INPUT;
             let title = "Invalid input parameters";

@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 use super::mcenv::{code, Data, Envelope, McError, Written};
 use super::openapi::load as doc;
 use super::openapi::load::McErrorEnvelope as Err;
+use super::percent::percent_decode;
 use super::TraceId;
 use crate::server::AppState;
 
@@ -270,36 +271,6 @@ fn engine_rows(out: &mut Vec<u8>, engines: &[(String, EngineLoad)]) {
         out.push(b'}');
     }
     out.push(b']');
-}
-
-/// Decodes a percent-encoded query value (`+` is a space).
-pub fn percent_decode(s: &str) -> String {
-    String::from_utf8_lossy(&percent_bytes(&s.replace('+', " "))).into_owned()
-}
-
-/// The bytes percent-encoded text stands for (a `%` without two hex digits is kept).
-pub fn percent_bytes(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[derive(Deserialize, ToSchema)]

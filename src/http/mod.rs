@@ -30,6 +30,7 @@ pub mod meta;
 pub mod metric_name;
 pub mod metrics;
 pub mod openapi;
+pub mod percent;
 pub mod points;
 pub mod promapi;
 pub mod search;

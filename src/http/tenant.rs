@@ -58,7 +58,7 @@ pub fn query(query: Option<&str>) -> Option<Result<String, String>> {
     let raw = query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("tenant="))?;
-    Some(named("?tenant=", &super::load::percent_decode(raw)))
+    Some(named("?tenant=", &super::percent::percent_decode(raw)))
 }
 
 /// The tenant of a `{tenantId}` path parameter, as the router decoded it.
@@ -69,7 +69,9 @@ pub fn path(decoded: &str) -> Result<String, String> {
 /// The tenant of a raw (still percent-encoded) path segment, decoded as the router
 /// decodes path parameters: `+` is itself, unlike in a query string.
 pub fn path_segment(segment: &str) -> Result<String, String> {
-    path(&super::load::percent_decode(&segment.replace('+', "%2B")))
+    path(&super::percent::percent_decode(
+        &segment.replace('+', "%2B"),
+    ))
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ pub(super) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.unwrap_or("")
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), crate::http::load::percent_decode(v)))
+        .map(|(k, v)| (k.to_string(), crate::http::percent::percent_decode(v)))
         .collect()
 }
 
