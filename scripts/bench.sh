@@ -37,11 +37,15 @@
 #              through the 3-node cluster (time reported), then 1 and 8 clients search
 #              (two-word queries, random tenants); the nodes' RSS is logged.
 #   storage    bytes per point: the same points (`loadgen points`, 8 writers, batches of
-#              1,000, BENCH_STORAGE_MPOINTS million, default "20"; "2" with --quick) written
-#              to one metacenter node and to one VictoriaMetrics; then history, latest and
-#              stats on metacenter. After each system stops, its data directory is measured:
-#              metacenter's sled `db/` alone and all-in (db, raft log, snapshots), against
-#              VictoriaMetrics' whole data directory; printed after the table.
+#              1,000, BENCH_STORAGE_MPOINTS million, default "20"; "2" with --quick) of
+#              each shape in BENCH_STORAGE_SHAPES ("flat curves": one f64 metric, or five
+#              float32 training metrics a step with jittered times) written to one
+#              metacenter node and to one VictoriaMetrics; then history, latest and stats
+#              on metacenter, its /status (snapshots built and written, log bytes), and
+#              the time it takes to answer /ready after kill -9 and a restart. After each
+#              system stops, its data directory is measured: metacenter's sled `db/` alone
+#              and all-in (db, raft log, snapshots), against VictoriaMetrics' whole data
+#              directory; printed after the table.
 #   one-node   the heartbeat, heartbeat-unregistered and load-update rows again, against a
 #              cluster of one node (no replication, no forwarding; labelled `-one-node`):
 #              a bound that a three-node cluster on the same cores cannot pass. No peer.
@@ -71,13 +75,13 @@ for arg in "$@"; do
 done
 
 if [[ $QUICK == 1 ]]; then
-  STORAGE_MPOINTS=${BENCH_STORAGE_MPOINTS:-2}
+  STORAGE_MPOINTS=${BENCH_STORAGE_MPOINTS:-2}; STORAGE_SHAPES=${BENCH_STORAGE_SHAPES:-flat curves}
   DURATION=${BENCH_DURATION:-2s}; WARMUP=${BENCH_WARMUP:-500ms}
   SERVICES=${BENCH_SERVICES:-1000}; REDIS_N=20000; HISTORY=1000
   WS_SUBSCRIBERS=${BENCH_WS_SUBSCRIBERS:-1000}
   ROUNDS=${BENCH_FAILOVER_ROUNDS:-1}
 else
-  STORAGE_MPOINTS=${BENCH_STORAGE_MPOINTS:-20}
+  STORAGE_MPOINTS=${BENCH_STORAGE_MPOINTS:-20}; STORAGE_SHAPES=${BENCH_STORAGE_SHAPES:-flat curves}
   DURATION=${BENCH_DURATION:-10s}; WARMUP=${BENCH_WARMUP:-2s}
   SERVICES=${BENCH_SERVICES:-10000}; REDIS_N=200000; HISTORY=10000
   WS_SUBSCRIBERS=${BENCH_WS_SUBSCRIBERS:-5000}
@@ -376,20 +380,44 @@ bytes_of() {
   echo "${b:-0}"
 }
 
-# One storage round of $1 million points: metacenter (one node), then VictoriaMetrics.
+# Restarts node 1 of the running one-node cluster after kill -9; sets RESTART_MS to the
+# milliseconds until it answers /ready again.
+restart_after_kill() {
+  local t0 args=(run --id 1 --listen "127.0.0.1:$((MC_API + 1))"
+    --peer-listen "127.0.0.1:$((MC_PEER + 1))" --data-dir "$WORK/mc1.$GEN" --set log.level=warn)
+  for kv in ${BENCH_MC_SET:-}; do args+=(--set "$kv"); done
+  kill -9 "${PIDS[0]}"
+  wait "${PIDS[0]}" 2>/dev/null || true
+  PIDS=()
+  t0=$(date +%s%N)
+  METACENTER_CLUSTER_SECRET="$MC_SECRET" "$BIN/metacenter" "${args[@]}" >>"$WORK/mc1.$GEN.log" 2>&1 &
+  PIDS+=($!)
+  local deadline=$((SECONDS + 600))
+  until curl -sf -o /dev/null "http://127.0.0.1:$((MC_API + 1))/ready"; do
+    ((SECONDS < deadline)) || { log "node 1 did not come back after kill -9"; exit 1; }
+    sleep 0.05
+  done
+  RESTART_MS=$((($(date +%s%N) - t0) / 1000000))
+}
+
+# One storage round of $1 million points of shape $2 (flat or curves): metacenter (one
+# node), then VictoriaMetrics.
 storage_round() {
-  local m=$1 label="storage-${1}M" batches=$(($1 * 1000)) dir vm n db all vmb
-  local write=(--clients 8 --batch 1000 --ops "$batches" --warmup 0s --json --timeout 60s)
+  local m=$1 shape=$2 label="storage-${2}-${1}M" batches=$(($1 * 1000)) dir vm n db all vmb
+  local write=(--clients 8 --batch 1000 --shape "$shape" --ops "$batches" --warmup 0s --json --timeout 60s)
+  local status
   start_metacenter 1
   dir="$WORK/mc1.$GEN"
   run "$BIN/loadgen" points --sink metacenter --targets "${MC_TARGETS%%,*}" "${write[@]}" \
     --history 10000 --read-clients 1 --label "$label" >>"$RESULTS"
+  status=$(curl -sf "http://${MC_TARGETS%%,*}/status")
+  restart_after_kill
   stop_all
   n=$((batches * 1000))
   db=$(bytes_of "$dir/db")
   all=$(($(bytes_of "$dir/db") + $(bytes_of "$dir/raft-log") + $(bytes_of "$dir/snapshots")))
   check_ports "$VM_PORT"
-  vm="$WORK/vm-storage.$m"
+  vm="$WORK/vm-storage.$shape.$m"
   victoria-metrics -storageDataPath "$vm" -httpListenAddr "127.0.0.1:$VM_PORT" \
     -loggerLevel ERROR >"$WORK/vm-storage.log" 2>&1 &
   PIDS+=($!)
@@ -399,15 +427,28 @@ storage_round() {
   curl -sf -o /dev/null "http://127.0.0.1:$VM_PORT/internal/force_flush" || true
   stop_all
   vmb=$(bytes_of "$vm")
-  awk -v n="$n" -v db="$db" -v all="$all" -v vm="$vmb" -v m="$m" 'BEGIN {
-    printf "storage %sM points: metacenter sled db %.2f B/point, all-in (db + raft log + snapshots) %.2f B/point; VictoriaMetrics %.2f B/point; ratio db %.2fx, all-in %.2fx\n",
-      m, db / n, all / n, vm / n, db / vm, all / vm }' >>"$WORK/storage.txt"
+  echo "$status" | python3 -c '
+import json, sys
+n, db, all_, vm, m, shape, restart = sys.argv[1:]
+n, db, all_, vm = int(n), int(db), int(all_), int(vm)
+s = json.load(sys.stdin)
+snap, log, chunks = s["snapshots"], s["log"]["appendedBytes"], s["points"]["chunkBytes"]
+built, written, last, last_ms = snap["built"], snap["totalBytes"], snap["lastBytes"], snap["lastBuildMs"]
+print(f"storage {shape} {m}M points: metacenter sled db {db / n:.2f} B/point, all-in (db + raft log + snapshots) "
+      f"{all_ / n:.2f} B/point; VictoriaMetrics {vm / n:.2f} B/point; ratio db {db / vm:.2f}x, all-in {all_ / vm:.2f}x; "
+      f"chunks {chunks / n:.2f} B/point; snapshots built {built}, written "
+      f"{written / 2**20:.0f} MiB = {written / max(log, 1):.2f}x the log bytes appended "
+      f"({log / n:.1f} B/point), last {last / 2**20:.0f} MiB in {last_ms} ms; "
+      f"restart after kill -9 {restart} ms")
+' "$n" "$db" "$all" "$vmb" "$m" "$shape" "$RESTART_MS" >>"$WORK/storage.txt"
   tail -n 1 "$WORK/storage.txt" >&2
 }
 
 run_storage() {
-  local m
-  for m in $STORAGE_MPOINTS; do storage_round "$m"; done
+  local m shape
+  for m in $STORAGE_MPOINTS; do
+    for shape in $STORAGE_SHAPES; do storage_round "$m" "$shape"; done
+  done
 }
 
 # Metric metadata search: VictoriaMetrics as the sync source of a 3-node metacenter.

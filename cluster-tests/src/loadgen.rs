@@ -33,6 +33,7 @@
 //! - `kv.rs`: the key-value put workload and its systems ([`System`], [`find_leader`],
 //!   [`KvSpec`], [`MetaKv`], [`EtcdHttpKv`], [`etcd_grpc`], [`run_kv`], [`wait_ready`]).
 
+pub mod curves;
 pub mod failover;
 pub mod heartbeat;
 pub mod load;

@@ -32,7 +32,7 @@ use cluster_tests::loadgen::failover::{
 };
 use cluster_tests::loadgen::heartbeat::{run_heartbeat, HeartbeatSpec};
 use cluster_tests::loadgen::load::{run_reads, run_updates, LoadSpec};
-use cluster_tests::loadgen::points::{run_read, run_writes, PointRead, PointsSpec, Sink};
+use cluster_tests::loadgen::points::{run_read, run_writes, PointRead, PointsSpec, Shape, Sink};
 use cluster_tests::loadgen::ws::{run_ws, WsSpec};
 use cluster_tests::loadgen::{
     find_leader, parse_duration, parse_targets, render_table, run_kv, wait_ready, KeyGen, KvSpec,
@@ -213,6 +213,9 @@ struct PointsArgs {
     /// Prefix of the report names (`{label}-write`, `{label}-history-N`, ...).
     #[arg(long, default_value = "points")]
     label: String,
+    /// `flat`: one metric of f64 values; `curves`: five float32 training metrics a step.
+    #[arg(long, value_enum, default_value = "flat")]
+    shape: Shape,
 }
 
 #[derive(Args)]
@@ -451,6 +454,7 @@ async fn points(a: PointsArgs) -> Result<()> {
         targets: parse_targets(&c.targets)?,
         writers,
         batch: a.batch,
+        shape: a.shape,
         timeout: c.timeout,
     };
     let (w, stats) = run_writes(&spec, &run_config(c, writers)).await?;
@@ -460,7 +464,7 @@ async fn points(a: PointsArgs) -> Result<()> {
         writers,
         &stats,
     );
-    emit(&write.per_item(a.batch as u64), c.json)?;
+    emit(&write.per_item(spec.points_per_batch() as u64), c.json)?;
     if a.sink != Sink::Metacenter || a.history == 0 {
         return Ok(());
     }

@@ -38,6 +38,16 @@ impl Sink {
     }
 }
 
+/// What the points look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// One metric, `loss`, full-precision f64 values, one millisecond apart.
+    Flat,
+    /// Five metrics logged together at each step, float32 values, jittered times
+    /// ([`super::curves`]).
+    Curves,
+}
+
 /// Parameters of the points workload.
 #[derive(Clone, Debug)]
 pub struct PointsSpec {
@@ -45,7 +55,20 @@ pub struct PointsSpec {
     pub targets: Vec<String>,
     pub writers: usize,
     pub batch: usize,
+    pub shape: Shape,
     pub timeout: Duration,
+}
+
+impl PointsSpec {
+    /// Points in one request.
+    pub fn points_per_batch(&self) -> usize {
+        match self.shape {
+            Shape::Flat => self.batch,
+            Shape::Curves => {
+                super::curves::steps_per_batch(self.batch) * super::curves::METRICS.len()
+            }
+        }
+    }
 }
 
 const METRIC: &str = "loss";
@@ -57,6 +80,7 @@ pub struct PointWriter {
     urls: Vec<String>,
     pub runs: Vec<String>,
     batch: usize,
+    shape: Shape,
     t0_ms: i64,
 }
 
@@ -81,6 +105,7 @@ impl PointWriter {
                 .map(|_| uuid::Uuid::new_v4().to_string())
                 .collect(),
             batch: spec.batch,
+            shape: spec.shape,
             t0_ms: Utc::now().timestamp_millis() - 86_400_000,
         })
     }
@@ -91,6 +116,9 @@ impl PointWriter {
 
     /// The request body of batch `seq` of `run`.
     fn body(&self, run: &str, seq: u64) -> String {
+        if self.shape == Shape::Curves {
+            return super::curves::body(self.sink, run, seq, self.batch, self.t0_ms);
+        }
         let first = seq * self.batch as u64;
         let steps = first..first + self.batch as u64;
         let mut b = String::with_capacity(self.batch * 120);
@@ -208,6 +236,7 @@ mod tests {
             targets: vec!["127.0.0.1:1".into()],
             writers: 2,
             batch: 3,
+            shape: Shape::Flat,
             timeout: Duration::from_secs(1),
         };
         PointWriter::new(&spec).unwrap()
