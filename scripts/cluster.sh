@@ -13,7 +13,7 @@
 # Data directories, logs (nodeN.log) and pid files (nodeN.pid) live under
 # ${CLUSTER_DIR:-./cluster-data}. The binary is $METACENTER_BIN if set, else
 # target/release/metacenter, rebuilt with cargo when the sources are newer.
-# METACENTER_* variables (see the README's configuration reference) reach every node.
+# METACENTER_* variables (see docs/configuration.md) reach every node.
 # The cluster secret is $METACENTER_CLUSTER_SECRET, else a random one kept in
 # $CLUSTER_DIR/secret.
 # START_TIMEOUT (seconds, default 60) bounds how long start and restart wait.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # RSS of a `metacenter dev` node while N clients stall on GET /meta/big (a 3.75 MiB
-# object): what `limits.max_large_reads` bounds (README, Security).
+# object): what `limits.max_large_reads` bounds (docs/operations.md, Security).
 #   scripts/large-reads.py target/release/metacenter N
 # Uses 127.0.0.1:18180 (API) and :18190 (peer), data in /tmp/large-reads.
 import json, os, socket, subprocess, sys, time, urllib.request

@@ -76,7 +76,7 @@ struct NodeFlags {
     /// API address of a member to ask to add this node.
     #[arg(long)]
     join: Option<String>,
-    /// Any setting as KEY=VALUE (see the README's configuration reference).
+    /// Any setting as KEY=VALUE (see docs/configuration.md).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
