@@ -1396,3 +1396,30 @@ async fn stored_points_and_snapshots_paced_by_log_bytes_are_visible() {
     assert!(text.contains("\nsnapshots_built_total "), "{text}");
     n.stop().await;
 }
+
+/// Entries behind a snapshot are purged once they hold more than
+/// `raft.keep_log_bytes`, though `raft.keep_logs` (5,000 entries) would keep them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_behind_a_snapshot_is_bounded_by_bytes() {
+    let settings = [
+        ("raft.snapshot_min_log_bytes", "4000"),
+        ("raft.keep_log_bytes", "1"),
+    ];
+    let mut n = Node::single(&settings).await;
+    let items: Vec<Value> = (0..3000)
+        .map(|i| json!({ "run_id": RUN, "metric_name": "loss", "step": i, "value": i as f64 }))
+        .collect();
+    n.write_all(None, &items).await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let r = client().get(format!("{}/status", n.base)).send().await;
+        let s: Value = r.unwrap().json().await.unwrap();
+        let (snap, purged) = (&s["raft"]["snapshotIndex"], &s["raft"]["purgedIndex"]);
+        if snap.as_u64().is_some_and(|i| i > 0) && purged == snap {
+            break;
+        }
+        assert!(Instant::now() < deadline, "log not purged to the snapshot: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n.stop().await;
+}

@@ -116,6 +116,12 @@ impl LogStore {
         self.wal.size_on_disk()
     }
 
+    /// The highest index to purge so that the entries up to `upto` left behind hold at
+    /// most `keep_bytes` (`None`: they already do).
+    pub fn purge_point(&self, upto: u64, keep_bytes: u64) -> Option<u64> {
+        self.wal.purge_point(upto, keep_bytes)
+    }
+
     /// Bytes of entries appended to this log since the node started.
     pub fn appended_bytes(&self) -> u64 {
         self.appended.load(std::sync::atomic::Ordering::Relaxed)

@@ -7,6 +7,12 @@
 //! bytes against state bytes, the bytes written to snapshots stay about `1 / log_ratio`
 //! times the bytes written to the log, whatever the size of the state. The entry bound
 //! keeps the log a restart replays short when entries are small.
+//!
+//! After a snapshot, openraft keeps `raft.keep_logs` entries behind it for followers that
+//! lag; with point batches of tens of kilobytes each that is far more bytes than the
+//! state itself. The pacer also purges what lies behind the snapshot beyond
+//! `keep_bytes` of entries, so the log kept for laggards is bounded by bytes too (a
+//! follower further behind gets the snapshot).
 
 use std::time::Duration;
 
@@ -20,6 +26,8 @@ pub struct Pace {
     pub log_ratio: f64,
     pub min_log_bytes: u64,
     pub max_entries: u64,
+    /// Most bytes of entries kept behind the last snapshot (0: no bound by bytes).
+    pub keep_bytes: u64,
 }
 
 /// How often the pacer looks.
@@ -38,6 +46,7 @@ pub async fn run(raft: Raft, log: LogStore, sm: StateMachine, pace: Pace) {
     let mut bytes_at_last = log.appended_bytes();
     let mut built = sm.snapshot_stats().count;
     let mut ticker = tokio::time::interval(EVERY);
+    let mut requested = 0;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -62,6 +71,29 @@ pub async fn run(raft: Raft, log: LogStore, sm: StateMachine, pace: Pace) {
             let _ = raft.trigger().snapshot().await;
             bytes_at_last = log.appended_bytes();
         }
+        requested = purge_by_bytes(&raft, &log, &m, pace.keep_bytes, requested).await;
+    }
+}
+
+/// Asks raft to purge the entries behind the snapshot beyond `keep_bytes` of them,
+/// unless it was asked for as much already (`requested`); returns what was asked for.
+async fn purge_by_bytes(
+    raft: &Raft,
+    log: &LogStore,
+    m: &crate::types::RaftMetrics,
+    keep_bytes: u64,
+    requested: u64,
+) -> u64 {
+    let (Some(snapshot), true) = (m.snapshot.map(|s| s.index), keep_bytes > 0) else {
+        return requested;
+    };
+    let purged = m.purged.map_or(0, |p| p.index);
+    match log.purge_point(snapshot, keep_bytes) {
+        Some(upto) if upto > purged.max(requested) => {
+            let _ = raft.trigger().purge_log(upto).await;
+            upto
+        }
+        _ => requested,
     }
 }
 
@@ -75,6 +107,7 @@ mod tests {
             log_ratio: 0.5,
             min_log_bytes: 100,
             max_entries: 1000,
+            keep_bytes: 0,
         };
         assert!(!due(&p, 99, 10, None), "under the floor");
         assert!(due(&p, 100, 10, None), "the floor, before any snapshot");

@@ -1,5 +1,9 @@
-//! [`KEYS`]: every setting with its default and meaning, in the README's order.
-//! [`super::Config`]'s defaults are set from it; the README's reference is written from it.
+//! [`KEYS`]: every setting with its default and meaning, in the order
+//! docs/configuration.md lists them. [`super::Config`]'s defaults are set from it, and
+//! the key table of docs/configuration.md is [`markdown_table`]'s output (a unit test
+//! checks that the two agree).
+
+use std::fmt::Write as _;
 
 /// One documented setting: key, default (as text), meaning.
 pub struct Key {
@@ -8,7 +12,34 @@ pub struct Key {
     pub help: &'static str,
 }
 
-/// Every setting, in the order the README lists them.
+impl Key {
+    /// The setting's environment variable: `METACENTER_` + the key upper-cased with `.`
+    /// as `_`.
+    pub fn env(&self) -> String {
+        format!("METACENTER_{}", self.key.to_uppercase().replace('.', "_"))
+    }
+}
+
+/// The key table of docs/configuration.md, as Markdown: `| key | environment | default |
+/// meaning |`, then one row per entry of [`KEYS`]. A default in parentheses (one derived
+/// from another setting) is shown as it is, an empty one as `(empty)`, any other in
+/// backticks; a `|` in a meaning is escaped as `\|`.
+pub fn markdown_table() -> String {
+    let mut t = String::from("| key | environment | default | meaning |\n|---|---|---|---|\n");
+    for k in KEYS {
+        let default = match k.default {
+            "" => "(empty)".to_string(),
+            d if d.starts_with('(') => d.to_string(),
+            d => format!("`{d}`"),
+        };
+        let help = k.help.replace('|', "\\|");
+        writeln!(t, "| `{}` | `{}` | {default} | {help} |", k.key, k.env())
+            .expect("writing to a String cannot fail");
+    }
+    t
+}
+
+/// Every setting, in the order docs/configuration.md lists them.
 pub const KEYS: &[Key] = &[
     Key {
         key: "node.id",
@@ -104,6 +135,11 @@ pub const KEYS: &[Key] = &[
         key: "raft.keep_logs",
         default: "5000",
         help: "entries kept behind a snapshot",
+    },
+    Key {
+        key: "raft.keep_log_bytes",
+        default: "67108864",
+        help: "most bytes of entries kept behind a snapshot, whatever raft.keep_logs says (0: no bound by bytes); a follower further behind gets the snapshot",
     },
     Key {
         key: "raft.forward_timeout_ms",
@@ -293,7 +329,7 @@ pub const KEYS: &[Key] = &[
     Key {
         key: "sync.sources",
         default: "",
-        help: "`TENANT=URL,...`; `[[sync.sources]] tenant, url, username, password, bearer_token, match` in TOML",
+        help: "`TENANT=URL[#SELECTOR],...`; `[[sync.sources]] tenant, url, username, password, bearer_token, match` in TOML",
     },
     Key {
         key: "search.index_dir",
@@ -321,3 +357,20 @@ pub const KEYS: &[Key] = &[
         help: "text or json",
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_configuration_holds_the_generated_key_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let table = markdown_table();
+        assert!(
+            doc.contains(&table),
+            "the key table of docs/configuration.md is not the one KEYS renders; \
+             paste the table printed below over it (markdown_table()'s output):\n\n{table}"
+        );
+    }
+}

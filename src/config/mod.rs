@@ -4,7 +4,8 @@
 //! uses the same sections; Metadata Center's `[HTTP] Host/Port`, `[Log] Level/Format`
 //! and `[PProf] Enable/Port` are accepted as aliases. The environment variable of a key
 //! is `METACENTER_` + the key upper-cased with `.` as `_` (`METACENTER_NODE_ID`).
-//! [`KEYS`] is the single list of settings; the README's reference is written from it.
+//! [`KEYS`] is the single list of settings; the key table of docs/configuration.md is
+//! [`markdown_table`]'s rendering of it.
 //!
 //! Here: [`Config`], its defaults and [`ConfigError`]; `keys` holds [`KEYS`], `parse`
 //! the text, file and environment forms, `validate` the start-up checks, `edge`
@@ -22,7 +23,7 @@ mod parse;
 mod validate;
 
 pub use edge::EdgeLimits;
-pub use keys::{Key, KEYS};
+pub use keys::{markdown_table, Key, KEYS};
 pub use validate::is_loopback;
 
 /// The node's configuration.
@@ -48,6 +49,7 @@ pub struct Config {
     pub snapshot_min_log_bytes: u64,
     pub pack_log: bool,
     pub keep_logs: u64,
+    pub keep_log_bytes: u64,
     pub forward_timeout: Duration,
     pub batch_max_commands: usize,
     pub batch_max_in_flight: usize,
@@ -121,6 +123,7 @@ impl Default for Config {
             snapshot_min_log_bytes: 0,
             pack_log: false,
             keep_logs: 0,
+            keep_log_bytes: 0,
             forward_timeout: Duration::ZERO,
             batch_max_commands: 0,
             batch_max_in_flight: 0,

@@ -82,6 +82,7 @@ impl Config {
             "raft.snapshot_log_ratio" => self.snapshot_log_ratio = parse(key, value)?,
             "raft.snapshot_min_log_bytes" => self.snapshot_min_log_bytes = parse(key, value)?,
             "raft.keep_logs" => self.keep_logs = parse(key, value)?,
+            "raft.keep_log_bytes" => self.keep_log_bytes = parse(key, value)?,
             "raft.forward_timeout_ms" => {
                 self.forward_timeout = Duration::from_millis(parse(key, value)?)
             }

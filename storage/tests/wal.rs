@@ -281,3 +281,19 @@ fn random_operations_replay_to_the_same_log() {
     assert_eq!(all(&w), live);
     assert_eq!(w.vote(), vote);
 }
+
+#[test]
+fn purge_point_keeps_the_newest_entries_within_a_byte_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wal::open(dir.path()).unwrap();
+    // Entries 1..=9 of 7 bytes ("entry 1"), 10..=12 of 8.
+    w.append(entries(1..=12)).unwrap();
+    assert_eq!(w.purge_point(12, 1000), None, "all fit");
+    // Up to 12, 20 bytes: 12 and 11 (16 bytes) fit, 10 would not.
+    assert_eq!(w.purge_point(12, 20), Some(10));
+    // Up to 9 (entries newer than the snapshot are not counted), 14 bytes: 9 and 8.
+    assert_eq!(w.purge_point(9, 14), Some(7));
+    assert_eq!(w.purge_point(9, 0), Some(9));
+    w.purge_upto(7, b"p7").unwrap();
+    assert_eq!(w.purge_point(9, 14), None, "already within the bound");
+}

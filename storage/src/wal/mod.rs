@@ -190,6 +190,21 @@ impl Wal {
         Ok(self.range(last, Some(last + 1))?.pop())
     }
 
+    /// The highest index to purge so that the live entries up to `upto` that remain
+    /// hold at most `keep_bytes` bytes (the newest of them kept), or `None` when they
+    /// already do.
+    pub fn purge_point(&self, upto: u64, keep_bytes: u64) -> Option<u64> {
+        let g = self.lock();
+        let mut held = 0u64;
+        for (i, loc) in g.index.entries.range(..=upto).rev() {
+            held += loc.len as u64;
+            if held > keep_bytes {
+                return Some(*i);
+            }
+        }
+        None
+    }
+
     /// Index of the last live entry, if any.
     pub fn last_index(&self) -> Option<u64> {
         self.lock().index.last()
