@@ -6,7 +6,10 @@
 //! Retries: a write is retried (with backoff, up to `forward_timeout`) only when it
 //! certainly was not committed: no leader known, the target is not the leader, or
 //! the peer could not be connected to. A write whose outcome is unknown (timeout
-//! after sending) is answered `Unavailable` and never retried blindly.
+//! after sending) is answered `Unavailable` and never retried blindly; so is one whose
+//! leader this node sees replaced (a new term or another leader) while it is on its
+//! way, so that a paused or cut-off leader does not hold the follower's forwarding
+//! slots, and the writes queued behind them, for the whole `forward_timeout`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -60,6 +63,8 @@ pub struct NodeConfig {
     pub pack_log: bool,
     /// Entries kept in the log behind a snapshot (for slow followers).
     pub keep_logs: u64,
+    /// Most bytes of entries kept behind a snapshot (0: only `keep_logs` bounds them).
+    pub keep_log_bytes: u64,
     /// How long a write or read barrier may wait for a leader.
     pub forward_timeout: Duration,
     pub batch: BatchLimits,
@@ -89,6 +94,7 @@ impl NodeConfig {
             snapshot_min_log_bytes: 64 << 20,
             pack_log: false,
             keep_logs: 5_000,
+            keep_log_bytes: 64 << 20,
             forward_timeout: Duration::from_secs(10),
             batch: BatchLimits::default(),
             max_write_bytes: 4 << 20,
@@ -259,6 +265,7 @@ impl RaftNode {
             log_ratio: cfg.snapshot_log_ratio,
             min_log_bytes: cfg.snapshot_min_log_bytes,
             max_entries: cfg.snapshot_every,
+            keep_bytes: cfg.keep_log_bytes,
         };
         tokio::spawn(crate::pacer::run(
             raft.clone(),
@@ -488,8 +495,16 @@ impl RaftNode {
         let timeout = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(50));
-        let r: std::result::Result<Result<PeerReply>, TransportError> =
-            self.peers.call(to, addr, "/forward", op, timeout).await;
+        let term = self.raft.metrics().borrow().current_term;
+        let call = self.peers.call(to, addr, "/forward", op, timeout);
+        let r: std::result::Result<Result<PeerReply>, TransportError> = tokio::select! {
+            r = call => r,
+            () = self.leader_moves_from(to, term) => {
+                return Err(Error::Unavailable(format!(
+                    "leader {to} was replaced while the request was on its way; outcome unknown"
+                )));
+            }
+        };
         match r {
             Ok(reply) => reply,
             // Never sent: safe to retry once a leader is reachable.
@@ -500,6 +515,21 @@ impl RaftNode {
             Err(TransportError::Refused(m)) => Err(Error::Unavailable(format!(
                 "leader refused the request (cluster secret?): {m}"
             ))),
+        }
+    }
+
+    /// Returns once this node sees a term after `term` or a leader other than `to`. A
+    /// request on its way to a leader that was paused or cut off would otherwise hold
+    /// its forwarding slot, and the writes queued behind it, until `forward_timeout`.
+    async fn leader_moves_from(&self, to: NodeId, term: u64) {
+        let mut m = self.raft.metrics();
+        let moved =
+            |m: &RaftMetrics| m.current_term > term || m.current_leader.is_some_and(|l| l != to);
+        while !moved(&m.borrow_and_update()) {
+            if m.changed().await.is_err() {
+                // raft stopped: the call fails on its own.
+                std::future::pending::<()>().await;
+            }
         }
     }
 
