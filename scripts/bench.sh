@@ -28,7 +28,8 @@
 #              over all nodes (a failed put is retried on the next node); after the warm-up
 #              the leader gets kill -9; writing goes on for BENCH_DURATION after the first
 #              write acknowledged after the kill; then every acknowledged key is read back
-#              from the survivors (linearizable). Reports the time from the kill to that
+#              from the survivors (linearizable); then the same with the leader paused
+#              (SIGSTOP; workload `failover-pause`). Reports the time from the fault to that
 #              first acknowledgement, the longest gap without any, and lost writes;
 #              BENCH_FAILOVER_ROUNDS rounds (5; 1 with --quick), each on fresh clusters,
 #              and their medians. Peer: the same against a fresh three-member etcd.
@@ -304,16 +305,16 @@ run_ws() {
     --batch 1000 $(timing) >>"$RESULTS"
 }
 
-# Kills the leader of the running cluster of $1 (addresses $2) under 64 writers, then
-# stops the cluster. Status 3 from loadgen (acknowledged writes lost) is remembered and
+# Kills (or with $3 = pause, SIGSTOPs) the leader of the running cluster of $1
+# (addresses $2) under 64 writers, then stops the cluster. Status 3 from loadgen (acknowledged writes lost) is remembered and
 # reported after the table; any other failure ends the run.
 run_failover() {
-  local system=$1 targets=$2 rc=0
+  local system=$1 targets=$2 fault=${3:-kill} rc=0
   # No "Killed" job notice from bash for the leader; stop_pids still stops the rest.
   disown "${PIDS[@]}" 2>/dev/null || true
   # shellcheck disable=SC2046
   run "$BIN/loadgen" failover --system "$system" --targets "$targets" --clients 64 \
-    --pids "$(IFS=,; echo "${PIDS[*]}")" $(timing) >>"$RESULTS" || rc=$?
+    --pids "$(IFS=,; echo "${PIDS[*]}")" --fault "$fault" $(timing) >>"$RESULTS" || rc=$?
   if ((rc == 3)); then
     LOST+=("$system")
   elif ((rc != 0)); then
@@ -511,9 +512,11 @@ main() {
   if wants storage; then run_storage; fi
   if wants failover; then
     for ((round = 1; round <= ROUNDS; round++)); do
-      log "failover $round/$ROUNDS: metacenter, a fresh cluster on $MC_TARGETS"
-      start_metacenter
-      run_failover metacenter "$MC_TARGETS"
+      for fault in kill pause; do
+        log "failover ($fault) $round/$ROUNDS: metacenter, a fresh cluster on $MC_TARGETS"
+        start_metacenter
+        run_failover metacenter "$MC_TARGETS" "$fault"
+      done
     done
   fi
   if wants kv || wants failover; then
@@ -526,9 +529,11 @@ main() {
   fi
   if wants failover; then
     for ((round = 1; round <= ROUNDS; round++)); do
-      log "failover $round/$ROUNDS: etcd, a fresh cluster on $ETCD_TARGETS"
-      start_etcd
-      run_failover "$ETCD_SYSTEM" "$ETCD_TARGETS"
+      for fault in kill pause; do
+        log "failover ($fault) $round/$ROUNDS: etcd, a fresh cluster on $ETCD_TARGETS"
+        start_etcd
+        run_failover "$ETCD_SYSTEM" "$ETCD_TARGETS" "$fault"
+      done
     done
   fi
   if wants load; then run_redis; fi

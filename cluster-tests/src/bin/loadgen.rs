@@ -256,6 +256,16 @@ struct FailoverArgs {
     /// Fail when no write is acknowledged this long after the kill.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     max_outage: Duration,
+    /// What the leader gets: `kill` (SIGKILL) or `pause` (SIGSTOP, SIGCONT once the
+    /// read-back is done; reported as workload `failover-pause`).
+    #[arg(long, value_enum, default_value = "kill")]
+    fault: Fault,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Fault {
+    Kill,
+    Pause,
 }
 
 #[derive(Args)]
@@ -540,7 +550,10 @@ async fn failover(a: FailoverArgs) -> Result<()> {
         max_outage: a.max_outage,
         pause: Duration::from_millis(10),
     };
-    let faults = PidFaults::new(a.system, &targets, a.pids.clone())?;
+    let mut faults = PidFaults::new(a.system, &targets, a.pids.clone())?;
+    if a.fault == Fault::Pause {
+        faults = faults.pausing();
+    }
     let pool = writers.max(a.readers);
     let run = match a.system {
         System::Metacenter => {
@@ -560,8 +573,15 @@ async fn failover(a: FailoverArgs) -> Result<()> {
         #[cfg(not(feature = "etcd-client"))]
         System::Etcd => return Err(cluster_tests::loadgen::etcd_grpc::unavailable()),
     };
+    if a.fault == Fault::Pause {
+        faults.resume(run.killed)?;
+    }
+    let workload = match a.fault {
+        Fault::Kill => "failover",
+        Fault::Pause => "failover-pause",
+    };
     let info = RunInfo {
-        workload: "failover".into(),
+        workload: workload.into(),
         system: a.system.name().into(),
         clients: writers,
         conns,

@@ -169,6 +169,9 @@ pub struct PidFaults {
     pub targets: Vec<String>,
     /// `pids[i]` serves `targets[i]`.
     pub pids: Vec<i32>,
+    /// What the leader gets: SIGKILL, or SIGSTOP (a pause: to its peers, a partition
+    /// that drops packets; [`PidFaults::resume`] sends SIGCONT).
+    pub signal: Signal,
 }
 
 impl PidFaults {
@@ -184,7 +187,20 @@ impl PidFaults {
             system,
             targets: targets.to_vec(),
             pids,
+            signal: Signal::SIGKILL,
         })
+    }
+
+    /// These faults pausing the leader (SIGSTOP) instead of killing it.
+    pub fn pausing(mut self) -> Self {
+        self.signal = Signal::SIGSTOP;
+        self
+    }
+
+    /// SIGCONT to `pids[node]` (after a pause).
+    pub fn resume(&self, node: usize) -> Result<()> {
+        kill(Pid::from_raw(self.pids[node]), Signal::SIGCONT)
+            .with_context(|| format!("SIGCONT to {}", self.pids[node]))
     }
 }
 
@@ -197,7 +213,8 @@ impl Faults for PidFaults {
             .with_context(|| format!("the leader {addr} is not among the targets"))
     }
 
-    /// SIGKILL to `pids[node]`, after checking that its command line names the target.
+    /// [`PidFaults::signal`] to `pids[node]`, after checking that its command line names
+    /// the target.
     fn kill(&self, node: usize) -> Result<()> {
         let (pid, target) = (self.pids[node], &self.targets[node]);
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -205,7 +222,7 @@ impl Faults for PidFaults {
         if !String::from_utf8_lossy(&cmdline).contains(target.as_str()) {
             bail!("pid {pid} does not look like the server of {target}: refusing to kill it");
         }
-        kill(Pid::from_raw(pid), Signal::SIGKILL)
-            .with_context(|| format!("kill -9 {pid} ({target})"))
+        kill(Pid::from_raw(pid), self.signal)
+            .with_context(|| format!("{} to {pid} ({target})", self.signal))
     }
 }

@@ -38,24 +38,30 @@ impl Summary {
     }
 }
 
-/// Runs grouped by (system, clients): metacenter first, then the peers by name.
+/// Runs grouped by (workload, system, clients): per workload (`failover` kills the
+/// leader, `failover-pause` pauses it) metacenter first, then the peers by name.
 fn groups<'a>(reports: &[&'a Report]) -> Vec<Vec<&'a Report>> {
     let mut rows: Vec<&Report> = reports
         .iter()
         .copied()
         .filter(|r| r.failover.is_some())
         .collect();
-    rows.sort_by_key(|r| (r.system != "metacenter", r.system.clone(), r.clients));
+    rows.sort_by_key(|r| {
+        let system = (r.system != "metacenter", r.system.clone());
+        (r.workload.clone(), system, r.clients)
+    });
     let mut out: Vec<Vec<&Report>> = Vec::new();
     for r in rows {
         match out.last_mut() {
-            Some(g) if (g[0].system.as_str(), g[0].clients) == (r.system.as_str(), r.clients) => {
-                g.push(r)
-            }
+            Some(g) if same_group(g[0], r) => g.push(r),
             _ => out.push(vec![r]),
         }
     }
     out
+}
+
+fn same_group(a: &Report, b: &Report) -> bool {
+    (&a.workload, &a.system, a.clients) == (&b.workload, &b.system, b.clients)
 }
 
 fn summary(group: &[&Report]) -> Summary {
@@ -90,7 +96,10 @@ pub fn render_failover_table(reports: &[&Report]) -> String {
         let s = summary(g);
         let peer = groups
             .iter()
-            .find(|o| o[0].system != "metacenter" && o[0].clients == g[0].clients)
+            .find(|o| {
+                let o = o[0];
+                o.system != "metacenter" && o.clients == g[0].clients && o.workload == g[0].workload
+            })
             .map(|o| summary(o));
         let ratio = match peer {
             Some(p) if g[0].system == "metacenter" && p.unavailable_ms > 0.0 => {
@@ -120,5 +129,33 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(vec![]), 0.0);
+    }
+
+    fn report(workload: &str, system: &str, unavailable_ms: f64) -> Report {
+        serde_json::from_value(serde_json::json!({
+            "workload": workload, "system": system, "clients": 64, "conns": 64, "to": "all",
+            "ops": 1, "seconds": 1.0, "ops_per_sec": 1.0, "p50_ms": 1.0, "p99_ms": 1.0,
+            "p999_ms": 1.0, "max_ms": 1.0, "errors": 0, "error_kinds": {},
+            "killed": "a", "unavailable_ms": unavailable_ms, "max_gap_ms": 1.0,
+            "checked": 1, "lost": 0, "wrong": 0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn kill_and_pause_runs_are_compared_with_the_peer_of_their_own_kind() {
+        let runs = [
+            report("failover", "metacenter", 1000.0),
+            report("failover-pause", "etcd", 4000.0),
+            report("failover-pause", "metacenter", 2000.0),
+            report("failover", "etcd", 500.0),
+        ];
+        let table = render_failover_table(&runs.iter().collect::<Vec<_>>());
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(rows.len(), 4, "{table}");
+        assert!(rows[0].starts_with("| failover | metacenter |") && rows[0].ends_with("| 2.00x |"));
+        assert!(rows[1].starts_with("| failover | etcd |"), "{table}");
+        assert!(rows[2].starts_with("| failover-pause | metacenter |"));
+        assert!(rows[2].ends_with("| 0.50x |"), "{table}");
     }
 }
