@@ -58,6 +58,7 @@ fn topics_of(cmd: &Command, out: &mut HashSet<Topic>) -> Option<()> {
         | Command::LoadPromptDone { .. }
         | Command::LoadDone { .. }
         | Command::LoadExpire { .. }
+        | Command::LoadExpireNamed(_)
         | Command::PointsWrite { .. }
         | Command::SystemPointsWrite { .. }
         | Command::PointsRetain { .. }

@@ -176,6 +176,7 @@ fn read_back(st: &Store, c: &Command) -> metacenter_storage::Result<()> {
         Command::LoadPromptDone { .. } | Command::LoadDone { .. } | Command::LoadExpire { .. } => {
             st.load_engines()?;
         }
+        Command::LoadExpireNamed(_) => _ = st.load_items()?,
         Command::PointsWrite { tenant, points } => {
             for p in points {
                 st.series_points(tenant, &p.run_id, &p.metric, &q)?;

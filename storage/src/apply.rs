@@ -105,6 +105,7 @@ impl<'a> ApplyCtx<'a> {
                 *engine_expire_ns,
                 *tombstone_ttl_ns,
             ),
+            Command::LoadExpireNamed(e) => self.load_expire_named(e),
             Command::PointsWrite { tenant, points } => self.points_write(tenant, points),
             Command::SystemPointsWrite { tenant, points } => {
                 self.system_points_write(tenant, points)
@@ -202,6 +203,12 @@ fn invalid(cmd: &Command) -> Option<String> {
         Command::ServiceExpire { services } => services
             .iter()
             .find_map(|(n, _)| bad_key("service name", n)),
+        Command::LoadExpireNamed(e) => (e.requests.iter().chain(&e.tombstones))
+            .find_map(|(id, _)| bad_key("request_id", id))
+            .or_else(|| {
+                (e.engines.iter())
+                    .find_map(|(c, ip, _)| bad_key("cluster", c).or_else(|| bad_key("ip", ip)))
+            }),
         Command::LoadAdd {
             cluster,
             request_id,

@@ -120,6 +120,31 @@ pub enum Command {
     /// applied to it since the leader found it silent. (Appended last: the variants'
     /// order is their encoding.)
     ServiceExpire { services: Vec<(String, u64)> },
+    /// Leader housekeeping: removes the named load state that its own monotonic clock
+    /// found silent for its TTL (see [`LoadExpiry`]).
+    LoadExpireNamed(LoadExpiry),
+}
+
+/// Load state to remove, each item only if it is still the version the leader saw:
+/// requests and tombstones by their creation stamp, engines by their last update, so
+/// whatever changed after the leader chose it is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadExpiry {
+    /// (request id, created ns)
+    pub requests: Vec<(String, u64)>,
+    /// (request id, created ns)
+    pub tombstones: Vec<(String, u64)>,
+    /// (cluster, ip, updated ns)
+    pub engines: Vec<(String, String, u64)>,
+    /// Stamps the engines whose counters drop (the leader's wall clock; shown only).
+    pub now_ns: u64,
+}
+
+impl LoadExpiry {
+    /// Whether it names nothing.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.tombstones.is_empty() && self.engines.is_empty()
+    }
 }
 
 /// One metric point as written.
@@ -247,6 +272,14 @@ impl Command {
             Command::CatalogSettings { .. } => 96,
             Command::ServiceExpire { services } => {
                 services.iter().map(|(n, _)| s(n) + 8).sum::<usize>()
+            }
+            Command::LoadExpireNamed(e) => {
+                let ids = e.requests.iter().chain(&e.tombstones);
+                ids.map(|(id, _)| s(id) + 8).sum::<usize>()
+                    + e.engines
+                        .iter()
+                        .map(|(c, ip, _)| s(c) + s(ip) + 8)
+                        .sum::<usize>()
             }
             Command::LoadAdd {
                 cluster,

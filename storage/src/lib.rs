@@ -30,6 +30,7 @@ mod error;
 mod export;
 pub mod keys;
 mod load;
+mod load_expiry;
 mod load_view;
 mod log;
 mod meta;
@@ -45,11 +46,13 @@ pub mod wal;
 
 pub use catalog::{MetricDoc, SyncRecord, MAX_LABEL_KEYS, MAX_LABEL_VALUES, MAX_TEXT};
 pub use command::{
-    Command, LoadOutcome, MetricDocIn, PointIn, Response, SyncOutcome, SyncSettings, SystemPointIn,
+    Command, LoadExpiry, LoadOutcome, MetricDocIn, PointIn, Response, SyncOutcome, SyncSettings,
+    SystemPointIn,
 };
 pub use error::{Error, Result};
 pub use export::Export;
 pub use load::EngineLoad;
+pub use load_expiry::LoadItems;
 pub use meta::{Counts, MetaList, MetaObject, CID_PROPS};
 pub use points::{Cursor, Point, PointQuery, PointsStored, SeriesAgg};
 pub use service_view::ServiceList;

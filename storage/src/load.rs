@@ -21,23 +21,23 @@ pub struct EngineLoad {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Request {
-    cluster: String,
-    ip: String,
+pub(crate) struct Request {
+    pub(crate) cluster: String,
+    pub(crate) ip: String,
     prompt_length: u64,
     prompt_done: bool,
-    created_ns: u64,
+    pub(crate) created_ns: u64,
 }
 
 /// What a tombstone stands for: the first token, or the whole request, came early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Tombstone {
+pub(crate) enum Tombstone {
     PromptDone { created_ns: u64 },
     Done { created_ns: u64 },
 }
 
 impl Tombstone {
-    fn created_ns(self) -> u64 {
+    pub(crate) fn created_ns(self) -> u64 {
         match self {
             Tombstone::PromptDone { created_ns } | Tombstone::Done { created_ns } => created_ns,
         }
@@ -51,7 +51,7 @@ impl ApplyCtx<'_> {
             .unwrap_or_default())
     }
 
-    fn put_engine(&mut self, cluster: &str, ip: &str, e: &EngineLoad) -> Result<()> {
+    pub(crate) fn put_engine(&mut self, cluster: &str, ip: &str, e: &EngineLoad) -> Result<()> {
         self.txn
             .put(keys::load_engine(cluster, ip), codec::encode(e)?);
         Ok(())
@@ -67,7 +67,7 @@ impl ApplyCtx<'_> {
         Ok(())
     }
 
-    fn drop_tombstone(&mut self, id: &str, t: Tombstone) {
+    pub(crate) fn drop_tombstone(&mut self, id: &str, t: Tombstone) {
         self.txn.delete(keys::by_id(keys::KS_LOAD_TOMB, id));
         self.txn
             .delete(keys::by_age(keys::KS_LOAD_TOMB_AGE, t.created_ns(), id));
@@ -158,7 +158,7 @@ impl ApplyCtx<'_> {
     }
 
     /// Removes a request and takes it off its engine's counters.
-    fn remove_request(&mut self, id: &str, req: &Request, now: u64) -> Result<()> {
+    pub(crate) fn remove_request(&mut self, id: &str, req: &Request, now: u64) -> Result<()> {
         self.txn.delete(keys::by_id(keys::KS_LOAD_REQ, id));
         self.txn
             .delete(keys::by_age(keys::KS_LOAD_REQ_AGE, req.created_ns, id));
