@@ -27,10 +27,6 @@ use crate::flusher::{Flusher, Waiter, INLINE_MAX_COMMANDS};
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
-const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
-
 pub use crate::flusher::FLUSH_STALL;
 
 /// How long a purge waits for the state machine to reach it (a snapshot install).
@@ -71,11 +67,14 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    /// Opens the log in `dir` (moving an older database's log out of `store` first)
-    /// and spawns its flusher thread.
+    /// Opens the log in `dir` (moving an older database's log out of `store` first,
+    /// the storage crate's last upgrade step) and spawns its flusher thread.
     pub fn open(store: Store, dir: &Path) -> Result<LogStore, StorageError> {
         let wal = Arc::new(Wal::open(dir).map_err(read_err)?);
-        migrate_legacy(&store, &wal).map_err(write_err)?;
+        let purged_index = |id: &[u8]| Ok(codec::decode::<LogId>(id)?.index);
+        store
+            .upgrade_raft_log(&wal, purged_index)
+            .map_err(write_err)?;
         let flusher = Flusher::spawn(wal.clone());
         Ok(LogStore {
             wal,
@@ -151,36 +150,6 @@ impl LogStore {
         let stopped = || write_err(std::io::Error::other("log flusher stopped"));
         rx.await.map_err(|_| stopped())?.map_err(write_err)
     }
-}
-
-/// Moves the log of a database written before the WAL into `wal`, once.
-fn migrate_legacy(store: &Store, wal: &Wal) -> metacenter_storage::Result<()> {
-    if !wal.is_empty() {
-        return Ok(());
-    }
-    let (vote, committed) = (store.raft_value(VOTE)?, store.raft_value(COMMITTED)?);
-    let purged = store.raft_value(LAST_PURGED)?;
-    let entries = store.log_range(0, None)?;
-    if vote.is_none() && purged.is_none() && entries.is_empty() {
-        return Ok(());
-    }
-    tracing::info!(
-        entries = entries.len(),
-        "moving the raft log out of the database"
-    );
-    if let Some(v) = vote {
-        wal.set_vote(&v)?;
-    }
-    if let Some(c) = committed {
-        wal.set_committed(&c);
-    }
-    if let Some(p) = purged {
-        let id: LogId = codec::decode(&p)?;
-        wal.purge_upto(id.index, &p)?;
-    }
-    wal.append(entries)?;
-    wal.sync()?;
-    store.clear_legacy_log()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {

@@ -7,8 +7,9 @@
 //!
 //! Layout: the raft log is a [`Wal`] of its own (segment files beside the database,
 //! see [`wal`]); the state machine is one sled `Db`:
-//! - trees `raft_log`, `raft_meta`: where earlier versions kept the raft log; read
-//!   once to move it into the [`Wal`], then emptied
+//! - trees `raft_log`, `raft_meta`, in a database written before the [`Wal`]: its raft
+//!   log, moved into the [`Wal`] and dropped by the upgrade steps (see `upgrade`, which
+//!   converts every older layout at open)
 //! - tree `control`: which generation of the state-machine tree is current
 //! - tree `sm.<gen>`: every state-machine keyspace, each under its own one-byte prefix
 //!   (see [`keys`]). One tree is used so that an apply call's data and `last_applied`
@@ -42,6 +43,7 @@ mod services;
 mod snapshot;
 mod store;
 mod txn;
+mod upgrade;
 pub mod wal;
 
 pub use catalog::{MetricDoc, SyncRecord, MAX_LABEL_KEYS, MAX_LABEL_VALUES, MAX_TEXT};

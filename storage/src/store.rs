@@ -27,8 +27,6 @@ pub struct ApplyEntry {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) db: sled::Db,
-    pub(crate) log: sled::Tree,
-    pub(crate) raft_meta: sled::Tree,
     pub(crate) control: sled::Tree,
     /// The current state-machine tree; replaced as a whole by snapshot install.
     sm: Arc<RwLock<sled::Tree>>,
@@ -56,36 +54,17 @@ impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store> {
         let db = open_db(dir)?;
-        let log = db.open_tree("raft_log")?;
-        let raft_meta = db.open_tree("raft_meta")?;
         let control = db.open_tree("control")?;
         let gen: u64 = match control.get(CONTROL_SM_GEN)? {
             Some(v) => codec::decode(&v)?,
             None => 0,
         };
         let sm = db.open_tree(sm_tree_name(gen))?;
-        if crate::redo::replay(&sm)? {
-            tracing::info!("finished the apply a crash interrupted (redo record replayed)");
-        }
-        if sm.scan_prefix([keys::KS_POINT_V0]).next().is_some() {
-            return Err(Error::Layout(format!(
-                "{} holds metric points stored one per key (before point chunks); \
-                 this version cannot read them: start from an empty data directory",
-                dir.display()
-            )));
-        }
-        if crate::service_due::ensure_index(&sm)? {
-            tracing::info!("built the services' deadline index");
-        }
-        if crate::meta::ensure_count(&sm)? {
-            tracing::info!("counted the metadata objects");
-        }
+        crate::upgrade::at_open(dir, &sm)?;
         let load_view = Arc::new(LoadView::build(&sm)?);
         let service_view = Arc::new(ServiceView::build(&sm)?);
         Ok(Store {
             db,
-            log,
-            raft_meta,
             control,
             load_view,
             service_view,
@@ -221,8 +200,7 @@ impl Store {
     /// Switches to generation `gen` (already filled and flushed) and drops the old tree.
     pub(crate) fn switch_sm(&self, gen: u64, tree: sled::Tree) -> Result<()> {
         let old = self.sm_generation()?;
-        crate::service_due::ensure_index(&tree)?;
-        crate::meta::ensure_count(&tree)?;
+        crate::upgrade::at_install(&tree)?;
         let view = LoadView::build(&tree)?;
         let services = ServiceView::build(&tree)?;
         self.control.insert(CONTROL_SM_GEN, codec::encode(&gen)?)?;
