@@ -1,4 +1,5 @@
-//! Which services stopped heartbeating, measured on this node's monotonic clock.
+//! Which services stopped heartbeating, and which load state went silent (module
+//! `load`), measured on this node's monotonic clock.
 //!
 //! A service's `lastHeartbeat` is stamped by the wall clock of the node that received
 //! the heartbeat. Comparing it with the leader's wall clock expired live services
@@ -11,8 +12,10 @@
 //! change expires anything early. The expiry names each service with the revision the
 //! leader saw, and apply removes it only if nothing was applied to it since.
 
+mod load;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use metacenter_raft::Applied;
@@ -20,10 +23,14 @@ use metacenter_storage::{Command, Store};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 
-/// When this node last applied a registration or heartbeat of each service.
+pub use load::{LoadTtls, SilentLoad};
+
+/// When this node last applied a registration or heartbeat of each service, and what
+/// keeps each piece of load state alive.
 #[derive(Default)]
 pub struct Liveness {
     seen: Mutex<HashMap<String, Instant>>,
+    load: Mutex<load::LoadSeen>,
 }
 
 impl Liveness {
@@ -31,19 +38,45 @@ impl Liveness {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every registered service, as heard from now.
+    fn load(&self) -> MutexGuard<'_, load::LoadSeen> {
+        self.load.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every registered service and all load state, as heard from now.
     pub fn renew_all(&self, store: &Store) {
         let now = Instant::now();
         let list = store.services();
-        let mut seen = self.lock();
-        seen.clear();
-        seen.extend(list.iter().map(|(name, _)| (name.to_string(), now)));
+        {
+            let mut seen = self.lock();
+            seen.clear();
+            seen.extend(list.iter().map(|(name, _)| (name.to_string(), now)));
+        }
+        match store.load_items() {
+            Ok(items) => self.load().renew_all(items, now),
+            Err(e) => tracing::warn!(error = %e, "reading the load state to renew it"),
+        }
     }
 
-    fn note(&self, applied: &Applied) {
+    /// The load state silent past `ttl`.
+    pub fn silent_load(&self, ttl: &LoadTtls) -> SilentLoad {
+        self.load().silent(ttl, Instant::now())
+    }
+
+    /// Forgets the items of `named` that are not in `held` (the store no longer has them).
+    pub fn forget_load(&self, named: &SilentLoad, held: &SilentLoad) {
+        self.load().forget(named, held);
+    }
+
+    /// Takes in `applied`; returns what load expiries in it named.
+    fn note(&self, applied: &Applied) -> Vec<SilentLoad> {
         let now = Instant::now();
+        let commands = || applied.commands.iter().flat_map(|e| e.iter());
+        let named: Vec<SilentLoad> = {
+            let mut load = self.load();
+            commands().filter_map(|c| load.note(c, now)).collect()
+        };
         let mut seen = self.lock();
-        for cmd in applied.commands.iter().flat_map(|e| e.iter()) {
+        for cmd in commands() {
             match cmd {
                 Command::ServiceRegister { name, .. } | Command::ServiceHeartbeat { name, .. } => {
                     seen.insert(name.clone(), now);
@@ -57,6 +90,7 @@ impl Liveness {
                 _ => {}
             }
         }
+        named
     }
 
     /// The services not heard from for longer than `silence` (the caller checks
@@ -70,13 +104,26 @@ impl Liveness {
             .collect()
     }
 
+    /// Forgets what an applied expiry removed from the store.
+    fn reconcile(&self, store: &Store, named: &SilentLoad) {
+        let n = (&named.requests, &named.tombstones, &named.engines);
+        match store.load_versions(n.0, n.1, n.2, 0) {
+            Ok(e) => self.forget_load(named, &SilentLoad::held(&e)),
+            Err(e) => tracing::warn!(error = %e, "reading the load state after an expiry"),
+        }
+    }
+
     /// Follows the applied-event bus until it closes.
     pub async fn follow(self: Arc<Self>, store: Store, mut events: Receiver<Arc<Applied>>) {
         self.renew_all(&store);
         loop {
             match events.recv().await {
                 Ok(a) if a.snapshot_installed => self.renew_all(&store),
-                Ok(a) => self.note(&a),
+                Ok(a) => {
+                    for named in self.note(&a) {
+                        self.reconcile(&store, &named);
+                    }
+                }
                 // Heartbeats may have been missed: a fresh term for everyone.
                 Err(RecvError::Lagged(_)) => self.renew_all(&store),
                 Err(RecvError::Closed) => return,
