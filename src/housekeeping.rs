@@ -1,8 +1,8 @@
 //! Time-based housekeeping that runs on the leader only: removing services silent past
-//! `deregisterAfterMs` (measured on the leader's monotonic clock, see
-//! [`crate::liveness`]), and, as commands carrying the leader's wall clock, expiring
-//! load requests, idle engines and old tombstones every `load.gc_interval_ms` and
-//! removing metric points past their tenant's retention. Every node runs the loop; only
+//! `deregisterAfterMs` and, every `load.gc_interval_ms`, load requests, idle engines and
+//! old tombstones past their TTLs (both measured on the leader's monotonic clock, see
+//! [`crate::liveness`]); and, as commands carrying the leader's wall clock, removing
+//! metric points past their tenant's retention. Every node runs the loop; only
 //! the one that currently leads proposes, so it survives failover.
 
 use std::sync::Arc;
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use metacenter_storage::Command;
 
-use crate::http::read_store;
-use crate::server::AppState;
+use crate::clock::now_ns;
+use crate::liveness::{LoadTtls, SilentLoad};
+use crate::state::AppState;
 
 /// Runs until shutdown.
 pub async fn run(state: Arc<AppState>) {
@@ -55,7 +56,7 @@ enum Job {
 
 /// Proposes one retention command per tenant with a configured retention.
 async fn retain_points(state: &AppState) {
-    let now = crate::http::load::now_ns() as i64;
+    let now = now_ns() as i64;
     for (tenant, keep) in &state.cfg.points_retention {
         let cutoff = now.saturating_sub(keep.as_nanos() as i64);
         let cmd = Command::PointsRetain {
@@ -69,29 +70,34 @@ async fn retain_points(state: &AppState) {
     }
 }
 
-/// Proposes a load expiry when something is old enough to go.
+/// Proposes the expiry of the load state this leader has seen nothing keep alive for
+/// its TTL (on its monotonic clock, [`crate::liveness`]), named with the versions the
+/// store holds now; forgets what the store no longer holds.
 async fn expire_load(state: &AppState) {
     let c = &state.cfg;
-    let ns = |d: std::time::Duration| d.as_nanos() as u64;
-    let now = crate::http::load::now_ns();
-    let (req, engine, tomb) = (
-        ns(c.load_req_expire),
-        ns(c.load_engine_expire),
-        ns(c.load_tombstone_ttl),
-    );
-    let due = read_store(state, move |st| st.load_expiry_due(now, req, engine, tomb));
-    match due.await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => return tracing::warn!(error = %e, "cannot read load state"),
-    }
-    let cmd = Command::LoadExpire {
-        now_ns: now,
-        req_expire_ns: req,
-        engine_expire_ns: engine,
-        tombstone_ttl_ns: tomb,
+    let ttl = LoadTtls {
+        request: c.load_req_expire,
+        tombstone: c.load_tombstone_ttl,
+        engine: c.load_engine_expire,
     };
-    match state.node.write_one(cmd).await {
+    let named = state.liveness.silent_load(&ttl);
+    if named.is_empty() {
+        return;
+    }
+    let n = named.clone();
+    let versions = state
+        .read_store(move |st| st.load_versions(&n.requests, &n.tombstones, &n.engines, now_ns()));
+    let expiry = match versions.await {
+        Ok(e) => e,
+        Err(e) => return tracing::warn!(error = %e, "cannot read load state"),
+    };
+    state
+        .liveness
+        .forget_load(&named, &SilentLoad::held(&expiry));
+    if expiry.is_empty() {
+        return;
+    }
+    match state.node.write_one(Command::LoadExpireNamed(expiry)).await {
         Ok(r) => tracing::info!(?r, "expired load state"),
         Err(e) => tracing::warn!(error = %e, "load expiry failed; will retry"),
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -15,6 +16,7 @@ pub mod oversized;
 pub mod profiling;
 pub mod search;
 pub mod server;
+pub mod state;
 pub mod streams;
 pub mod watches;
 

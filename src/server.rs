@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::listen;
+/// The handlers' shared state, in a module of its own ([`crate::state`]).
+pub use crate::state::AppState;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,30 +32,6 @@ pub enum StartError {
     Raft(#[from] metacenter_raft::Error),
     #[error(transparent)]
     Search(#[from] crate::search::IndexError),
-}
-
-/// Shared state of the HTTP handlers.
-pub struct AppState {
-    pub node: Arc<RaftNode>,
-    pub cfg: Config,
-    pub started: Instant,
-    pub shutdown: CancellationToken,
-    /// When this node last applied word from each service (expiry by the leader).
-    pub liveness: Arc<crate::liveness::Liveness>,
-    /// Bounds the large answers held at once.
-    pub large: crate::http::large::LargeReads,
-    /// Bounds the blocking queries waiting at once.
-    pub waiters: tokio::sync::Semaphore,
-    /// Who the blocking queries wait for.
-    pub watches: crate::watches::Watches,
-    /// Bounds the open WebSocket streams.
-    pub websockets: Arc<tokio::sync::Semaphore>,
-    /// Hands applied point batches to the streams of their runs.
-    pub streams: Arc<crate::streams::Hub>,
-    /// HTTP client for relaying requests to the leader's API.
-    pub http: reqwest::Client,
-    /// Metric metadata index, indexer and syncs.
-    pub search: crate::search::Search,
 }
 
 /// Applied batches a live stream may have queued before it misses some (as many as
@@ -106,7 +84,7 @@ impl Server {
             http: reqwest::Client::new(),
             node: node.clone(),
             waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
-            large: crate::http::large::LargeReads::new(cfg.max_large_reads),
+            large: crate::http::common::large::LargeReads::new(cfg.max_large_reads),
             liveness: Arc::default(),
             watches: crate::watches::Watches::default(),
             websockets: Arc::new(tokio::sync::Semaphore::new(cfg.max_websockets)),
@@ -185,6 +163,7 @@ fn node_config(cfg: &Config, addr: NodeAddr) -> NodeConfig {
     ncfg.snapshot_min_log_bytes = cfg.snapshot_min_log_bytes;
     ncfg.pack_log = cfg.pack_log;
     ncfg.keep_logs = cfg.keep_logs;
+    ncfg.keep_log_bytes = cfg.keep_log_bytes;
     ncfg.forward_timeout = cfg.forward_timeout;
     ncfg.batch = BatchLimits {
         max_commands: cfg.batch_max_commands,

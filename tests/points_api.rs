@@ -1418,7 +1418,10 @@ async fn the_log_behind_a_snapshot_is_bounded_by_bytes() {
         if snap.as_u64().is_some_and(|i| i > 0) && purged == snap {
             break;
         }
-        assert!(Instant::now() < deadline, "log not purged to the snapshot: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "log not purged to the snapshot: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     n.stop().await;

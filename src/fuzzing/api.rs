@@ -1,5 +1,6 @@
 //! Harnesses of the client API's request parsing, one per area, each calling the
-//! parsers the handlers call (`crate::http::*`), plus the configuration's text forms.
+//! parsers the handlers call (`crate::http::*`, and the shared layer's
+//! `crate::http::common::*`), plus the configuration's text forms.
 //! Beyond "no panic", each checks what the handler relies on for what it accepts.
 
 use std::net::Ipv4Addr;
@@ -11,8 +12,15 @@ use serde_json::Value;
 
 use super::{pick, text, two};
 use crate::config::EdgeLimits;
-use crate::http::mcenv::McError;
-use crate::http::{load, meta, points, promapi, search, services, watch, ws};
+use crate::http::common::body::json_object;
+use crate::http::common::consistency::wants_linearizable;
+use crate::http::common::headers::CONSISTENCY_HEADER;
+use crate::http::common::key::check_key;
+use crate::http::common::mcenv::McError;
+use crate::http::common::metric_error::PtError;
+use crate::http::common::point::parse_run;
+use crate::http::common::{query, watch};
+use crate::http::{load, meta, points, promapi, search, services, ws};
 
 /// Headers holding `name: value`, or `None` when the bytes are no header value.
 fn header(name: &'static str, value: &[u8]) -> Option<HeaderMap> {
@@ -54,11 +62,11 @@ pub fn api_meta(data: &[u8]) -> bool {
             .is_ok(),
         2 => header("if-match", input).is_some_and(|h| meta::if_match(&h).is_ok()),
         3 => watch_query(&text(input)),
-        4 => meta::check_key(&EdgeLimits::default(), "property name", &text(input)).is_ok(),
+        4 => check_key(&EdgeLimits::default(), "property name", &text(input)).is_ok(),
         _ => {
             let (h, q) = two(input);
-            let h = header(crate::http::CONSISTENCY_HEADER, h).unwrap_or_default();
-            crate::http::wants_linearizable(&h, Some(&text(q)));
+            let h = header(CONSISTENCY_HEADER, h).unwrap_or_default();
+            wants_linearizable(&h, Some(&text(q)));
             true
         }
     }
@@ -122,7 +130,7 @@ pub fn api_load(data: &[u8]) -> bool {
             .inspect(|ops| ops.iter().flatten().for_each(load_command_ok))
             .is_ok(),
         _ => {
-            crate::http::percent::percent_decode(&text(input));
+            query::decode(&text(input));
             true
         }
     }
@@ -163,7 +171,7 @@ pub fn api_points(data: &[u8]) -> bool {
             None => false,
         },
         4 => header("x-tenant-id", input).is_some_and(|h| points::tenant(&h).is_ok()),
-        _ => points::parse_run(&text(input)).is_ok(),
+        _ => parse_run(&text(input)).is_ok(),
     }
 }
 
@@ -171,7 +179,7 @@ pub fn api_points(data: &[u8]) -> bool {
 /// (`TENANT=URL#SELECTOR,...`), 3 a duration as text.
 pub fn api_search(data: &[u8]) -> bool {
     let (variant, input) = pick(data, 4);
-    let body = || search::json_object(Ok(Bytes::copy_from_slice(input)));
+    let body = || json_object(Ok(Bytes::copy_from_slice(input))).map_err(PtError::from);
     match variant {
         0 => body()
             .and_then(|m| search::parse_search(&m, &HeaderMap::new()))

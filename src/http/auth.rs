@@ -13,7 +13,8 @@
 //!   reports on every tenant and needs an all-tenants token.
 //!
 //! 401 (with `WWW-Authenticate: Bearer`) for a missing or unknown token, 403 for a
-//! role or tenant not allowed, each in the area's own envelope.
+//! role or tenant not allowed, each in the area's own envelope. Middleware: it imports
+//! only the shared layer, whose tenant rule ([`tenant`]) the handlers apply too.
 
 use std::sync::Arc;
 
@@ -23,14 +24,14 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::mcenv::code;
-use super::points::PtError;
+use super::common::body::json_object;
+use super::common::mcenv::code;
+use super::common::metric_error::{bad, PtError};
+use super::common::response::area_error;
+use super::common::routes::OPEN;
+use super::common::{query, tenant};
 use crate::auth::{Role, Token};
-use crate::server::AppState;
-
-/// Paths open to everyone: probes of load balancers, Prometheus scrapes, the API's
-/// description.
-pub const OPEN: [&str; 4] = ["/health", "/ready", "/metrics", "/openapi.json"];
+use crate::state::AppState;
 /// Paths that need `admin` whatever the method.
 const ADMIN: [&str; 4] = [
     "/cluster/init",
@@ -76,7 +77,8 @@ enum Scope {
 fn scope(req: &Request) -> Result<Scope, PtError> {
     let (path, headers) = (req.uri().path(), req.headers());
     if path.starts_with("/ws/") {
-        return super::ws::stream_tenant(headers, req.uri().query()).map(Scope::Tenant);
+        let tenant = tenant::stream(headers, req.uri().query());
+        return tenant.map(Scope::Tenant).map_err(bad);
     }
     if !path.starts_with("/api/") || path == SYNC_CONFIG {
         return Ok(Scope::None);
@@ -86,17 +88,13 @@ fn scope(req: &Request) -> Result<Scope, PtError> {
     }
     if let Some(rest) = path.strip_prefix("/api/v1/metrics/sync/") {
         let segment = rest.split('/').next().unwrap_or_default();
-        let tenant = super::tenant::path_segment(segment);
+        let tenant = tenant::path_segment(segment);
         return tenant.map(Scope::Tenant).map_err(bad);
     }
     if req.method() == Method::POST && BODY_TENANT.contains(&path) {
         return Ok(Scope::Body);
     }
-    super::points::tenant(headers).map(Scope::Tenant)
-}
-
-fn bad(msg: String) -> PtError {
-    PtError(StatusCode::BAD_REQUEST, msg)
+    tenant::header(headers).map(Scope::Tenant).map_err(bad)
 }
 
 /// The bearer token of a request, if it presents one.
@@ -111,10 +109,7 @@ fn presented(req: &Request) -> Option<String> {
     if !req.uri().path().starts_with("/ws/") {
         return None;
     }
-    let q = req.uri().query()?;
-    q.split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(super::percent::percent_decode)
+    query::first(req.uri().query(), "token")
 }
 
 /// The middleware: checks the token, its role and its tenants.
@@ -168,12 +163,13 @@ async fn body_tenant(s: &AppState, token: &Token, req: Request, next: Next) -> R
             return PtError(StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
         }
     };
-    let tenant = super::search::json_object(Ok(bytes.clone()))
-        .and_then(|m| super::search::body_tenant(&m, &parts.headers));
+    let tenant = json_object(Ok(bytes.clone()))
+        .ok()
+        .and_then(|m| tenant::body(&m, &parts.headers).ok());
     let req = Request::from_parts(parts, Body::from(bytes));
     match tenant {
-        Ok(t) => tenant_gate(token, &t, req, next).await,
-        Err(_) => next.run(req).await,
+        Some(t) => tenant_gate(token, &t, req, next).await,
+        None => next.run(req).await,
     }
 }
 
@@ -187,7 +183,7 @@ fn unauthorized(req: &Request, wrong: bool) -> Response {
         ("a bearer token is required", r#"Bearer realm="metacenter""#)
     };
     let status = StatusCode::UNAUTHORIZED;
-    let mut resp = super::area_error(req, status, code::UNAUTHORIZED, "Unauthorized", msg.into());
+    let mut resp = area_error(req, status, code::UNAUTHORIZED, "Unauthorized", msg.into());
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
@@ -196,7 +192,7 @@ fn unauthorized(req: &Request, wrong: bool) -> Response {
 }
 
 fn forbidden(req: &Request, msg: String) -> Response {
-    super::area_error(
+    area_error(
         req,
         StatusCode::FORBIDDEN,
         code::FORBIDDEN,
@@ -238,7 +234,7 @@ mod tests {
         assert_eq!(t("/api/v1/metrics/sync/a%20b/state"), "a b");
         assert_eq!(t("/api/v1/metrics/sync/a+b"), "a+b");
         assert_eq!(t("/api/v1/runs/x/metrics"), "default");
-        // The one tenant rule ([`super::super::tenant`]) holds on the path too.
+        // The one tenant rule holds on the path too.
         for bad in ["/api/v1/metrics/sync/%00/state", "/api/v1/metrics/sync/%20"] {
             assert!(scope(&req(bad)).is_err(), "{bad}");
         }

@@ -17,10 +17,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::coreerr::CoreError;
+use super::common::body::{self, Body};
+use super::common::coreerr::CoreError;
 use super::openapi::core as doc;
 use super::openapi::CoreError as Err;
-use crate::server::AppState;
+use crate::clock::now_rfc3339_ms;
+use crate::state::AppState;
 
 type St = State<Arc<AppState>>;
 
@@ -47,10 +49,6 @@ fn role_name(m: &RaftMetrics) -> &'static str {
     }
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// Entries a node may lag behind its known commit index and still count as healthy.
 const HEALTHY_LAG: u64 = 10_000;
 
@@ -68,7 +66,7 @@ fn leader_json(s: &AppState) -> Option<Value> {
         "api": addr.api,
         "http": format!("http://{}", addr.api),
         "peer": addr.peer,
-        "timestamp": now(),
+        "timestamp": now_rfc3339_ms(),
         "pid": pid,
     }))
 }
@@ -87,7 +85,7 @@ async fn health(State(s): St) -> Json<Value> {
     Json(json!({
         "status": if ok { "ok" } else { "degraded" },
         "role": role_name(&m),
-        "timestamp": now(),
+        "timestamp": now_rfc3339_ms(),
         "leader": leader,
     }))
 }
@@ -238,11 +236,9 @@ struct InitBody {
     members: Vec<Member>,
 }
 
-type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
-
 /// The body's bytes; a body over the limit is a 413 in meta-core's envelope.
-fn bytes(s: &AppState, body: Body) -> Result<axum::body::Bytes, CoreError> {
-    super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| CoreError::new(st, m))
+fn bytes(s: &AppState, b: Body) -> Result<axum::body::Bytes, CoreError> {
+    Ok(body::read(b, s.cfg.max_body_bytes)?)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {

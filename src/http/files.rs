@@ -13,8 +13,6 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,11 +24,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::coreerr::CoreError;
-use super::meta::check_key;
+use super::common::body::{self, Body};
+use super::common::coreerr::CoreError;
+use super::common::key::check_key;
 use super::openapi::core as doc;
 use super::openapi::CoreError as Err;
-use crate::server::AppState;
+use crate::state::AppState;
 
 mod open;
 mod serve;
@@ -183,13 +182,9 @@ struct CidRequest {
         (status = 400, description = "Bad body, or a path outside the files root", body = Err),
         (status = 404, description = "file does not exist on disk", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err)))]
-async fn file_cid(
-    State(s): St,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, CoreError> {
-    let body =
-        super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| CoreError::new(st, m))?;
-    let req: CidRequest = serde_json::from_slice(&body)
+async fn file_cid(State(s): St, b: Body) -> Result<Json<serde_json::Value>, CoreError> {
+    let bytes = body::read(b, s.cfg.max_body_bytes)?;
+    let req: CidRequest = serde_json::from_slice(&bytes)
         .map_err(|_| CoreError::bad_request("invalid JSON body: expected {\"path\": ...}"))?;
     let o = open_file(&s, &req.path).await?;
     let (cid, size) = tokio::task::spawn_blocking(move || cid_of_file(o.file))

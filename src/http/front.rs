@@ -1,7 +1,7 @@
 //! The front of every client request: the trace id (`TraceId` / `X-Trace-ID`, else a
 //! new UUID) and `X-Applied-Index` stamped on the answer, the request counted and
-//! timed by route ([`super::metrics::RouteSeries`]), and a path whose escapes do not
-//! decode to UTF-8 refused in its area's envelope.
+//! timed by route ([`RouteSeries`]), and a path whose escapes do not decode to UTF-8
+//! refused in its area's envelope. Middleware: it imports only the shared layer.
 //!
 //! These are plain tower services rather than `axum::middleware::from_fn`: a `from_fn`
 //! layer boxes a future and clones the boxed inner service on every request, and with
@@ -23,9 +23,12 @@ use futures::future::{self, Either, Ready};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::metrics::{self, RouteSeries};
-use super::{area_error, mcenv, TraceId, APPLIED_INDEX_HEADER, TRACE_HEADER};
-use crate::server::AppState;
+use super::common::headers::{TraceId, APPLIED_INDEX_HEADER, TRACE_HEADER};
+use super::common::mcenv;
+use super::common::query::path_is_utf8;
+use super::common::recorder::{self, RouteSeries};
+use super::common::response::area_error;
+use crate::state::AppState;
 
 /// Stamps, counts and times every request (the outermost layer).
 #[derive(Clone)]
@@ -35,7 +38,7 @@ pub struct StampLayer {
 
 impl StampLayer {
     pub fn new(state: Arc<AppState>) -> Self {
-        metrics::install();
+        recorder::install();
         StampLayer { state }
     }
 }
@@ -72,8 +75,8 @@ where
     fn call(&mut self, mut req: Request) -> Self::Future {
         let (trace, header) = trace_id(req.headers());
         req.extensions_mut().insert(TraceId(trace));
-        let series = metrics::route_series(req.extensions().get::<MatchedPath>());
-        let method = metrics::method_label(req.method());
+        let series = recorder::route_series(req.extensions().get::<MatchedPath>());
+        let method = recorder::method_label(req.method());
         Stamped {
             inner: self.inner.call(req),
             state: self.state.clone(),
@@ -168,8 +171,7 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let path = req.uri().path();
-        if path.contains('%') && std::str::from_utf8(&super::percent::percent_bytes(path)).is_err()
-        {
+        if path.contains('%') && !path_is_utf8(path) {
             let msg = format!("the path {path} is not UTF-8 once percent-decoded");
             let code = mcenv::code::INVALID_INPUT;
             let title = "Invalid input parameters";

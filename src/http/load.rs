@@ -5,10 +5,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::Extension;
@@ -19,15 +16,18 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::mcenv::{code, Data, Envelope, McError, Written};
+use super::common::body::{self, Body};
+use super::common::consistency::wants_linearizable;
+use super::common::headers::TraceId;
+use super::common::mcenv::{code, Data, Envelope, McError, Written};
+use super::common::query;
+use super::openapi::core::{ConsistencyHeader, ConsistencyQuery};
 use super::openapi::load as doc;
 use super::openapi::load::McErrorEnvelope as Err;
-use super::percent::percent_decode;
-use super::TraceId;
-use crate::server::AppState;
+use crate::clock::now_ns;
+use crate::state::AppState;
 
 type St = State<Arc<AppState>>;
-type Body = Result<Bytes, BytesRejection>;
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
@@ -37,13 +37,6 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(log_level))
 }
 
-/// Unix nanoseconds now.
-pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 fn envelope(trace: TraceId, result: Result<impl Into<Data>, McError>) -> Envelope {
     Envelope {
         trace_id: trace.0,
@@ -51,8 +44,8 @@ fn envelope(trace: TraceId, result: Result<impl Into<Data>, McError>) -> Envelop
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(s: &AppState, body: Body) -> Result<T, McError> {
-    let bytes = super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| {
+fn read_json<T: serde::de::DeserializeOwned>(s: &AppState, b: Body) -> Result<T, McError> {
+    let bytes = body::read(b, s.cfg.max_body_bytes).map_err(|(st, m)| {
         let c = if st.as_u16() == 413 {
             code::TOO_LARGE
         } else {
@@ -210,7 +203,7 @@ async fn done(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Env
 /// The engines of a cluster with their counters
 #[utoipa::path(get, path = "/v1/load/stats", tag = "load",
     params(("cluster" = String, Query, min_length = 1, description = "Cluster (model) name"),
-        super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+        ConsistencyQuery, ConsistencyHeader),
     responses(
         (status = 200, description = "The engines; `data` null for an unknown cluster", body = doc::LoadStatsEnvelope),
         (status = 400, description = "cluster is required (code 40001400)", body = Err),
@@ -225,21 +218,17 @@ async fn stats(
 }
 
 async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Result<Data, McError> {
-    let cluster = q
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("cluster="))
-        .map(percent_decode)
+    let cluster = query::first(q, "cluster")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| McError::invalid("cluster is required"))?;
-    if super::wants_linearizable(headers, q) {
+    if wants_linearizable(headers, q) {
         s.node.read_barrier().await?;
     }
     // An in-memory read: done here unless an apply holds the store, then on a thread
     // that may wait for it.
     let engines = match s.node.store().try_load_cluster(&cluster) {
         Some(engines) => engines,
-        None => super::read_store(s, move |st| st.load_cluster(&cluster)).await?,
+        None => s.read_store(move |st| st.load_cluster(&cluster)).await?,
     };
     if engines.is_empty() {
         return Ok(Data::Tree(Value::Null));
@@ -380,12 +369,6 @@ async fn log_level(State(s): St, Extension(t): Extension<TraceId>, body: Body) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decodes_query_values() {
-        assert_eq!(percent_decode("llama%2D7b+x"), "llama-7b x");
-        assert_eq!(percent_decode("a%zz"), "a%zz");
-    }
 
     #[test]
     fn engine_rows_are_the_json_serde_would_write() {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,41 +18,25 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::coreerr::CoreError;
+use super::common::body::{self, Body};
+use super::common::consistency::wants_linearizable;
+use super::common::coreerr::CoreError;
+use super::common::key::check_key;
+use super::common::watch;
 use super::openapi::core as doc;
 use super::openapi::CoreError as Err;
 use crate::config::EdgeLimits;
 use crate::oversized::object_bytes;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::watches::Topic;
 
 type St = State<Arc<AppState>>;
-type Body = Result<Bytes, BytesRejection>;
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(get_object, put_object, patch_object, delete_object))
         .routes(routes!(get_prop, put_prop, delete_prop, add_member))
-}
-
-/// Checks a hash id, property name or set member against the storage limits.
-pub fn check_key(lim: &EdgeLimits, what: &str, s: &str) -> Result<(), CoreError> {
-    if s.is_empty() {
-        return Err(CoreError::bad_request(format!("{what} must not be empty")));
-    }
-    if s.len() > lim.key {
-        return Err(CoreError::bad_request(format!(
-            "{what} longer than {} bytes",
-            lim.key
-        )));
-    }
-    if s.contains('\0') {
-        return Err(CoreError::bad_request(format!(
-            "{what} must not contain NUL"
-        )));
-    }
-    Ok(())
 }
 
 fn check_value(lim: &EdgeLimits, s: &str) -> Result<(), CoreError> {
@@ -73,11 +57,12 @@ where
     F: FnOnce(&BTreeMap<String, String>) -> usize + Send + 'static,
 {
     let h = hash.to_string();
-    let size = super::read_store(s, move |st| {
-        let fields = st.meta_get(&h)?.map(|o| o.fields).unwrap_or_default();
-        Ok(grown(&fields))
-    })
-    .await?;
+    let size = s
+        .read_store(move |st| {
+            let fields = st.meta_get(&h)?.map(|o| o.fields).unwrap_or_default();
+            Ok(grown(&fields))
+        })
+        .await?;
     let max = s.cfg.limits.object;
     if size > max {
         let msg = format!("object would hold {size} bytes, over the {max}-byte limit");
@@ -96,8 +81,8 @@ fn merged_bytes(current: &BTreeMap<String, String>, fields: &BTreeMap<String, St
     kept + object_bytes(fields)
 }
 
-fn body(state: &AppState, b: Body) -> Result<Bytes, CoreError> {
-    super::body::read(b, state.cfg.max_body_bytes).map_err(|(s, m)| CoreError::new(s, m))
+fn read_body(state: &AppState, b: Body) -> Result<Bytes, CoreError> {
+    Ok(body::read(b, state.cfg.max_body_bytes)?)
 }
 
 /// A JSON scalar as a stored string: strings as they are, numbers and booleans as text.
@@ -176,7 +161,7 @@ async fn barrier(
     headers: &HeaderMap,
     query: &Option<String>,
 ) -> Result<(), CoreError> {
-    if super::wants_linearizable(headers, query.as_deref()) {
+    if wants_linearizable(headers, query.as_deref()) {
         s.node.read_barrier().await?;
     }
     Ok(())
@@ -228,13 +213,11 @@ async fn list(
     let Query(p) =
         q.map_err(|e| CoreError::bad_request(format!("invalid query: {}", e.body_text())))?;
     barrier(&s, &headers, &raw).await?;
-    let room = s
-        .large
-        .admit()
-        .await
-        .map_err(|(st, m)| CoreError::new(st, m))?;
+    let room = s.large.admit().await?;
     let limit = p.limit.unwrap_or(1000).clamp(1, s.cfg.meta_list_max);
-    let page = super::read_store(&s, move |st| st.meta_list(p.after.as_deref(), limit)).await?;
+    let page = s
+        .read_store(move |st| st.meta_list(p.after.as_deref(), limit))
+        .await?;
     let mut body = json!({ "hashIds": page.hash_ids, "count": page.hash_ids.len() });
     if let Some(n) = page.next {
         body["next"] = json!(n);
@@ -261,20 +244,16 @@ async fn get_object(
 ) -> Result<Response, CoreError> {
     check_key(&s.cfg.limits, "hash id", &hash)?;
     barrier(&s, &headers, &q).await?;
-    if let Some(w) = super::watch::parse(q.as_deref()).map_err(CoreError::bad_request)? {
+    if let Some(w) = watch::parse(q.as_deref()).map_err(CoreError::bad_request)? {
         // An absent object reads the index of the last deletion, so it waits on those.
         let mut topics = vec![Topic::Meta(hash.clone())];
         if !s.node.store().meta_exists(&hash)? {
             topics.push(Topic::AnyMetaDeletion);
         }
         let current = || s.node.store().meta_watch_index(&hash);
-        super::watch::block(&s, w, topics, current).await?;
+        watch::block(&s, w, topics, current).await?;
     }
-    let room = s
-        .large
-        .admit()
-        .await
-        .map_err(|(st, m)| CoreError::new(st, m))?;
+    let room = s.large.admit().await?;
     let Some(obj) = s.node.store().meta_get(&hash)? else {
         return Err(CoreError::not_found("metadata not found"));
     };
@@ -292,7 +271,7 @@ async fn merge(
 ) -> Result<Response, CoreError> {
     check_key(&s.cfg.limits, "hash id", &hash)?;
     let expect_version = if_match(headers)?;
-    let fields = fields(&s.cfg.limits, &body(s, b)?)?;
+    let fields = fields(&s.cfg.limits, &read_body(s, b)?)?;
     let new = fields.clone();
     check_object_size(s, &hash, move |cur| merged_bytes(cur, &new)).await?;
     let cmd = Command::MetaMerge {
@@ -440,7 +419,7 @@ async fn put_prop(
     check_key(&s.cfg.limits, "hash id", &hash)?;
     check_key(&s.cfg.limits, "property name", &key)?;
     let expect_version = if_match(&headers)?;
-    let value = single_value(&s.cfg.limits, &body(&s, b)?)?;
+    let value = single_value(&s.cfg.limits, &read_body(&s, b)?)?;
     let fields = BTreeMap::from([(key.clone(), value)]);
     let new = fields.clone();
     check_object_size(&s, &hash, move |cur| merged_bytes(cur, &new)).await?;
@@ -515,7 +494,7 @@ async fn add_member(
     };
     check_key(&s.cfg.limits, "hash id", &hash)?;
     check_key(&s.cfg.limits, "property name", prop)?;
-    let member = single_value(&s.cfg.limits, &body(&s, b)?)?;
+    let member = single_value(&s.cfg.limits, &read_body(&s, b)?)?;
     let member = member.trim().to_string();
     check_key(&s.cfg.limits, "set member", &member)?;
     if member.contains('|') {

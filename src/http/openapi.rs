@@ -8,12 +8,16 @@
 //! `Router::route` in this crate). This module holds what the areas share: the error
 //! envelopes, the bearer security scheme with the 401/403 answers it adds to every
 //! guarded operation, the headers every response carries, and the route of the
-//! document itself. The schemas of each area's bodies are in the submodules.
+//! document itself. The schemas of each area's bodies are in the submodules. Areas
+//! import this documentation; it imports only the shared layer (`super::common`), and
+//! the document it serves is assembled by the module that knows every area, which
+//! hands it the assembling function ([`router`]).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
@@ -22,6 +26,9 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+use super::common::routes::{Shape, OPEN};
+use crate::state::AppState;
 
 pub mod core;
 pub mod load;
@@ -90,20 +97,24 @@ const TAGS: [(&str, &str); 9] = [
     ("openapi", "This document"),
 ];
 
-use super::auth::OPEN;
+/// The function that assembles the whole document.
+#[derive(Clone, Copy)]
+struct Whole(fn() -> OpenApi);
 
-pub fn router() -> OpenApiRouter<std::sync::Arc<crate::server::AppState>> {
-    OpenApiRouter::new().routes(routes!(document))
+/// The route of the document, which `whole` assembles (the first request builds it).
+pub fn router(whole: fn() -> OpenApi) -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(document))
+        .layer(Extension(Whole(whole)))
 }
 
 /// The OpenAPI document of this API
 #[utoipa::path(get, path = "/openapi.json", tag = "openapi",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
-async fn document() -> Response {
+async fn document(Extension(Whole(whole)): Extension<Whole>) -> Response {
     static TEXT: OnceLock<String> = OnceLock::new();
-    let text = TEXT.get_or_init(|| {
-        serde_json::to_string(&super::document()).expect("the document serializes")
-    });
+    let text =
+        TEXT.get_or_init(|| serde_json::to_string(&whole()).expect("the document serializes"));
     ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
@@ -191,7 +202,8 @@ fn unique_id(op: &mut Operation, method: &str, seen: &mut std::collections::BTre
     op.operation_id = Some(id);
 }
 
-/// `X-Trace-ID` and `X-Applied-Index`, stamped on every response by [`super::stamp`].
+/// `X-Trace-ID` and `X-Applied-Index`, stamped on every response by the request front
+/// (`super::front`).
 fn common_headers(op: &mut Operation) {
     for resp in op.responses.responses.values_mut() {
         let RefOr::T(resp) = resp else { continue };
@@ -213,17 +225,14 @@ fn described(mut h: Header, text: &str) -> Header {
     h
 }
 
-/// The error envelope the auth middleware answers with on `path` (as
-/// [`super::area_error`] picks it).
+/// The schema of the error envelope the auth middleware answers with on `path` (the
+/// one [`Shape::of`] picks).
 fn auth_error_schema(path: &str) -> &'static str {
-    if path.starts_with("/v1/") || path == "/log/level" {
-        "McErrorEnvelope"
-    } else if super::promapi::owns(path) {
-        "PromError"
-    } else if path.starts_with("/api/") || path.starts_with("/ws/") {
-        "ApiError"
-    } else {
-        "CoreError"
+    match Shape::of(path) {
+        Shape::MetadataCenter => "McErrorEnvelope",
+        Shape::Prometheus => "PromError",
+        Shape::MetricService => "ApiError",
+        Shape::MetaCore => "CoreError",
     }
 }
 

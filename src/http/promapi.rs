@@ -15,10 +15,11 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::common::prom_error::error;
+use super::common::tenant::header as tenant;
 use super::openapi::metric as doc;
 use super::openapi::metric::PromError as Err;
-use super::tenant::header as tenant;
-use crate::server::AppState;
+use crate::state::AppState;
 
 type St = State<Arc<AppState>>;
 
@@ -28,30 +29,6 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(labels))
         .routes(routes!(label_values))
         .routes(routes!(metadata))
-}
-
-/// Whether `path` is one of this area's (its errors use Prometheus' envelope).
-pub fn owns(path: &str) -> bool {
-    ["/api/v1/series", "/api/v1/labels", "/api/v1/metadata"].contains(&path)
-        || path.starts_with("/api/v1/label/")
-}
-
-/// An error in Prometheus' envelope; `errorType` as Prometheus names it where it has
-/// a name for the status.
-pub fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    let kind = match status {
-        StatusCode::BAD_REQUEST => "bad_data".to_string(),
-        StatusCode::NOT_FOUND => "not_found".to_string(),
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable".to_string(),
-        s if s.is_server_error() => "internal".to_string(),
-        s => s
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_ascii_lowercase()
-            .replace(' ', "_"),
-    };
-    let body = json!({"status": "error", "errorType": kind, "error": msg.into()});
-    (status, Json(body)).into_response()
 }
 
 fn bad_data(msg: impl Into<String>) -> Response {
@@ -196,7 +173,8 @@ async fn matching(
     tenant: String,
     f: Filter,
 ) -> Result<Vec<BTreeMap<&'static str, String>>, Response> {
-    let all = super::read_store(s, move |st| st.tenant_series(&tenant))
+    let all = s
+        .read_store(move |st| st.tenant_series(&tenant))
         .await
         .map_err(internal)?;
     Ok(all
@@ -311,7 +289,10 @@ async fn metadata(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Re
     // as far as `limit`.
     let docs = match metric {
         Some(m) => s.node.store().catalog_doc(&t, &m).map(Vec::from_iter),
-        None => super::read_store(&s, move |st| st.catalog_docs_first(&t, limit)).await,
+        None => {
+            s.read_store(move |st| st.catalog_docs_first(&t, limit))
+                .await
+        }
     };
     let docs = match docs {
         Ok(d) => d,
@@ -348,6 +329,18 @@ mod tests {
         assert!(!ok(r#"{__name__=~"loss"}"#), "regexes are anchored");
         for bad in ["", "{}", r#"{a="x""#, r#"{a=x}"#, r#"{a=~"("}"#, "{a}"] {
             assert!(parse_selector(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Errors before any handler (404, 405, authentication) pick the envelope by path
+    /// in the shared layer: every route of this area must be among its paths.
+    #[test]
+    fn every_route_answers_in_prometheus_envelope() {
+        use crate::http::common::routes::Shape;
+        let doc = router().into_openapi();
+        assert!(doc.paths.paths.len() >= 4);
+        for path in doc.paths.paths.keys() {
+            assert_eq!(Shape::of(path), Shape::Prometheus, "{path}");
         }
     }
 }

@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,15 +16,19 @@ use serde_json::{json, Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::common::body::{self, Body};
+use super::common::consistency::wants_linearizable;
+use super::common::metric_error::{bad, internal, PtError};
+use super::common::tenant;
+use super::openapi::core::{ConsistencyHeader, ConsistencyQuery};
 use super::openapi::metric as doc;
 use super::openapi::ApiError as Err;
-use super::points::{rfc3339, tenant, PtError};
+use crate::clock::rfc3339;
 use crate::search::settings::{parse_duration, validate};
 use crate::search::{SearchQuery, SyncError, SyncReport};
-use crate::server::AppState;
+use crate::state::AppState;
 
 type St = State<Arc<AppState>>;
-type Body = Result<Bytes, BytesRejection>;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
@@ -45,20 +47,9 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health))
 }
 
-fn bad(msg: impl Into<String>) -> PtError {
-    PtError(StatusCode::BAD_REQUEST, msg.into())
-}
-
-pub fn json_object(body: Body) -> Result<Map<String, Value>, PtError> {
-    let bytes = body.map_err(|e| PtError(e.status(), e.body_text()))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(bad("the body must be a JSON object")),
-        Err(e) => Err(bad(format!("invalid JSON: {e}"))),
-    }
+/// A body that must be a JSON object ([`body::json_object`]).
+fn json_object(b: Body) -> Result<Map<String, Value>, PtError> {
+    Ok(body::json_object(b)?)
 }
 
 fn opt_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, PtError> {
@@ -80,17 +71,14 @@ fn opt_usize(m: &Map<String, Value>, k: &str, max: usize) -> Result<Option<usize
 }
 
 /// The tenant of a search or sync: the body's `tenant_id`, else `X-Tenant-ID`
-/// ([`super::tenant`]).
-pub(super) fn body_tenant(m: &Map<String, Value>, headers: &HeaderMap) -> Result<String, PtError> {
-    match opt_str(m, "tenant_id")? {
-        Some(t) => super::tenant::named("`tenant_id`", t).map_err(bad),
-        None => tenant(headers),
-    }
+/// ([`tenant::body`]).
+fn body_tenant(m: &Map<String, Value>, headers: &HeaderMap) -> Result<String, PtError> {
+    tenant::body(m, headers).map_err(bad)
 }
 
-/// The tenant of a sync route's `{tenant}` path parameter ([`super::tenant`]).
+/// The tenant of a sync route's `{tenant}` path parameter ([`tenant::path`]).
 fn path_tenant(raw: &str) -> Result<String, PtError> {
-    super::tenant::path(raw).map_err(bad)
+    tenant::path(raw).map_err(bad)
 }
 
 pub fn parse_search(m: &Map<String, Value>, headers: &HeaderMap) -> Result<SearchQuery, PtError> {
@@ -147,7 +135,7 @@ fn document(tenant: &str, d: &MetricDoc) -> Value {
 
 /// Search metric metadata of a tenant
 #[utoipa::path(post, path = "/api/v1/metrics/search", tag = "search",
-    params(doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+    params(doc::TenantHeader, ConsistencyQuery, ConsistencyHeader),
     request_body(content = Option<doc::SearchRequest>, description = "Empty body: everything, first page"),
     responses(
         (status = 200, description = "Matching documents", body = doc::SearchResult),
@@ -159,7 +147,7 @@ async fn search(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery, body: B
     let run = async {
         let m = json_object(body)?;
         let query = parse_search(&m, &headers)?;
-        if super::wants_linearizable(&headers, q.as_deref()) {
+        if wants_linearizable(&headers, q.as_deref()) {
             let at = s.node.read_barrier().await?;
             if !s.search.indexed.wait_for(at, INDEX_WAIT).await {
                 return Err(PtError(
@@ -171,19 +159,19 @@ async fn search(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery, body: B
         let index = s.search.index.clone();
         let store = s.node.store().clone();
         let (docs, total) = tokio::task::spawn_blocking(move || {
-            let (names, total) = index.search(&query).map_err(super::points::internal)?;
+            let (names, total) = index.search(&query).map_err(internal)?;
             let mut docs = Vec::with_capacity(names.len());
             for name in names {
                 match store.catalog_doc(&query.tenant, &name) {
                     Ok(Some(d)) => docs.push(document(&query.tenant, &d)),
                     Ok(None) => {}
-                    Err(e) => return Err(super::points::internal(e)),
+                    Err(e) => return Err(internal(e)),
                 }
             }
             Ok((docs, total))
         })
         .await
-        .map_err(super::points::internal)??;
+        .map_err(internal)??;
         let took = started.elapsed().as_secs_f64() * 1000.0;
         Ok::<_, PtError>(Json(
             json!({ "results": docs, "total": total, "took": took }),
@@ -208,7 +196,7 @@ fn sync_error(e: SyncError) -> PtError {
         SyncError::Busy(_) => StatusCode::CONFLICT,
         SyncError::Source(_) => StatusCode::BAD_GATEWAY,
         SyncError::Raft(_) => StatusCode::SERVICE_UNAVAILABLE,
-        SyncError::Unexpected(_) => return super::points::internal(e),
+        SyncError::Unexpected(_) => return internal(e),
     };
     PtError(status, e.to_string())
 }
@@ -463,14 +451,15 @@ async fn put_config(State(s): St, body: Body) -> Result<Json<Value>, PtError> {
         (status = 503, description = "A tenant's last sync failed", body = doc::SearchHealth)))]
 async fn health(State(s): St) -> Result<Response, PtError> {
     // Scans over every tenant: on a blocking thread.
-    let (counts, records, changed) = super::read_store(&s, |st| {
-        Ok((
-            st.catalog_counts()?,
-            st.sync_records()?,
-            st.catalog_changed_at()?,
-        ))
-    })
-    .await?;
+    let (counts, records, changed) = s
+        .read_store(|st| {
+            Ok((
+                st.catalog_counts()?,
+                st.sync_records()?,
+                st.catalog_changed_at()?,
+            ))
+        })
+        .await?;
     let failed: Vec<String> = records
         .iter()
         .filter(|(_, r)| r.status == "failed")

@@ -5,10 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,14 +16,18 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::coreerr::CoreError;
-use super::large::PAGE_BYTES;
-use super::meta::check_key;
+use super::common::body::{self, Body};
+use super::common::consistency::wants_linearizable;
+use super::common::coreerr::CoreError;
+use super::common::key::check_key;
+use super::common::large::PAGE_BYTES;
+use super::common::response::json_bytes_response;
+use super::common::watch;
 use super::openapi::core as doc;
 use super::openapi::CoreError as Err;
-use super::watch;
+use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::EdgeLimits;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::watches::Topic;
 
 type St = State<Arc<AppState>>;
@@ -36,19 +37,6 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list))
         .routes(routes!(get_one, register, deregister))
         .routes(routes!(heartbeat))
-}
-
-/// Unix milliseconds now (the edge stamps time into commands).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn rfc3339_ms(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Writes the ServiceInfo clients see: as registered, plus `name`, `lastHeartbeat`,
@@ -106,7 +94,7 @@ fn view_response(s: &AppState, name: &str, e: &ServiceEntry) -> Response {
         let mut buf = Vec::with_capacity(64 + e.info_json.len());
         w.write(&mut buf, name, e).map(|()| buf)
     });
-    super::json_bytes_response(StatusCode::OK, body)
+    json_bytes_response(StatusCode::OK, body)
 }
 
 /// One page of `GET /services`: at most `limit` services and about [`PAGE_BYTES`] of
@@ -184,18 +172,14 @@ async fn list(
     RawQuery(q): RawQuery,
 ) -> Result<Response, CoreError> {
     let (limit, after) = list_params(q.as_deref(), s.cfg.meta_list_max)?;
-    if super::wants_linearizable(&headers, q.as_deref()) {
+    if wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
     if let Some(w) = watch_params(&q)? {
         let topics = vec![Topic::AnyService];
         watch::block(&s, w, topics, || s.node.store().services_index()).await?;
     }
-    let room = s
-        .large
-        .admit()
-        .await
-        .map_err(|(st, m)| CoreError::new(st, m))?;
+    let room = s.large.admit().await?;
     // A snapshot, taken in O(1): no scan, and apply is not held off while it is read.
     let list = s.node.store().services();
     // Rendering 10,000 services takes milliseconds: off the async workers, where it
@@ -208,7 +192,7 @@ async fn list(
     let body = tokio::task::spawn_blocking(move || page.write(list.iter_after(after.as_deref())))
         .await
         .map_err(|e| CoreError::internal(format!("rendering the service list: {e}")))?;
-    Ok(room.hold(super::json_bytes_response(StatusCode::OK, body)))
+    Ok(room.hold(json_bytes_response(StatusCode::OK, body)))
 }
 
 /// One service
@@ -228,7 +212,7 @@ async fn get_one(
     RawQuery(q): RawQuery,
 ) -> Result<Response, CoreError> {
     check_key(&s.cfg.limits, "service name", &name)?;
-    if super::wants_linearizable(&headers, q.as_deref()) {
+    if wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
     if let Some(w) = watch_params(&q)? {
@@ -294,14 +278,9 @@ pub fn registration(
         (status = 400, description = "Bad name or body", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
-async fn register(
-    State(s): St,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, CoreError> {
+async fn register(State(s): St, Path(name): Path<String>, b: Body) -> Result<Response, CoreError> {
     check_key(&s.cfg.limits, "service name", &name)?;
-    let body =
-        super::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| CoreError::new(st, m))?;
+    let body = body::read(b, s.cfg.max_body_bytes)?;
     let (info_json, deregister_after_ms) = registration(&s.cfg.limits, &name, &body)?;
     let entry = ServiceEntry {
         info_json,

@@ -35,8 +35,12 @@ use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::points::{parse_run, PointOut, PtError};
-use crate::server::AppState;
+use super::common::metric_error::{bad, PtError};
+use super::common::point::{parse_run, PointOut};
+use super::common::{metric_name, tenant};
+use super::openapi::metric::TenantHeader;
+use super::openapi::ApiError as Err;
+use crate::state::AppState;
 
 const PING_EVERY: Duration = Duration::from_secs(30);
 const DEAD_AFTER: Duration = Duration::from_secs(75);
@@ -62,11 +66,10 @@ impl Filter {
 }
 
 /// The tenant of a stream: `?tenant=` (browsers cannot set headers), else
-/// `X-Tenant-ID`, each under the one tenant rule ([`super::tenant`]). The auth
+/// `X-Tenant-ID`, each under the one tenant rule ([`tenant::stream`]). The auth
 /// middleware checks the same tenant.
 pub fn stream_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<String, PtError> {
-    let tenant = super::tenant::query(query).unwrap_or_else(|| super::tenant::header(headers));
-    tenant.map_err(|e| PtError(StatusCode::BAD_REQUEST, e))
+    tenant::stream(headers, query).map_err(bad)
 }
 
 /// A live WebSocket stream of a run's points
@@ -78,12 +81,12 @@ pub fn stream_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<String,
     params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
         ("tenant" = Option<String>, Query, description = "The tenant (browsers cannot set X-Tenant-ID)"),
         ("token" = Option<String>, Query, description = "The bearer token (browsers cannot set Authorization)"),
-        super::openapi::metric::TenantHeader),
+        TenantHeader),
     responses(
         (status = 101, description = "Switched to the WebSocket protocol"),
-        (status = 400, description = "Bad run_id or tenant (`?tenant=` or X-Tenant-ID), or not a WebSocket upgrade", body = super::openapi::ApiError),
-        (status = 426, description = "The connection cannot be upgraded", body = super::openapi::ApiError),
-        (status = 503, description = "Too many WebSocket connections", body = super::openapi::ApiError)))]
+        (status = 400, description = "Bad run_id or tenant (`?tenant=` or X-Tenant-ID), or not a WebSocket upgrade", body = Err),
+        (status = 426, description = "The connection cannot be upgraded", body = Err),
+        (status = 503, description = "Too many WebSocket connections", body = Err)))]
 async fn upgrade(
     State(s): State<Arc<AppState>>,
     Path(run_id): Path<String>,
@@ -228,7 +231,7 @@ fn subscribed_names(a: &[Value], max: usize) -> Result<HashSet<String>, String> 
     }
     let names = a.iter().filter_map(Value::as_str);
     names
-        .map(|n| match super::metric_name::check(n) {
+        .map(|n| match metric_name::check(n) {
             Ok(()) => Ok(n.to_string()),
             Err(e) => Err(format!("metric_names: `{}` {e}", n.escape_debug())),
         })

@@ -1,28 +1,23 @@
-//! Input of the Metric Service: tenant and run of a request, batch bodies and their
-//! points (validated against the edge limits), history query parameters and cursors.
+//! Input of the Metric Service: the tenant of a request, batch bodies and their points
+//! (validated against the edge limits), history query parameters and cursors.
 
 use axum::http::HeaderMap;
 use metacenter_storage::{Cursor, PointIn, PointQuery, SystemPointIn};
 use serde_json::{json, Value};
 
-use super::error::{bad, PtError};
-use super::Body;
 use crate::config::EdgeLimits;
-use crate::server::AppState;
+use crate::http::common::body::{self, Body};
+use crate::http::common::metric_error::{bad, PtError};
+use crate::http::common::{metric_name, query, tenant as tenant_rule};
+use crate::state::AppState;
 
 /// Most points a history read returns.
 pub const MAX_LIMIT: usize = 10_000;
 const DEFAULT_LIMIT: usize = 1000;
 
-/// The tenant of a request: `X-Tenant-ID`, default `default` ([`crate::http::tenant`]).
+/// The tenant of a request: `X-Tenant-ID`, default `default` ([`tenant_rule::header`]).
 pub fn tenant(headers: &HeaderMap) -> Result<String, PtError> {
-    crate::http::tenant::header(headers).map_err(bad)
-}
-
-pub fn parse_run(run_id: &str) -> Result<[u8; 16], PtError> {
-    uuid::Uuid::parse_str(run_id)
-        .map(|u| *u.as_bytes())
-        .map_err(|_| bad(format!("invalid run_id `{run_id}`: must be a UUID")))
+    tenant_rule::header(headers).map_err(bad)
 }
 
 fn parse_time(field: &str, s: &str) -> Result<i64, String> {
@@ -47,8 +42,7 @@ fn metadata_json(v: Option<&Value>, max: usize) -> Result<Option<String>, String
 }
 
 fn items(s: &AppState, body: Body) -> Result<Vec<Value>, PtError> {
-    let bytes =
-        crate::http::body::read(body, s.cfg.max_body_bytes).map_err(|(st, m)| PtError(st, m))?;
+    let bytes = body::read(body, s.cfg.max_body_bytes)?;
     batch_items(&bytes, s.cfg.points_max_batch)
 }
 
@@ -80,7 +74,7 @@ pub fn point_in(item: &Value, now: i64, lim: &EdgeLimits) -> Result<PointIn, Str
         .get("metric_name")
         .and_then(Value::as_str)
         .ok_or("metric_name: required string")?;
-    crate::http::metric_name::check(metric).map_err(|e| format!("metric_name: {e}"))?;
+    metric_name::check(metric).map_err(|e| format!("metric_name: {e}"))?;
     let step = match o.get("step") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_i64().ok_or("step: must be an integer or null")?),
@@ -127,10 +121,6 @@ pub fn system_point_in(item: &Value, now: i64, lim: &EdgeLimits) -> Result<Syste
     })
 }
 
-fn now_ns() -> i64 {
-    crate::http::load::now_ns() as i64
-}
-
 /// Parses every item of a batch with `parse` (naming the first bad item and field)
 /// and stamps the receiving node's time into items without one.
 pub(super) fn parse_items<T>(
@@ -138,7 +128,7 @@ pub(super) fn parse_items<T>(
     body: Body,
     parse: fn(&Value, i64, &EdgeLimits) -> Result<T, String>,
 ) -> Result<Vec<T>, PtError> {
-    let now = now_ns();
+    let now = crate::clock::now_ns() as i64;
     items(s, body)?
         .iter()
         .enumerate()
@@ -157,7 +147,7 @@ pub(super) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.unwrap_or("")
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), crate::http::percent::percent_decode(v)))
+        .map(|(k, v)| (k.to_string(), query::decode(v)))
         .collect()
 }
 

@@ -3,14 +3,13 @@
 //! metrics. Errors are `{"error":"..."}`; bad input is a 400 naming the item and
 //! field, and nothing of a bad batch is written. Tenant from `X-Tenant-ID`.
 //!
-//! Here: the router and the handlers; `error` holds the [`PtError`] envelope, `input`
-//! the parsing and validation of bodies, headers, queries and cursors, `output` the
-//! JSON written back.
+//! Here: the router and the handlers; `input` holds the parsing and validation of
+//! bodies, headers, queries and cursors, `output` the JSON written back. The
+//! [`PtError`] envelope, run ids and points as JSON are the shared layer's
+//! (`super::common`), since the search and stream areas use them too.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,26 +19,30 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::common::body::Body;
+use super::common::consistency::wants_linearizable;
+use super::common::large::PAGE_BYTES;
+use super::common::metric_error::{bad, internal, PtError};
+use super::common::point::{parse_run, PointOut};
+use super::common::response::json_response;
+use super::openapi::core::{ConsistencyHeader, ConsistencyQuery};
 use super::openapi::metric as doc;
 use super::openapi::ApiError as Err;
-use crate::server::AppState;
+use crate::clock::rfc3339;
+use crate::state::AppState;
 
-mod error;
 mod input;
 mod output;
 
-use error::bad;
-pub use error::{internal, storage, PtError};
 pub use input::{
-    batch_items, decode_cursor, encode_cursor, history_params, parse_run, point_in,
-    system_point_in, tenant, HistoryParams, MAX_LIMIT,
+    batch_items, decode_cursor, encode_cursor, history_params, point_in, system_point_in, tenant,
+    HistoryParams, MAX_LIMIT,
 };
 use input::{parse_items, query_pairs};
 use output::HistoryOut;
-pub use output::{downsample, point_json, rfc3339, PointOut};
+pub use output::{downsample, point_json};
 
 type St = State<Arc<AppState>>;
-type Body = Result<Bytes, BytesRejection>;
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
@@ -99,19 +102,20 @@ async fn read_history(
     let tenant = tenant(headers)?;
     let run = parse_run(run_id)?;
     let mut p = history_params(raw)?;
-    if super::wants_linearizable(headers, raw) {
+    if wants_linearizable(headers, raw) {
         s.node.read_barrier().await?;
     }
     let metric = metric.or(p.metric_name.take());
-    let room = s.large.admit().await.map_err(|(st, m)| PtError(st, m))?;
+    let room = s.large.admit().await?;
     let want = p.q.limit;
     p.q.limit = want + 1;
     let (m, q) = (metric.clone(), p.q.clone());
-    let mut points = super::read_store(s, move |store| match &m {
-        Some(m) => store.series_points(&tenant, &run, m, &q),
-        None => store.run_points(&tenant, &run, &q),
-    })
-    .await?;
+    let mut points = s
+        .read_store(move |store| match &m {
+            Some(m) => store.series_points(&tenant, &run, m, &q),
+            None => store.run_points(&tenant, &run, &q),
+        })
+        .await?;
     let fit = page_fit(&points, want);
     let next = (points.len() > fit).then(|| encode_cursor(&points[fit - 1].cursor));
     points.truncate(fit);
@@ -127,7 +131,7 @@ async fn read_history(
         run_id,
     };
     let capacity = 256 + out.metrics.len() * POINT_BYTES;
-    Ok(room.hold(super::json_response(StatusCode::OK, &out, capacity)))
+    Ok(room.hold(json_response(StatusCode::OK, &out, capacity)))
 }
 
 /// About the bytes of one point's JSON without its metadata.
@@ -139,7 +143,7 @@ fn page_fit(points: &[Point], want: usize) -> usize {
     let mut total = 0;
     for (i, p) in points.iter().take(want).enumerate() {
         total += POINT_BYTES + p.metadata_json.as_ref().map_or(0, String::len);
-        if total > super::large::PAGE_BYTES && i > 0 {
+        if total > PAGE_BYTES && i > 0 {
             return i;
         }
     }
@@ -150,7 +154,7 @@ fn page_fit(points: &[Point], want: usize) -> usize {
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics", tag = "points",
     params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
         doc::HistoryQuery, ("metric_name" = Option<String>, Query, description = "Only this metric"),
-        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+        doc::TenantHeader, ConsistencyQuery, ConsistencyHeader),
     responses((status = 200, description = "Points", body = doc::History),
         (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
         (status = 503, description = "No leader for a linearizable read", body = Err)))]
@@ -167,7 +171,7 @@ async fn history(
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics/{metric_name}", tag = "points",
     params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
         ("metric_name" = String, Path, description = "Metric name"),
-        doc::HistoryQuery, doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+        doc::HistoryQuery, doc::TenantHeader, ConsistencyQuery, ConsistencyHeader),
     responses((status = 200, description = "Points", body = doc::History),
         (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
         (status = 503, description = "No leader for a linearizable read", body = Err)))]
@@ -188,7 +192,7 @@ fn not_found() -> PtError {
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}/metrics/{metric_name}/latest", tag = "points",
     params(("run_id" = String, Path, format = Uuid, description = "The run (a UUID)"),
         ("metric_name" = String, Path, description = "Metric name"),
-        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+        doc::TenantHeader, ConsistencyQuery, ConsistencyHeader),
     responses(
         (status = 200, description = "The point", body = doc::Point),
         (status = 404, description = "Metric not found", body = Err),
@@ -202,7 +206,7 @@ async fn latest(
 ) -> Result<Json<Value>, PtError> {
     let tenant = tenant(&headers)?;
     let run = parse_run(&run_id)?;
-    if super::wants_linearizable(&headers, q.as_deref()) {
+    if wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
     let q = PointQuery {
@@ -224,7 +228,7 @@ async fn latest(
         ("metric_name" = String, Path, description = "Metric name"),
         ("start_time" = Option<String>, Query, description = "RFC3339, inclusive"),
         ("end_time" = Option<String>, Query, description = "RFC3339, inclusive"),
-        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+        doc::TenantHeader, ConsistencyQuery, ConsistencyHeader),
     responses(
         (status = 200, description = "Statistics", body = doc::SeriesStats),
         (status = 404, description = "Metric not found (or no point in the range)", body = Err),
@@ -239,7 +243,7 @@ async fn stats(
     let tenant = tenant(&headers)?;
     let run = parse_run(&run_id)?;
     let p = history_params(q.as_deref())?;
-    if super::wants_linearizable(&headers, q.as_deref()) {
+    if wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
     let agg = if p.q.start_ns.is_some() || p.q.end_ns.is_some() {
@@ -248,10 +252,9 @@ async fn stats(
             p.q.end_ns.unwrap_or(i64::MAX),
         );
         let m = metric.clone();
-        let agg = super::read_store(&s, move |st| {
-            st.series_agg_range(&tenant, &run, &m, start, end)
-        })
-        .await?;
+        let agg = s
+            .read_store(move |st| st.series_agg_range(&tenant, &run, &m, start, end))
+            .await?;
         Some(agg).filter(|a| a.count > 0)
     } else {
         s.node.store().series_agg(&tenant, &run, &metric)?
@@ -276,7 +279,7 @@ async fn stats(
         ("end_time" = Option<String>, Query, description = "RFC3339, inclusive"),
         ("limit" = Option<u64>, Query, description = "Default 1000, clamped to 1..=10000"),
         ("metric_type" = Option<String>, Query, description = "Only this type"),
-        doc::TenantHeader, super::openapi::core::ConsistencyQuery, super::openapi::core::ConsistencyHeader),
+        doc::TenantHeader, ConsistencyQuery, ConsistencyHeader),
     responses((status = 200, description = "System metrics", body = doc::SystemHistory),
         (status = 400, description = "Bad run_id, query or X-Tenant-ID", body = Err),
         (status = 503, description = "No leader for a linearizable read", body = Err)))]
@@ -293,7 +296,7 @@ async fn system_history(
         .into_iter()
         .find(|(k, _)| k == "metric_type")
         .map(|(_, v)| v);
-    if super::wants_linearizable(&headers, q.as_deref()) {
+    if wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
     }
     let range = (
@@ -301,10 +304,9 @@ async fn system_history(
         p.q.end_ns.unwrap_or(i64::MAX),
     );
     let limit = p.q.limit;
-    let rows = super::read_store(&s, move |st| {
-        st.system_points(&tenant, &run, range, kind.as_deref(), limit)
-    })
-    .await?;
+    let rows = s
+        .read_store(move |st| st.system_points(&tenant, &run, range, kind.as_deref(), limit))
+        .await?;
     let items: Vec<Value> = rows
         .into_iter()
         .map(|(kind, value, t, meta)| {

@@ -1,75 +1,12 @@
-//! Output of the Metric Service: points as JSON ([`PointOut`], [`point_json`]), a page of
-//! history, RFC3339 times, and the downsampling of a page.
+//! Output of the Metric Service: one point as a JSON tree ([`point_json`]), a page of
+//! history, and the downsampling of a page. A point's fields are the shared layer's
+//! [`PointOut`], which the live streams write too.
 
-use metacenter_storage::{Point, PointIn};
+use metacenter_storage::Point;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
-pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-/// One point as the Metric Service returns it (its fields in alphabetical order, as
-/// they have always been written). Serialised directly: a page holds up to 10,000.
-#[derive(Serialize)]
-pub struct PointOut<'a> {
-    metadata: &'a RawValue,
-    metric_name: &'a str,
-    run_id: &'a str,
-    step: Option<i64>,
-    time: String,
-    value: f64,
-}
-
-impl<'a> PointOut<'a> {
-    /// A point as read.
-    pub fn new(run_id: &'a str, p: &'a Point) -> PointOut<'a> {
-        PointOut::of(
-            run_id,
-            &p.metric,
-            p.step,
-            p.value,
-            p.time_ns,
-            p.metadata_json.as_deref(),
-        )
-    }
-
-    /// A point as written (pushed to live streams as it is applied).
-    pub fn written(run_id: &'a str, p: &'a PointIn) -> PointOut<'a> {
-        PointOut::of(
-            run_id,
-            &p.metric,
-            p.step,
-            p.value,
-            p.time_ns,
-            p.metadata_json.as_deref(),
-        )
-    }
-
-    fn of(
-        run_id: &'a str,
-        metric_name: &'a str,
-        step: Option<i64>,
-        value: f64,
-        time_ns: i64,
-        metadata_json: Option<&'a str>,
-    ) -> PointOut<'a> {
-        // The stored metadata is the compact JSON of an object, written by the edge.
-        let empty = || serde_json::from_str("{}").expect("an empty object is JSON");
-        let metadata = metadata_json
-            .and_then(|m| serde_json::from_str(m).ok())
-            .unwrap_or_else(empty);
-        PointOut {
-            metadata,
-            metric_name,
-            run_id,
-            step,
-            time: rfc3339(time_ns),
-            value,
-        }
-    }
-}
+use crate::http::common::point::PointOut;
 
 /// The JSON of one point, as the Metric Service returns it.
 pub fn point_json(run_id: &str, p: &Point) -> Value {

@@ -1,6 +1,5 @@
 //! The one metric-name rule: 1 to [`MAX_BYTES`] bytes, without NUL. Points are written
-//! under names that pass it ([`super::points::point_in`]), and a stream's `subscribe`
-//! names obey it too ([`super::ws`]).
+//! under names that pass it, and a live stream's `subscribe` names obey it too.
 
 /// Longest metric name, in bytes.
 pub const MAX_BYTES: usize = 256;

@@ -1,5 +1,6 @@
-//! meta-core's error envelope, `{"error":"<HTTP status text>","message":"..."}`, used by
-//! the cluster and metadata areas, and the mapping of raft errors onto it.
+//! meta-core's error envelope, `{"error":"<HTTP status text>","message":"..."}`, which
+//! the cluster, metadata, discovery and files areas answer in, and the mapping of raft
+//! and storage errors and of the shared layer's refusals onto it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -50,6 +51,13 @@ impl IntoResponse for CoreError {
         let text = self.status.canonical_reason().unwrap_or("Error");
         let body = serde_json::json!({ "error": text, "message": self.message });
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// A refusal of the shared layer (a body not read, no room for a large answer).
+impl From<(StatusCode, String)> for CoreError {
+    fn from((status, message): (StatusCode, String)) -> Self {
+        CoreError::new(status, message)
     }
 }
 

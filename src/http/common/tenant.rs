@@ -1,13 +1,16 @@
 //! The one tenant rule. A tenant name is 1 to [`MAX_BYTES`] bytes once surrounding
-//! whitespace is trimmed, with no NUL; the trimmed name is the tenant. Every source of
-//! a tenant goes through [`valid`]: the `X-Tenant-ID` header ([`header`], default
-//! `default`), a body's `tenant_id` (search and sync), `?tenant=` of a stream
-//! ([`query`]) and the `{tenantId}` path segment of the sync routes ([`path`],
-//! [`path_segment`]). The handlers and the auth middleware's tenant gate call the same
-//! functions, so both see the same tenant. Each area wraps the reason in its own error
-//! envelope (400).
+//! whitespace is trimmed, with no NUL; the trimmed name is the tenant. Every way a
+//! tenant arrives goes through [`valid`]: the `X-Tenant-ID` header ([`header`], default
+//! `default`), a JSON body's `tenant_id` ([`body`], search and sync), `?tenant=` of a
+//! stream ([`query()`], [`stream`]) and the `{tenantId}` path segment of the sync routes
+//! ([`path`], [`path_segment`]). The handlers and the auth middleware's tenant gate
+//! call the same functions, so both see the same tenant. A refusal is the reason as
+//! text; each area answers it with 400 in its own envelope.
 
 use axum::http::HeaderMap;
+use serde_json::{Map, Value};
+
+use super::query;
 
 /// Longest tenant name, in bytes.
 pub const MAX_BYTES: usize = 128;
@@ -55,10 +58,23 @@ pub fn header(headers: &HeaderMap) -> Result<String, String> {
 /// The tenant of the first `tenant=` of a query string, percent-decoded; `None` when
 /// the query names none.
 pub fn query(query: Option<&str>) -> Option<Result<String, String>> {
-    let raw = query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("tenant="))?;
-    Some(named("?tenant=", &super::percent::percent_decode(raw)))
+    let t = query::first(query, "tenant")?;
+    Some(named("?tenant=", &t))
+}
+
+/// The tenant of a live stream: `?tenant=` (browsers cannot set headers), else
+/// `X-Tenant-ID`.
+pub fn stream(headers: &HeaderMap, query: Option<&str>) -> Result<String, String> {
+    self::query(query).unwrap_or_else(|| header(headers))
+}
+
+/// The tenant of a JSON body (search, sync): its `tenant_id`, else `X-Tenant-ID`.
+pub fn body(m: &Map<String, Value>, headers: &HeaderMap) -> Result<String, String> {
+    match m.get("tenant_id") {
+        None | Some(Value::Null) => header(headers),
+        Some(Value::String(t)) => named("`tenant_id`", t),
+        Some(_) => Err("`tenant_id` must be a string".into()),
+    }
 }
 
 /// The tenant of a `{tenantId}` path parameter, as the router decoded it.
@@ -69,13 +85,13 @@ pub fn path(decoded: &str) -> Result<String, String> {
 /// The tenant of a raw (still percent-encoded) path segment, decoded as the router
 /// decodes path parameters: `+` is itself, unlike in a query string.
 pub fn path_segment(segment: &str) -> Result<String, String> {
-    path(&super::percent::percent_decode(
-        &segment.replace('+', "%2B"),
-    ))
+    path(&query::decode_path(segment))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -99,8 +115,24 @@ mod tests {
         assert_eq!(header(&h).as_deref(), Ok(DEFAULT));
         h.insert("x-tenant-id", " b ".parse().unwrap());
         assert_eq!(header(&h).as_deref(), Ok("b"));
+        assert_eq!(stream(&h, Some("token=x")).as_deref(), Ok("b"));
+        assert_eq!(stream(&h, Some("tenant=c+d")).as_deref(), Ok("c d"));
+        let obj = |v: Value| v.as_object().cloned().unwrap();
+        assert_eq!(body(&obj(json!({})), &h).as_deref(), Ok("b"));
+        assert_eq!(
+            body(&obj(json!({"tenant_id": null})), &h).as_deref(),
+            Ok("b")
+        );
+        assert_eq!(
+            body(&obj(json!({"tenant_id": " e "})), &h).as_deref(),
+            Ok("e")
+        );
+        for bad in [json!({"tenant_id": ""}), json!({"tenant_id": 1})] {
+            assert!(body(&obj(bad.clone()), &h).is_err(), "{bad}");
+        }
         h.insert("x-tenant-id", "".parse().unwrap());
         assert!(header(&h).unwrap_err().contains("X-Tenant-ID"));
+        assert!(stream(&h, None).is_err() && body(&obj(json!({})), &h).is_err());
         assert_eq!(query(Some("token=x")), None);
         assert_eq!(query(Some("a=1&tenant=a%20b")), Some(Ok("a b".into())));
         for q in ["tenant=", "tenant=%00", "tenant=+"] {

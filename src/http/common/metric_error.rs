@@ -1,5 +1,7 @@
-//! [`PtError`]: the Metric Service's error envelope `{"error":"..."}`, and the
-//! constructors for bad input, storage failures and internal errors.
+//! [`PtError`]: the Metric Service's error envelope `{"error":"..."}`, which the points,
+//! search and stream areas answer in (and everything else under `/api/` and `/ws/`
+//! that is not Prometheus-compatible), with the constructors for bad input, storage
+//! failures and internal errors.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,8 +17,16 @@ impl IntoResponse for PtError {
     }
 }
 
-pub(super) fn bad(msg: impl Into<String>) -> PtError {
+/// Bad input: 400 with the reason.
+pub fn bad(msg: impl Into<String>) -> PtError {
     PtError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// A refusal of the shared layer (a body not read, no room for a large answer).
+impl From<(StatusCode, String)> for PtError {
+    fn from((status, msg): (StatusCode, String)) -> Self {
+        PtError(status, msg)
+    }
 }
 
 impl From<metacenter_raft::Error> for PtError {
@@ -35,13 +45,14 @@ impl From<metacenter_storage::Error> for PtError {
     }
 }
 
-/// The node's storage failed: 503 (see [`crate::http::coreerr::CoreError::storage`]).
+/// The node's storage failed: 503 (see [`super::coreerr::CoreError::storage`]).
 pub fn storage(cause: impl std::fmt::Display) -> PtError {
     tracing::error!(error = %cause, "storage failure");
     let msg = format!("storage failure: {cause}");
     PtError(StatusCode::SERVICE_UNAVAILABLE, msg)
 }
 
+/// An internal failure: logged in full, answered generically.
 pub fn internal(cause: impl std::fmt::Display) -> PtError {
     tracing::error!(error = %cause, "internal error");
     PtError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())

@@ -5,13 +5,14 @@
 //! A waiter sleeps on the topics it watches (`crate::watches`) and re-checks the
 //! watched data's modification index when an applied batch touched one of them.
 //! Waiters are bounded by `limits.max_waiters` (429 beyond) and released on shutdown.
+//! The metadata and discovery reads both take these parameters.
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
 
 use super::coreerr::CoreError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::watches::Topic;
 
 /// Longest wait a client may ask for.

@@ -1,4 +1,4 @@
-//! Metadata Center's envelope, used by the load area and `/log/level`:
+//! Metadata Center's envelope, which the load area and `/log/level` answer in:
 //! `{"status":"OK"|"ERROR","error":null|{"code","message","reason"},"data":...,"trace_id":"..."}`
 //! with HTTP status = `code / 100000`.
 
@@ -161,7 +161,9 @@ fn ok_body(data: Data, trace_id: &str) -> serde_json::Result<Vec<u8>> {
 impl IntoResponse for Envelope {
     fn into_response(self) -> Response {
         match self.result {
-            Ok(data) => super::json_bytes_response(StatusCode::OK, ok_body(data, &self.trace_id)),
+            Ok(data) => {
+                super::response::json_bytes_response(StatusCode::OK, ok_body(data, &self.trace_id))
+            }
             Err(e) => {
                 let body = json!({ "status": "ERROR", "error": e.to_json(), "data": null, "trace_id": self.trace_id });
                 (e.status(), Json(body)).into_response()

@@ -1,0 +1,58 @@
+//! What the shared layer knows of paths: the ones open without a token, and which
+//! error envelope a path answers in ([`Shape::of`]), for the answers no area's handler
+//! gives (no route, wrong method, a path that is no UTF-8, authentication) and for
+//! the documentation of the authentication answers.
+
+/// Paths open to everyone: probes of load balancers, Prometheus scrapes, the API's
+/// description.
+pub const OPEN: [&str; 4] = ["/health", "/ready", "/metrics", "/openapi.json"];
+
+/// The paths answered in Prometheus' envelope: the Prometheus-compatible discovery's
+/// routes (a test of that area keeps the two in step).
+const PROMETHEUS: [&str; 3] = ["/api/v1/series", "/api/v1/labels", "/api/v1/metadata"];
+const PROMETHEUS_LABEL: &str = "/api/v1/label/";
+
+/// The error envelope of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Metadata Center's ([`super::mcenv`]): `/v1/*` and `/log/level`.
+    MetadataCenter,
+    /// Prometheus' ([`super::prom_error`]): its discovery paths.
+    Prometheus,
+    /// The Metric Service's ([`super::metric_error`]): the other `/api/*`, and `/ws/*`.
+    MetricService,
+    /// meta-core's ([`super::coreerr`]): everything else.
+    MetaCore,
+}
+
+impl Shape {
+    /// The envelope `path` answers in.
+    pub fn of(path: &str) -> Shape {
+        if path.starts_with("/v1/") || path == "/log/level" {
+            Shape::MetadataCenter
+        } else if PROMETHEUS.contains(&path) || path.starts_with(PROMETHEUS_LABEL) {
+            Shape::Prometheus
+        } else if path.starts_with("/api/") || path.starts_with("/ws/") {
+            Shape::MetricService
+        } else {
+            Shape::MetaCore
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_of_paths() {
+        assert_eq!(Shape::of("/v1/load/stats"), Shape::MetadataCenter);
+        assert_eq!(Shape::of("/log/level"), Shape::MetadataCenter);
+        assert_eq!(Shape::of("/api/v1/series"), Shape::Prometheus);
+        assert_eq!(Shape::of("/api/v1/label/x/values"), Shape::Prometheus);
+        assert_eq!(Shape::of("/api/v1/metrics/batch"), Shape::MetricService);
+        assert_eq!(Shape::of("/ws/metrics/x"), Shape::MetricService);
+        assert_eq!(Shape::of("/meta/x"), Shape::MetaCore);
+        assert_eq!(Shape::of("/v1"), Shape::MetaCore);
+    }
+}
