@@ -41,8 +41,12 @@ pub const SECRET: &str = "process-cluster-secret";
 /// How long start-up and membership changes may take.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The path of the `metacenter` binary built by `cargo build --bin metacenter`.
+/// The path of the `metacenter` binary built by `cargo build --bin metacenter`, or
+/// `$METACENTER_BIN` when set.
 pub fn binary_path() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("METACENTER_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace.join(dir), // an absolute dir replaces the workspace prefix
