@@ -14,10 +14,10 @@ use super::{pick, text, two};
 use crate::config::EdgeLimits;
 use crate::http::common::body::json_object;
 use crate::http::common::consistency::wants_linearizable;
+use crate::http::common::envelope::EnvelopeError;
 use crate::http::common::headers::CONSISTENCY_HEADER;
 use crate::http::common::key::check_key;
-use crate::http::common::mcenv::McError;
-use crate::http::common::metric_error::PtError;
+use crate::http::common::metric_error::MetricError;
 use crate::http::common::point::parse_run;
 use crate::http::common::{query, watch};
 use crate::http::{load, meta, points, promapi, search, services, ws};
@@ -115,7 +115,7 @@ fn load_command_ok(c: &Command) {
 pub fn api_load(data: &[u8]) -> bool {
     let (variant, input) = pick(data, 5);
     let now = 1_700_000_000_000_000_000;
-    let one = |make: &dyn Fn(&load::LoadReq) -> Result<Command, McError>| {
+    let one = |make: &dyn Fn(&load::LoadReq) -> Result<Command, EnvelopeError>| {
         load::parse_json::<load::LoadReq>(input)
             .and_then(|r| make(&r))
             .inspect(load_command_ok)
@@ -179,7 +179,7 @@ pub fn api_points(data: &[u8]) -> bool {
 /// (`TENANT=URL#SELECTOR,...`), 3 a duration as text.
 pub fn api_search(data: &[u8]) -> bool {
     let (variant, input) = pick(data, 4);
-    let body = || json_object(Ok(Bytes::copy_from_slice(input))).map_err(PtError::from);
+    let body = || json_object(Ok(Bytes::copy_from_slice(input))).map_err(MetricError::from);
     match variant {
         0 => body()
             .and_then(|m| search::parse_search(&m, &HeaderMap::new()))

@@ -25,8 +25,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::common::body::json_object;
-use super::common::mcenv::code;
-use super::common::metric_error::{bad, PtError};
+use super::common::error::ApiError;
+use super::common::metric_error::{bad, MetricError};
 use super::common::response::area_error;
 use super::common::routes::OPEN;
 use super::common::{query, tenant};
@@ -74,7 +74,7 @@ enum Scope {
     Body,
 }
 
-fn scope(req: &Request) -> Result<Scope, PtError> {
+fn scope(req: &Request) -> Result<Scope, MetricError> {
     let (path, headers) = (req.uri().path(), req.headers());
     if path.starts_with("/ws/") {
         let tenant = tenant::stream(headers, req.uri().query());
@@ -160,7 +160,7 @@ async fn body_tenant(s: &AppState, token: &Token, req: Request, next: Next) -> R
         Ok(b) => b,
         Err(e) => {
             let msg = format!("request body too large or unreadable: {e}");
-            return PtError(StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
+            return MetricError::new(StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
         }
     };
     let tenant = json_object(Ok(bytes.clone()))
@@ -182,8 +182,8 @@ fn unauthorized(req: &Request, wrong: bool) -> Response {
     } else {
         ("a bearer token is required", r#"Bearer realm="metacenter""#)
     };
-    let status = StatusCode::UNAUTHORIZED;
-    let mut resp = area_error(req, status, code::UNAUTHORIZED, "Unauthorized", msg.into());
+    let err = ApiError::new(StatusCode::UNAUTHORIZED, msg);
+    let mut resp = area_error(req, err);
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
@@ -192,13 +192,7 @@ fn unauthorized(req: &Request, wrong: bool) -> Response {
 }
 
 fn forbidden(req: &Request, msg: String) -> Response {
-    area_error(
-        req,
-        StatusCode::FORBIDDEN,
-        code::FORBIDDEN,
-        "Forbidden",
-        msg,
-    )
+    area_error(req, ApiError::new(StatusCode::FORBIDDEN, msg))
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::body::{self, Body};
-use super::common::coreerr::CoreError;
-use super::openapi::core as doc;
-use super::openapi::CoreError as Err;
+use super::common::json_error::JsonError;
+use super::openapi::metadata as doc;
+use super::openapi::JsonErrorBody as Err;
 use crate::clock::now_rfc3339_ms;
 use crate::state::AppState;
 
@@ -202,7 +202,7 @@ async fn leader(State(s): St) -> Response {
     match leader_json(&s) {
         Some(l) => Json(l).into_response(),
         None => {
-            CoreError::new(StatusCode::SERVICE_UNAVAILABLE, "no leader available").into_response()
+            JsonError::new(StatusCode::SERVICE_UNAVAILABLE, "no leader available").into_response()
         }
     }
 }
@@ -237,13 +237,13 @@ struct InitBody {
 }
 
 /// The body's bytes; a body over the limit is a 413 in meta-core's envelope.
-fn bytes(s: &AppState, b: Body) -> Result<axum::body::Bytes, CoreError> {
+fn bytes(s: &AppState, b: Body) -> Result<axum::body::Bytes, JsonError> {
     Ok(body::read(b, s.cfg.max_body_bytes)?)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
     serde_json::from_slice(body)
-        .map_err(|e| CoreError::bad_request(format!("invalid JSON body: {e}")))
+        .map_err(|e| JsonError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Initialize a new cluster (default: this node alone); admin
@@ -254,7 +254,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
         (status = 400, description = "Bad body, id 0, or already initialized", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
         (status = 503, description = "The node is stopping", body = Err)))]
-async fn init(State(s): St, body: Body) -> Result<Json<Value>, CoreError> {
+async fn init(State(s): St, body: Body) -> Result<Json<Value>, JsonError> {
     let body = bytes(&s, body)?;
     let req: InitBody = if body.is_empty() {
         InitBody::default()
@@ -278,7 +278,7 @@ async fn init(State(s): St, body: Body) -> Result<Json<Value>, CoreError> {
         members.insert(s.node.id(), s.node.addr().clone());
     }
     if members.keys().any(|id| *id == 0) {
-        return Err(CoreError::bad_request("node ids must be > 0"));
+        return Err(JsonError::bad_request("node ids must be > 0"));
     }
     s.node.initialize(members).await?;
     Ok(Json(json!({ "success": true })))
@@ -291,11 +291,11 @@ async fn init(State(s): St, body: Body) -> Result<Json<Value>, CoreError> {
         (status = 400, description = "Bad body or refused change", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
         (status = 503, description = "No leader available or node stopping", body = Err)))]
-async fn add(State(s): St, body: Body) -> Result<Json<Value>, CoreError> {
+async fn add(State(s): St, body: Body) -> Result<Json<Value>, JsonError> {
     let body = bytes(&s, body)?;
     let m: Member = parse(&body)?;
     if m.id == 0 || m.peer.is_empty() || m.api.is_empty() {
-        return Err(CoreError::bad_request(
+        return Err(JsonError::bad_request(
             "id (> 0), peer and api are required",
         ));
     }
@@ -323,7 +323,7 @@ struct RemoveBody {
         (status = 400, description = "Bad body or refused change", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
         (status = 503, description = "No leader available or node stopping", body = Err)))]
-async fn remove(State(s): St, body: Body) -> Result<Json<Value>, CoreError> {
+async fn remove(State(s): St, body: Body) -> Result<Json<Value>, JsonError> {
     let body = bytes(&s, body)?;
     let r: RemoveBody = parse(&body)?;
     s.node.remove_member(r.id).await?;

@@ -25,10 +25,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::body::{self, Body};
-use super::common::coreerr::CoreError;
+use super::common::json_error::JsonError;
 use super::common::key::check_key;
-use super::openapi::core as doc;
-use super::openapi::CoreError as Err;
+use super::openapi::metadata as doc;
+use super::openapi::JsonErrorBody as Err;
 use crate::state::AppState;
 
 mod open;
@@ -51,33 +51,33 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(file_by_cid))
 }
 
-fn outside() -> CoreError {
-    CoreError::bad_request("path outside files root")
+fn outside() -> JsonError {
+    JsonError::bad_request("path outside files root")
 }
 
 /// Opens the regular file at `rel` beneath `files.root` for reading (off the async
 /// threads: the files may be on a slow disk), or the answer that refuses it.
-async fn open_file(s: &AppState, rel: &str) -> Result<Opened, CoreError> {
+async fn open_file(s: &AppState, rel: &str) -> Result<Opened, JsonError> {
     let (root, rel) = (s.cfg.files_root.clone(), rel.to_string());
     let opened =
         tokio::task::spawn_blocking(move || open_beneath(&root, &rel, Access::Read)?.regular())
             .await
-            .map_err(CoreError::internal)?;
+            .map_err(JsonError::internal)?;
     match opened {
         Ok(o) => Ok(o),
-        Err(Confine::Missing) => Err(CoreError::not_found("file does not exist on disk")),
+        Err(Confine::Missing) => Err(JsonError::not_found("file does not exist on disk")),
         Err(Confine::Outside) => Err(outside()),
-        Err(Confine::Io(e)) => Err(CoreError::internal(e)),
+        Err(Confine::Io(e)) => Err(JsonError::internal(e)),
     }
 }
 
 /// Whether a regular file is at `rel` beneath `files.root`; Err for a path outside it.
-async fn file_exists(s: &AppState, rel: &str) -> Result<bool, CoreError> {
+async fn file_exists(s: &AppState, rel: &str) -> Result<bool, JsonError> {
     let (root, rel) = (s.cfg.files_root.clone(), rel.to_string());
     let opened =
         tokio::task::spawn_blocking(move || open_beneath(&root, &rel, Access::Stat)?.regular())
             .await
-            .map_err(CoreError::internal)?;
+            .map_err(JsonError::internal)?;
     match opened {
         Ok(_) => Ok(true),
         Err(Confine::Outside) => Err(outside()),
@@ -85,17 +85,17 @@ async fn file_exists(s: &AppState, rel: &str) -> Result<bool, CoreError> {
     }
 }
 
-fn file_path_of(s: &AppState, hash: &str) -> Result<String, CoreError> {
+fn file_path_of(s: &AppState, hash: &str) -> Result<String, JsonError> {
     check_key(&s.cfg.limits, "hash id", hash)?;
     let obj = s
         .node
         .store()
         .meta_get(hash)?
-        .ok_or_else(|| CoreError::not_found("metadata not found"))?;
+        .ok_or_else(|| JsonError::not_found("metadata not found"))?;
     obj.fields
         .get("filePath")
         .cloned()
-        .ok_or_else(|| CoreError::not_found("filePath not found"))
+        .ok_or_else(|| JsonError::not_found("filePath not found"))
 }
 
 /// Where an object's file is: `files.root` joined with its `filePath`
@@ -105,7 +105,7 @@ fn file_path_of(s: &AppState, hash: &str) -> Result<String, CoreError> {
         (status = 200, description = "The path and whether the file exists", body = doc::DataPath),
         (status = 400, description = "Bad hash id, or a path outside the files root", body = Err),
         (status = 404, description = "metadata not found, or no `filePath`", body = Err)))]
-async fn data_path(State(s): St, UrlPath(hash): UrlPath<String>) -> Result<Response, CoreError> {
+async fn data_path(State(s): St, UrlPath(hash): UrlPath<String>) -> Result<Response, JsonError> {
     let rel = file_path_of(&s, &hash)?;
     let exists = file_exists(&s, &rel).await?;
     // FILES_ROOT/filePath; an absolute filePath (already confined above) as it is.
@@ -156,9 +156,9 @@ async fn file_by_cid(
     UrlPath(cid): UrlPath<String>,
     method: Method,
     headers: HeaderMap,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "cid", &cid)?;
-    let not_found = || CoreError::not_found("file not found for CID");
+    let not_found = || JsonError::not_found("file not found for CID");
     let (hash, prop) = s.node.store().meta_by_cid(&cid)?.ok_or_else(not_found)?;
     let obj = s.node.store().meta_get(&hash)?.ok_or_else(not_found)?;
     let rel = obj
@@ -166,7 +166,7 @@ async fn file_by_cid(
         .get(&format!("{prop}Path"))
         .ok_or_else(not_found)?;
     let o = open_file(&s, rel).await?;
-    serve::respond(&method, &headers, rel, o.file, &o.meta).map_err(CoreError::internal)
+    serve::respond(&method, &headers, rel, o.file, &o.meta).map_err(JsonError::internal)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -182,15 +182,15 @@ struct CidRequest {
         (status = 400, description = "Bad body, or a path outside the files root", body = Err),
         (status = 404, description = "file does not exist on disk", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err)))]
-async fn file_cid(State(s): St, b: Body) -> Result<Json<serde_json::Value>, CoreError> {
+async fn file_cid(State(s): St, b: Body) -> Result<Json<serde_json::Value>, JsonError> {
     let bytes = body::read(b, s.cfg.max_body_bytes)?;
     let req: CidRequest = serde_json::from_slice(&bytes)
-        .map_err(|_| CoreError::bad_request("invalid JSON body: expected {\"path\": ...}"))?;
+        .map_err(|_| JsonError::bad_request("invalid JSON body: expected {\"path\": ...}"))?;
     let o = open_file(&s, &req.path).await?;
     let (cid, size) = tokio::task::spawn_blocking(move || cid_of_file(o.file))
         .await
-        .map_err(CoreError::internal)?
-        .map_err(CoreError::internal)?;
+        .map_err(JsonError::internal)?
+        .map_err(JsonError::internal)?;
     Ok(Json(json!({ "cid": cid, "path": req.path, "size": size })))
 }
 

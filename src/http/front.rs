@@ -17,14 +17,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use futures::future::{self, Either, Ready};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use super::common::error::ApiError;
 use super::common::headers::{TraceId, APPLIED_INDEX_HEADER, TRACE_HEADER};
-use super::common::mcenv;
 use super::common::query::path_is_utf8;
 use super::common::recorder::{self, RouteSeries};
 use super::common::response::area_error;
@@ -173,9 +173,7 @@ where
         let path = req.uri().path();
         if path.contains('%') && !path_is_utf8(path) {
             let msg = format!("the path {path} is not UTF-8 once percent-decoded");
-            let code = mcenv::code::INVALID_INPUT;
-            let title = "Invalid input parameters";
-            let resp = area_error(&req, StatusCode::BAD_REQUEST, code, title, msg);
+            let resp = area_error(&req, ApiError::bad_request(msg));
             return Either::Left(future::ready(Ok(resp)));
         }
         Either::Right(self.inner.call(req))

@@ -18,12 +18,13 @@ use utoipa_axum::routes;
 
 use super::common::body::{self, Body};
 use super::common::consistency::wants_linearizable;
+use super::common::envelope::{Data, Envelope, EnvelopeError, Written};
 use super::common::headers::TraceId;
-use super::common::mcenv::{code, Data, Envelope, McError, Written};
 use super::common::query;
-use super::openapi::core::{ConsistencyHeader, ConsistencyQuery};
+use super::common::render::envelope_error;
 use super::openapi::load as doc;
 use super::openapi::load::McErrorEnvelope as Err;
+use super::openapi::metadata::{ConsistencyHeader, ConsistencyQuery};
 use crate::clock::now_ns;
 use crate::state::AppState;
 
@@ -37,28 +38,23 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(log_level))
 }
 
-fn envelope(trace: TraceId, result: Result<impl Into<Data>, McError>) -> Envelope {
+fn envelope(trace: TraceId, result: Result<impl Into<Data>, EnvelopeError>) -> Envelope {
     Envelope {
         trace_id: trace.0,
         result: result.map(Into::into),
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(s: &AppState, b: Body) -> Result<T, McError> {
-    let bytes = body::read(b, s.cfg.max_body_bytes).map_err(|(st, m)| {
-        let c = if st.as_u16() == 413 {
-            code::TOO_LARGE
-        } else {
-            code::INVALID_INPUT
-        };
-        McError::new(c, "Invalid input parameters", m)
-    })?;
+/// A JSON body. A body that could not be read keeps its status's code: 413 has one,
+/// the others (a slow or broken body) are invalid input, answered 400.
+fn read_json<T: serde::de::DeserializeOwned>(s: &AppState, b: Body) -> Result<T, EnvelopeError> {
+    let bytes = body::read(b, s.cfg.max_body_bytes)?;
     parse_json(&bytes)
 }
 
 /// Parses a JSON request body; a failure is Metadata Center's invalid-input error.
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, McError> {
-    serde_json::from_slice(bytes).map_err(McError::from_json)
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+    serde_json::from_slice(bytes).map_err(EnvelopeError::from_json)
 }
 
 /// One load operation as clients send it (`op` only in batches). `request_id` is
@@ -82,13 +78,13 @@ pub struct LoadReq {
     timestamp: Option<i64>,
 }
 
-fn required<'a>(name: &str, v: &'a Option<String>) -> Result<&'a str, McError> {
+fn required<'a>(name: &str, v: &'a Option<String>) -> Result<&'a str, EnvelopeError> {
     let v = v
         .as_deref()
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| McError::invalid(format!("{name} is required")))?;
+        .ok_or_else(|| EnvelopeError::invalid(format!("{name} is required")))?;
     if v.len() > metacenter_storage::Limits::MAX_KEY || v.contains('\0') {
-        return Err(McError::invalid(format!(
+        return Err(EnvelopeError::invalid(format!(
             "{name} must be at most {} bytes without NUL",
             metacenter_storage::Limits::MAX_KEY
         )));
@@ -96,23 +92,23 @@ fn required<'a>(name: &str, v: &'a Option<String>) -> Result<&'a str, McError> {
     Ok(v)
 }
 
-fn check_timestamp(r: &LoadReq) -> Result<(), McError> {
+fn check_timestamp(r: &LoadReq) -> Result<(), EnvelopeError> {
     match r.timestamp {
-        Some(t) if t < 0 => Err(McError::invalid("timestamp must be >= 0 (unix ns)")),
+        Some(t) if t < 0 => Err(EnvelopeError::invalid("timestamp must be >= 0 (unix ns)")),
         _ => Ok(()),
     }
 }
 
-pub fn add_command(r: &LoadReq, now: u64) -> Result<Command, McError> {
+pub fn add_command(r: &LoadReq, now: u64) -> Result<Command, EnvelopeError> {
     let cluster = required("cluster", &r.cluster)?;
     let request_id = required("request_id", &r.request_id)?;
     let ip = required("ip", &r.ip)?;
     if ip.parse::<Ipv4Addr>().is_err() {
-        return Err(McError::invalid("ip must be a valid IPv4 address"));
+        return Err(EnvelopeError::invalid("ip must be a valid IPv4 address"));
     }
     let prompt = r.prompt_length.unwrap_or(0);
     if prompt < 0 {
-        return Err(McError::invalid("prompt_length must be >= 0"));
+        return Err(EnvelopeError::invalid("prompt_length must be >= 0"));
     }
     check_timestamp(r)?;
     Ok(Command::LoadAdd {
@@ -124,7 +120,7 @@ pub fn add_command(r: &LoadReq, now: u64) -> Result<Command, McError> {
     })
 }
 
-pub fn finish_command(r: &LoadReq, now: u64, prompt_only: bool) -> Result<Command, McError> {
+pub fn finish_command(r: &LoadReq, now: u64, prompt_only: bool) -> Result<Command, EnvelopeError> {
     let request_id = required("request_id", &r.request_id)?.to_string();
     check_timestamp(r)?;
     Ok(if prompt_only {
@@ -140,22 +136,24 @@ pub fn finish_command(r: &LoadReq, now: u64, prompt_only: bool) -> Result<Comman
     })
 }
 
-fn outcome(r: R) -> Result<&'static str, McError> {
+fn outcome(r: R) -> Result<&'static str, EnvelopeError> {
     match r {
         R::Load(LoadOutcome::Applied) => Ok("applied"),
         R::Load(LoadOutcome::Duplicate) => Ok("duplicate"),
         R::Load(LoadOutcome::Cancelled) => Ok("cancelled"),
         R::Load(LoadOutcome::Tombstoned) => Ok("tombstoned"),
-        R::Invalid { reason } => Err(McError::invalid(reason)),
-        other => Err(McError::internal(format!("unexpected response {other:?}"))),
+        R::Invalid { reason } => Err(EnvelopeError::invalid(reason)),
+        other => Err(EnvelopeError::internal(format!(
+            "unexpected response {other:?}"
+        ))),
     }
 }
 
 async fn one(
     s: &AppState,
     body: Body,
-    make: impl Fn(&LoadReq, u64) -> Result<Command, McError>,
-) -> Result<Value, McError> {
+    make: impl Fn(&LoadReq, u64) -> Result<Command, EnvelopeError>,
+) -> Result<Value, EnvelopeError> {
     let req: LoadReq = read_json(s, body)?;
     let cmd = make(&req, now_ns())?;
     outcome(s.node.write_one(cmd).await?)?;
@@ -217,10 +215,14 @@ async fn stats(
     envelope(t, read_stats(&s, &headers, q.as_deref()).await)
 }
 
-async fn read_stats(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Result<Data, McError> {
+async fn read_stats(
+    s: &AppState,
+    headers: &HeaderMap,
+    q: Option<&str>,
+) -> Result<Data, EnvelopeError> {
     let cluster = query::first(q, "cluster")
         .filter(|c| !c.is_empty())
-        .ok_or_else(|| McError::invalid("cluster is required"))?;
+        .ok_or_else(|| EnvelopeError::invalid("cluster is required"))?;
     if wants_linearizable(headers, q) {
         s.node.read_barrier().await?;
     }
@@ -282,7 +284,7 @@ async fn batch(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> En
     envelope(t, run_batch(&s, body).await)
 }
 
-async fn run_batch(s: &AppState, body: Body) -> Result<Value, McError> {
+async fn run_batch(s: &AppState, body: Body) -> Result<Value, EnvelopeError> {
     let req: BatchReq = read_json(s, body)?;
     let parsed = batch_commands(&req, now_ns())?;
     let commands: Vec<Command> = parsed
@@ -304,7 +306,9 @@ async fn run_batch(s: &AppState, body: Body) -> Result<Value, McError> {
                 }))
             }) {
                 Ok(result) => json!({ "status": "OK", "error": null, "result": result }),
-                Err(e) => json!({ "status": "ERROR", "error": e.to_json(), "result": null }),
+                Err(e) => {
+                    json!({ "status": "ERROR", "error": envelope_error(&e.0), "result": null })
+                }
             }
         })
         .collect();
@@ -313,9 +317,12 @@ async fn run_batch(s: &AppState, body: Body) -> Result<Value, McError> {
 
 /// Checks a batch's size and parses each operation into its command, or the reason
 /// that operation is refused (the others still run).
-pub fn batch_commands(req: &BatchReq, now: u64) -> Result<Vec<Result<Command, McError>>, McError> {
+pub fn batch_commands(
+    req: &BatchReq,
+    now: u64,
+) -> Result<Vec<Result<Command, EnvelopeError>>, EnvelopeError> {
     if req.operations.is_empty() || req.operations.len() > MAX_BATCH_OPS {
-        return Err(McError::invalid(format!(
+        return Err(EnvelopeError::invalid(format!(
             "operations must hold 1 to {MAX_BATCH_OPS} items"
         )));
     }
@@ -325,20 +332,20 @@ pub fn batch_commands(req: &BatchReq, now: u64) -> Result<Vec<Result<Command, Mc
         .enumerate()
         .map(|(i, op)| {
             batch_command(op, now)
-                .map_err(|e| McError::invalid(format!("operations[{i}]: {}", e.reason)))
+                .map_err(|e| EnvelopeError::invalid(format!("operations[{i}]: {}", e.0.message)))
         })
         .collect())
 }
 
-fn batch_command(op: &LoadReq, now: u64) -> Result<Command, McError> {
+fn batch_command(op: &LoadReq, now: u64) -> Result<Command, EnvelopeError> {
     match op.op.as_deref() {
         Some("add") => add_command(op, now),
         Some("prompt_done") => finish_command(op, now, true),
         Some("done") => finish_command(op, now, false),
-        Some(other) => Err(McError::invalid(format!(
+        Some(other) => Err(EnvelopeError::invalid(format!(
             "unknown op `{other}`; use add, prompt_done or done"
         ))),
-        None => Err(McError::invalid("op is required")),
+        None => Err(EnvelopeError::invalid("op is required")),
     }
 }
 
@@ -360,7 +367,7 @@ struct LevelReq {
         (status = 413, description = "Body over `limits.max_body_bytes` (code 41301413)", body = Err)))]
 async fn log_level(State(s): St, Extension(t): Extension<TraceId>, body: Body) -> Envelope {
     let result = read_json::<LevelReq>(&s, body).and_then(|r| {
-        crate::logging::set_level(&r.level).map_err(McError::invalid)?;
+        crate::logging::set_level(&r.level).map_err(EnvelopeError::invalid)?;
         Ok(json!("log level updated successfully"))
     });
     envelope(t, result)
@@ -412,14 +419,14 @@ mod tests {
         };
         assert!(add_command(&r("10.0.0.1", 5), 1).is_ok());
         assert_eq!(
-            add_command(&r("::1", 5), 1).unwrap_err().reason,
+            add_command(&r("::1", 5), 1).unwrap_err().0.message,
             "ip must be a valid IPv4 address"
         );
         assert!(add_command(&r("10.0.0.1", -1), 1).is_err());
         let mut missing = r("10.0.0.1", 1);
         missing.cluster = None;
         assert_eq!(
-            add_command(&missing, 1).unwrap_err().reason,
+            add_command(&missing, 1).unwrap_err().0.message,
             "cluster is required"
         );
     }

@@ -20,11 +20,11 @@ use utoipa_axum::routes;
 
 use super::common::body::{self, Body};
 use super::common::consistency::wants_linearizable;
-use super::common::coreerr::CoreError;
+use super::common::json_error::JsonError;
 use super::common::key::check_key;
 use super::common::watch;
-use super::openapi::core as doc;
-use super::openapi::CoreError as Err;
+use super::openapi::metadata as doc;
+use super::openapi::JsonErrorBody as Err;
 use crate::config::EdgeLimits;
 use crate::oversized::object_bytes;
 use crate::state::AppState;
@@ -39,9 +39,9 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_prop, put_prop, delete_prop, add_member))
 }
 
-fn check_value(lim: &EdgeLimits, s: &str) -> Result<(), CoreError> {
+fn check_value(lim: &EdgeLimits, s: &str) -> Result<(), JsonError> {
     if s.len() > lim.value {
-        return Err(CoreError::new(
+        return Err(JsonError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("value longer than {} bytes", lim.value),
         ));
@@ -52,7 +52,7 @@ fn check_value(lim: &EdgeLimits, s: &str) -> Result<(), CoreError> {
 /// Refuses (413) a write that would take object `hash` over `limits.max_object_bytes`;
 /// `grown` gives its size after the write from its current properties. Checked against
 /// the state this node has applied, so writes racing to one object may each pass.
-async fn check_object_size<F>(s: &AppState, hash: &str, grown: F) -> Result<(), CoreError>
+async fn check_object_size<F>(s: &AppState, hash: &str, grown: F) -> Result<(), JsonError>
 where
     F: FnOnce(&BTreeMap<String, String>) -> usize + Send + 'static,
 {
@@ -66,7 +66,7 @@ where
     let max = s.cfg.limits.object;
     if size > max {
         let msg = format!("object would hold {size} bytes, over the {max}-byte limit");
-        return Err(CoreError::new(StatusCode::PAYLOAD_TOO_LARGE, msg));
+        return Err(JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, msg));
     }
     Ok(())
 }
@@ -81,33 +81,33 @@ fn merged_bytes(current: &BTreeMap<String, String>, fields: &BTreeMap<String, St
     kept + object_bytes(fields)
 }
 
-fn read_body(state: &AppState, b: Body) -> Result<Bytes, CoreError> {
+fn read_body(state: &AppState, b: Body) -> Result<Bytes, JsonError> {
     Ok(body::read(b, state.cfg.max_body_bytes)?)
 }
 
 /// A JSON scalar as a stored string: strings as they are, numbers and booleans as text.
-fn scalar(field: &str, v: Value) -> Result<String, CoreError> {
+fn scalar(field: &str, v: Value) -> Result<String, JsonError> {
     match v {
         Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        _ => Err(CoreError::bad_request(format!(
+        _ => Err(JsonError::bad_request(format!(
             "invalid JSON body: `{field}` must be a string, number or boolean"
         ))),
     }
 }
 
 /// Parses a merge body: a JSON object of scalars.
-pub fn fields(lim: &EdgeLimits, bytes: &[u8]) -> Result<BTreeMap<String, String>, CoreError> {
+pub fn fields(lim: &EdgeLimits, bytes: &[u8]) -> Result<BTreeMap<String, String>, JsonError> {
     let v: Value =
-        serde_json::from_slice(bytes).map_err(|_| CoreError::bad_request("invalid JSON body"))?;
+        serde_json::from_slice(bytes).map_err(|_| JsonError::bad_request("invalid JSON body"))?;
     let Value::Object(map) = v else {
-        return Err(CoreError::bad_request(
+        return Err(JsonError::bad_request(
             "invalid JSON body: expected an object",
         ));
     };
     if map.len() > lim.properties {
-        return Err(CoreError::new(
+        return Err(JsonError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("more than {} fields", lim.properties),
         ));
@@ -123,7 +123,7 @@ pub fn fields(lim: &EdgeLimits, bytes: &[u8]) -> Result<BTreeMap<String, String>
 }
 
 /// A property value: `{"value": ...}` or the raw text of the body.
-pub fn single_value(lim: &EdgeLimits, bytes: &[u8]) -> Result<String, CoreError> {
+pub fn single_value(lim: &EdgeLimits, bytes: &[u8]) -> Result<String, JsonError> {
     if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(bytes) {
         if let Some(v) = m.remove("value") {
             let v = scalar("value", v)?;
@@ -132,13 +132,13 @@ pub fn single_value(lim: &EdgeLimits, bytes: &[u8]) -> Result<String, CoreError>
         }
     }
     let text = std::str::from_utf8(bytes)
-        .map_err(|_| CoreError::bad_request("value must be UTF-8 text"))?;
+        .map_err(|_| JsonError::bad_request("value must be UTF-8 text"))?;
     check_value(lim, text)?;
     Ok(text.to_string())
 }
 
 /// The `If-Match` version, if any. Accepts `"12"`, `12` and `W/"12"`; `*` means none.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, CoreError> {
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, JsonError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -148,7 +148,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, CoreError> {
     }
     let s = s.trim_start_matches("W/").trim_matches('"');
     s.parse().map(Some).map_err(|_| {
-        CoreError::bad_request(format!("If-Match must be a version number, got `{s}`"))
+        JsonError::bad_request(format!("If-Match must be a version number, got `{s}`"))
     })
 }
 
@@ -160,7 +160,7 @@ async fn barrier(
     s: &AppState,
     headers: &HeaderMap,
     query: &Option<String>,
-) -> Result<(), CoreError> {
+) -> Result<(), JsonError> {
     if wants_linearizable(headers, query.as_deref()) {
         s.node.read_barrier().await?;
     }
@@ -168,22 +168,22 @@ async fn barrier(
 }
 
 /// Proposes one command; turns domain outcomes that are errors into responses.
-async fn propose(s: &AppState, cmd: Command, missing: &str) -> Result<R, CoreError> {
+async fn propose(s: &AppState, cmd: Command, missing: &str) -> Result<R, JsonError> {
     match s.node.write_one(cmd).await? {
         R::VersionMismatch { current } => {
-            let mut e = CoreError::new(
+            let mut e = JsonError::new(
                 StatusCode::PRECONDITION_FAILED,
                 format!("version mismatch: current version is {current}"),
             );
-            e.message.push_str(if current == 0 {
+            e.0.message.push_str(if current == 0 {
                 " (object does not exist)"
             } else {
                 ""
             });
             Err(e)
         }
-        R::Invalid { reason } => Err(CoreError::bad_request(reason)),
-        R::NotFound => Err(CoreError::not_found(missing)),
+        R::Invalid { reason } => Err(JsonError::bad_request(reason)),
+        R::NotFound => Err(JsonError::not_found(missing)),
         other => Ok(other),
     }
 }
@@ -209,9 +209,9 @@ async fn list(
     headers: HeaderMap,
     q: Result<Query<ListParams>, QueryRejection>,
     RawQuery(raw): RawQuery,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     let Query(p) =
-        q.map_err(|e| CoreError::bad_request(format!("invalid query: {}", e.body_text())))?;
+        q.map_err(|e| JsonError::bad_request(format!("invalid query: {}", e.body_text())))?;
     barrier(&s, &headers, &raw).await?;
     let room = s.large.admit().await?;
     let limit = p.limit.unwrap_or(1000).clamp(1, s.cfg.meta_list_max);
@@ -241,10 +241,10 @@ async fn get_object(
     Path(hash): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "hash id", &hash)?;
     barrier(&s, &headers, &q).await?;
-    if let Some(w) = watch::parse(q.as_deref()).map_err(CoreError::bad_request)? {
+    if let Some(w) = watch::parse(q.as_deref()).map_err(JsonError::bad_request)? {
         // An absent object reads the index of the last deletion, so it waits on those.
         let mut topics = vec![Topic::Meta(hash.clone())];
         if !s.node.store().meta_exists(&hash)? {
@@ -255,7 +255,7 @@ async fn get_object(
     }
     let room = s.large.admit().await?;
     let Some(obj) = s.node.store().meta_get(&hash)? else {
-        return Err(CoreError::not_found("metadata not found"));
+        return Err(JsonError::not_found("metadata not found"));
     };
     let mut resp = Json(json!({ "hashId": hash, "metadata": obj.fields })).into_response();
     resp.headers_mut().insert(header::ETAG, etag(obj.version));
@@ -268,7 +268,7 @@ async fn merge(
     headers: &HeaderMap,
     b: Body,
     report_updated: bool,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "hash id", &hash)?;
     let expect_version = if_match(headers)?;
     let fields = fields(&s.cfg.limits, &read_body(s, b)?)?;
@@ -280,7 +280,7 @@ async fn merge(
         expect_version,
     };
     let R::MetaWritten { version, updated } = propose(s, cmd, "metadata not found").await? else {
-        return Err(CoreError::internal("unexpected response to merge"));
+        return Err(JsonError::internal("unexpected response to merge"));
     };
     let mut out = json!({ "success": true, "hashId": hash, "version": version });
     if report_updated {
@@ -307,7 +307,7 @@ async fn put_object(
     Path(hash): Path<String>,
     headers: HeaderMap,
     b: Body,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     merge(&s, hash, &headers, b, false).await
 }
 
@@ -327,7 +327,7 @@ async fn patch_object(
     Path(hash): Path<String>,
     headers: HeaderMap,
     b: Body,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     merge(&s, hash, &headers, b, true).await
 }
 
@@ -344,7 +344,7 @@ async fn delete_object(
     State(s): St,
     Path(hash): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "hash id", &hash)?;
     let cmd = Command::MetaDelete {
         hash: hash.clone(),
@@ -354,13 +354,13 @@ async fn delete_object(
         R::MetaDeleted { deleted } => deleted,
         R::NotFound => 0,
         R::VersionMismatch { current } => {
-            return Err(CoreError::new(
+            return Err(JsonError::new(
                 StatusCode::PRECONDITION_FAILED,
                 format!("version mismatch: current version is {current}"),
             ))
         }
         other => {
-            return Err(CoreError::internal(format!(
+            return Err(JsonError::internal(format!(
                 "unexpected response {other:?}"
             )))
         }
@@ -384,12 +384,12 @@ async fn get_prop(
     Path((hash, key)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "hash id", &hash)?;
     check_key(&s.cfg.limits, "property name", &key)?;
     barrier(&s, &headers, &q).await?;
     let Some((version, value)) = s.node.store().meta_get_prop(&hash, &key)? else {
-        return Err(CoreError::not_found("property not found"));
+        return Err(JsonError::not_found("property not found"));
     };
     let mut resp = ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response();
     resp.headers_mut().insert(header::ETAG, etag(version));
@@ -415,7 +415,7 @@ async fn put_prop(
     Path((hash, key)): Path<(String, String)>,
     headers: HeaderMap,
     b: Body,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "hash id", &hash)?;
     check_key(&s.cfg.limits, "property name", &key)?;
     let expect_version = if_match(&headers)?;
@@ -429,7 +429,7 @@ async fn put_prop(
         expect_version,
     };
     let R::MetaWritten { version, .. } = propose(&s, cmd, "metadata not found").await? else {
-        return Err(CoreError::internal("unexpected response to property write"));
+        return Err(JsonError::internal("unexpected response to property write"));
     };
     let mut resp = Json(json!({ "success": true, "hashId": hash, "key": key, "version": version }))
         .into_response();
@@ -452,7 +452,7 @@ async fn delete_prop(
     State(s): St,
     Path((hash, key)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "hash id", &hash)?;
     check_key(&s.cfg.limits, "property name", &key)?;
     let cmd = Command::MetaDeleteProp {
@@ -485,9 +485,9 @@ async fn add_member(
     Path((hash, key)): Path<(String, String)>,
     headers: HeaderMap,
     b: Body,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     let Some(prop) = key.strip_prefix("_add/") else {
-        return Err(CoreError::new(
+        return Err(JsonError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "POST is only defined for /meta/{hash}/_add/{key}",
         ));
@@ -498,7 +498,7 @@ async fn add_member(
     let member = member.trim().to_string();
     check_key(&s.cfg.limits, "set member", &member)?;
     if member.contains('|') {
-        return Err(CoreError::bad_request("set member must not contain '|'"));
+        return Err(JsonError::bad_request("set member must not contain '|'"));
     }
     let (p, m) = (prop.to_string(), member.clone());
     check_object_size(&s, &hash, move |cur| {
@@ -517,7 +517,7 @@ async fn add_member(
         expect_version: if_match(&headers)?,
     };
     let R::MetaAdded { added, version } = propose(&s, cmd, "metadata not found").await? else {
-        return Err(CoreError::internal("unexpected response to set add"));
+        return Err(JsonError::internal("unexpected response to set add"));
     };
     let mut resp = Json(json!({ "success": true, "hashId": hash, "added": added })).into_response();
     resp.headers_mut().insert(header::ETAG, etag(version));

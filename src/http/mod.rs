@@ -33,7 +33,7 @@ use tower_http::timeout::RequestBodyDeadlineLayer;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
-use common::mcenv::code;
+use common::error::ApiError;
 use common::response::area_error;
 
 pub mod auth;
@@ -95,24 +95,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Unknown routes: 404 in the envelope of the area the path belongs to.
 async fn not_found(req: Request) -> Response {
     let msg = format!("no route for {}", req.uri().path());
-    area_error(
-        &req,
-        StatusCode::NOT_FOUND,
-        code::NOT_FOUND,
-        "Resource not found",
-        msg,
-    )
+    area_error(&req, ApiError::not_found(msg))
 }
 
 /// A known route with the wrong method: 405 in the area's envelope.
 async fn method_not_allowed(req: Request) -> Response {
     let msg = format!("{} is not allowed on {}", req.method(), req.uri().path());
-    let code = code::METHOD_NOT_ALLOWED;
-    area_error(
-        &req,
-        StatusCode::METHOD_NOT_ALLOWED,
-        code,
-        "Method not allowed",
-        msg,
-    )
+    area_error(&req, ApiError::new(StatusCode::METHOD_NOT_ALLOWED, msg))
 }

@@ -30,14 +30,16 @@ use utoipa_axum::routes;
 use super::common::routes::{Shape, OPEN};
 use crate::state::AppState;
 
-pub mod core;
 pub mod load;
+pub mod metadata;
 pub mod metric;
 
+// Written by `common::render::json_error`; published as `CoreError`.
 /// meta-core's error envelope (cluster, metadata, discovery, files).
 #[allow(dead_code)] // fields are read by the ToSchema derive only
 #[derive(ToSchema)]
-pub struct CoreError {
+#[schema(as = CoreError)]
+pub struct JsonErrorBody {
     /// The HTTP status text, e.g. `Not Found`.
     #[schema(example = "Not Found")]
     error: String,
@@ -45,10 +47,12 @@ pub struct CoreError {
     message: String,
 }
 
+// Written by `common::render::metric_service`; published as `ApiError`.
 /// The Metric Service's and MIRADOR's error envelope (`/api/*`, `/ws/*`).
 #[allow(dead_code)]
 #[derive(ToSchema)]
-pub struct ApiError {
+#[schema(as = ApiError)]
+pub struct MetricErrorBody {
     #[schema(example = "invalid run_id `x`: must be a UUID")]
     error: String,
 }
@@ -155,8 +159,8 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         .build();
     components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
     for (name, schema) in [
-        ("CoreError", CoreError::schema()),
-        ("ApiError", ApiError::schema()),
+        ("CoreError", JsonErrorBody::schema()),
+        ("ApiError", MetricErrorBody::schema()),
         ("McErrorEnvelope", load::McErrorEnvelope::schema()),
     ] {
         components.schemas.entry(name.into()).or_insert(schema);
@@ -229,10 +233,10 @@ fn described(mut h: Header, text: &str) -> Header {
 /// one [`Shape::of`] picks).
 fn auth_error_schema(path: &str) -> &'static str {
     match Shape::of(path) {
-        Shape::MetadataCenter => "McErrorEnvelope",
+        Shape::Envelope => "McErrorEnvelope",
         Shape::Prometheus => "PromError",
         Shape::MetricService => "ApiError",
-        Shape::MetaCore => "CoreError",
+        Shape::JsonError => "CoreError",
     }
 }
 

@@ -8,14 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::common::prom_error::error;
+use super::common::error::ApiError;
+use super::common::render;
 use super::common::tenant::header as tenant;
 use super::openapi::metric as doc;
 use super::openapi::metric::PromError as Err;
@@ -32,12 +33,14 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 }
 
 fn bad_data(msg: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, msg)
+    render::prometheus(&ApiError::bad_request(msg))
 }
 
+/// A failed read (storage included): 500 with `errorType` `internal`, as these routes
+/// have always answered it, where the other areas answer a storage failure 503; a
+/// Prometheus client reads both as a failed query.
 fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "internal error");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    render::prometheus(&ApiError::internal(e))
 }
 
 fn success(data: Value) -> Response {

@@ -18,11 +18,11 @@ use utoipa_axum::routes;
 
 use super::common::body::{self, Body};
 use super::common::consistency::wants_linearizable;
-use super::common::metric_error::{bad, internal, PtError};
+use super::common::metric_error::{bad, internal, MetricError};
 use super::common::tenant;
-use super::openapi::core::{ConsistencyHeader, ConsistencyQuery};
+use super::openapi::metadata::{ConsistencyHeader, ConsistencyQuery};
 use super::openapi::metric as doc;
-use super::openapi::ApiError as Err;
+use super::openapi::MetricErrorBody as Err;
 use crate::clock::rfc3339;
 use crate::search::settings::{parse_duration, validate};
 use crate::search::{SearchQuery, SyncError, SyncReport};
@@ -48,11 +48,11 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 }
 
 /// A body that must be a JSON object ([`body::json_object`]).
-fn json_object(b: Body) -> Result<Map<String, Value>, PtError> {
+fn json_object(b: Body) -> Result<Map<String, Value>, MetricError> {
     Ok(body::json_object(b)?)
 }
 
-fn opt_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, PtError> {
+fn opt_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, MetricError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -60,7 +60,7 @@ fn opt_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, Pt
     }
 }
 
-fn opt_usize(m: &Map<String, Value>, k: &str, max: usize) -> Result<Option<usize>, PtError> {
+fn opt_usize(m: &Map<String, Value>, k: &str, max: usize) -> Result<Option<usize>, MetricError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
@@ -72,16 +72,19 @@ fn opt_usize(m: &Map<String, Value>, k: &str, max: usize) -> Result<Option<usize
 
 /// The tenant of a search or sync: the body's `tenant_id`, else `X-Tenant-ID`
 /// ([`tenant::body`]).
-fn body_tenant(m: &Map<String, Value>, headers: &HeaderMap) -> Result<String, PtError> {
+fn body_tenant(m: &Map<String, Value>, headers: &HeaderMap) -> Result<String, MetricError> {
     tenant::body(m, headers).map_err(bad)
 }
 
 /// The tenant of a sync route's `{tenant}` path parameter ([`tenant::path`]).
-fn path_tenant(raw: &str) -> Result<String, PtError> {
+fn path_tenant(raw: &str) -> Result<String, MetricError> {
     tenant::path(raw).map_err(bad)
 }
 
-pub fn parse_search(m: &Map<String, Value>, headers: &HeaderMap) -> Result<SearchQuery, PtError> {
+pub fn parse_search(
+    m: &Map<String, Value>,
+    headers: &HeaderMap,
+) -> Result<SearchQuery, MetricError> {
     let types = match m.get("types") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
@@ -150,9 +153,9 @@ async fn search(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery, body: B
         if wants_linearizable(&headers, q.as_deref()) {
             let at = s.node.read_barrier().await?;
             if !s.search.indexed.wait_for(at, INDEX_WAIT).await {
-                return Err(PtError(
+                return Err(MetricError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "the search index did not catch up in time".into(),
+                    "the search index did not catch up in time",
                 ));
             }
         }
@@ -173,7 +176,7 @@ async fn search(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery, body: B
         .await
         .map_err(internal)??;
         let took = started.elapsed().as_secs_f64() * 1000.0;
-        Ok::<_, PtError>(Json(
+        Ok::<_, MetricError>(Json(
             json!({ "results": docs, "total": total, "took": took }),
         ))
     };
@@ -190,7 +193,7 @@ fn report_json(r: &SyncReport) -> Value {
     })
 }
 
-fn sync_error(e: SyncError) -> PtError {
+fn sync_error(e: SyncError) -> MetricError {
     let status = match &e {
         SyncError::NoSource(_) => StatusCode::NOT_FOUND,
         SyncError::Busy(_) => StatusCode::CONFLICT,
@@ -198,7 +201,7 @@ fn sync_error(e: SyncError) -> PtError {
         SyncError::Raft(_) => StatusCode::SERVICE_UNAVAILABLE,
         SyncError::Unexpected(_) => return internal(e),
     };
-    PtError(status, e.to_string())
+    MetricError::new(status, e.to_string())
 }
 
 fn leads(s: &AppState) -> bool {
@@ -208,11 +211,8 @@ fn leads(s: &AppState) -> bool {
 /// Relays a request to the leader's API and its answer back.
 async fn relay(s: &AppState, req: Request) -> Response {
     let Some((_, addr)) = s.node.leader() else {
-        return PtError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no leader available".into(),
-        )
-        .into_response();
+        return MetricError::new(StatusCode::SERVICE_UNAVAILABLE, "no leader available")
+            .into_response();
     };
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -238,7 +238,7 @@ async fn relay(s: &AppState, req: Request) -> Response {
             let body = r.bytes().await.unwrap_or_default();
             (status, [("content-type", "application/json")], body).into_response()
         }
-        Err(e) => PtError(
+        Err(e) => MetricError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("leader unreachable: {e}"),
         )
@@ -264,7 +264,7 @@ async fn sync_body(State(s): St, req: Request) -> Response {
     let headers = req.headers().clone();
     let body = axum::body::to_bytes(req.into_body(), s.cfg.max_body_bytes)
         .await
-        .map_err(|e| PtError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()));
+        .map_err(|e| MetricError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()));
     let run = async {
         let m = json_object(Ok(body?))?;
         let tenant = body_tenant(&m, &headers)?;
@@ -323,7 +323,7 @@ async fn sync_path(
             .sync(&tenant, full)
             .await
             .map_err(sync_error)?;
-        Ok::<_, PtError>(Json(json!({
+        Ok::<_, MetricError>(Json(json!({
             "message": "Sync completed successfully",
             "result": report_json(&r),
         })))
@@ -348,7 +348,7 @@ fn status_str(r: &SyncRecord) -> &str {
     params(("tenant" = String, Path, description = "The tenant")),
     responses((status = 200, description = "Sync state", body = doc::SyncState),
         (status = 400, description = "Bad tenant", body = Err)))]
-async fn state(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, PtError> {
+async fn state(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, MetricError> {
     let tenant = path_tenant(&tenant)?;
     let r = s.node.store().sync_record(&tenant)?;
     let count = s.node.store().catalog_count(&tenant)?;
@@ -368,7 +368,7 @@ async fn state(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, 
     params(("tenant" = String, Path, description = "The tenant")),
     responses((status = 200, description = "Sync status", body = doc::SyncStatus),
         (status = 400, description = "Bad tenant", body = Err)))]
-async fn status(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, PtError> {
+async fn status(State(s): St, Path(tenant): Path<String>) -> Result<Json<Value>, MetricError> {
     let tenant = path_tenant(&tenant)?;
     let r = s.node.store().sync_record(&tenant)?;
     let started = (r.gen > 0).then_some(r.start_ns);
@@ -431,7 +431,7 @@ pub fn merge_settings(cur: SyncSettings, m: &Map<String, Value>) -> Result<SyncS
         (status = 400, description = "Bad body or settings, with the reason", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
-async fn put_config(State(s): St, body: Body) -> Result<Json<Value>, PtError> {
+async fn put_config(State(s): St, body: Body) -> Result<Json<Value>, MetricError> {
     let m = json_object(body)?;
     let settings = merge_settings(s.search.syncer.settings(), &m).map_err(bad)?;
     s.node
@@ -449,7 +449,7 @@ async fn put_config(State(s): St, body: Body) -> Result<Json<Value>, PtError> {
     responses(
         (status = 200, description = "Healthy", body = doc::SearchHealth),
         (status = 503, description = "A tenant's last sync failed", body = doc::SearchHealth)))]
-async fn health(State(s): St) -> Result<Response, PtError> {
+async fn health(State(s): St) -> Result<Response, MetricError> {
     // Scans over every tenant: on a blocking thread.
     let (counts, records, changed) = s
         .read_store(|st| {

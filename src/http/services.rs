@@ -18,13 +18,13 @@ use utoipa_axum::routes;
 
 use super::common::body::{self, Body};
 use super::common::consistency::wants_linearizable;
-use super::common::coreerr::CoreError;
+use super::common::json_error::JsonError;
 use super::common::key::check_key;
 use super::common::large::PAGE_BYTES;
 use super::common::response::json_bytes_response;
 use super::common::watch;
-use super::openapi::core as doc;
-use super::openapi::CoreError as Err;
+use super::openapi::metadata as doc;
+use super::openapi::JsonErrorBody as Err;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::EdgeLimits;
 use crate::state::AppState;
@@ -148,14 +148,14 @@ struct ListParams {
     after: Option<String>,
 }
 
-fn list_params(q: Option<&str>, max: usize) -> Result<(usize, Option<String>), CoreError> {
+fn list_params(q: Option<&str>, max: usize) -> Result<(usize, Option<String>), JsonError> {
     let p: ListParams = serde_urlencoded::from_str(q.unwrap_or(""))
-        .map_err(|e| CoreError::bad_request(format!("bad `limit` or `after`: {e}")))?;
+        .map_err(|e| JsonError::bad_request(format!("bad `limit` or `after`: {e}")))?;
     Ok((p.limit.unwrap_or(1000).clamp(1, max), p.after))
 }
 
-fn watch_params(q: &Option<String>) -> Result<Option<watch::Watch>, CoreError> {
-    watch::parse(q.as_deref()).map_err(CoreError::bad_request)
+fn watch_params(q: &Option<String>) -> Result<Option<watch::Watch>, JsonError> {
+    watch::parse(q.as_deref()).map_err(JsonError::bad_request)
 }
 
 /// Every registered service
@@ -170,7 +170,7 @@ async fn list(
     State(s): St,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     let (limit, after) = list_params(q.as_deref(), s.cfg.meta_list_max)?;
     if wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
@@ -191,7 +191,7 @@ async fn list(
     };
     let body = tokio::task::spawn_blocking(move || page.write(list.iter_after(after.as_deref())))
         .await
-        .map_err(|e| CoreError::internal(format!("rendering the service list: {e}")))?;
+        .map_err(|e| JsonError::internal(format!("rendering the service list: {e}")))?;
     Ok(room.hold(json_bytes_response(StatusCode::OK, body)))
 }
 
@@ -210,7 +210,7 @@ async fn get_one(
     Path(name): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, CoreError> {
+) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "service name", &name)?;
     if wants_linearizable(&headers, q.as_deref()) {
         s.node.read_barrier().await?;
@@ -230,7 +230,7 @@ async fn get_one(
     }
     match s.node.store().service(&name)? {
         Some(e) => Ok(view_response(&s, &name, &e)),
-        None => Err(CoreError::not_found("service not found")),
+        None => Err(JsonError::not_found("service not found")),
     }
 }
 
@@ -239,17 +239,17 @@ pub fn registration(
     lim: &EdgeLimits,
     name: &str,
     body: &[u8],
-) -> Result<(String, Option<u64>), CoreError> {
+) -> Result<(String, Option<u64>), JsonError> {
     let v: Value =
-        serde_json::from_slice(body).map_err(|_| CoreError::bad_request("invalid JSON body"))?;
+        serde_json::from_slice(body).map_err(|_| JsonError::bad_request("invalid JSON body"))?;
     let Value::Object(mut info) = v else {
-        return Err(CoreError::bad_request(
+        return Err(JsonError::bad_request(
             "invalid JSON body: expected a ServiceInfo object",
         ));
     };
     if let Some(n) = info.get("name") {
         if n.as_str() != Some(name) {
-            return Err(CoreError::bad_request(
+            return Err(JsonError::bad_request(
                 "`name` in the body must match the path",
             ));
         }
@@ -257,14 +257,14 @@ pub fn registration(
     let after = match info.remove("deregisterAfterMs") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| {
-            CoreError::bad_request("`deregisterAfterMs` must be a non-negative integer")
+            JsonError::bad_request("`deregisterAfterMs` must be a non-negative integer")
         })?),
     };
     info.remove("lastHeartbeat");
-    let text = serde_json::to_string(&info).map_err(CoreError::internal)?;
+    let text = serde_json::to_string(&info).map_err(JsonError::internal)?;
     if text.len() > lim.value {
         let msg = format!("ServiceInfo larger than {} bytes", lim.value);
-        return Err(CoreError::bad_request(msg));
+        return Err(JsonError::bad_request(msg));
     }
     Ok((text, after))
 }
@@ -278,7 +278,7 @@ pub fn registration(
         (status = 400, description = "Bad name or body", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
-async fn register(State(s): St, Path(name): Path<String>, b: Body) -> Result<Response, CoreError> {
+async fn register(State(s): St, Path(name): Path<String>, b: Body) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "service name", &name)?;
     let body = body::read(b, s.cfg.max_body_bytes)?;
     let (info_json, deregister_after_ms) = registration(&s.cfg.limits, &name, &body)?;
@@ -297,8 +297,8 @@ async fn register(State(s): St, Path(name): Path<String>, b: Body) -> Result<Res
     match s.node.write_one(cmd).await? {
         // Answered from the command itself: a follower may not have applied it yet.
         R::Ok => Ok(view_response(&s, &name, &entry)),
-        R::Invalid { reason } => Err(CoreError::bad_request(reason)),
-        other => Err(CoreError::internal(format!(
+        R::Invalid { reason } => Err(JsonError::bad_request(reason)),
+        other => Err(JsonError::internal(format!(
             "unexpected response {other:?}"
         ))),
     }
@@ -312,7 +312,7 @@ async fn register(State(s): St, Path(name): Path<String>, b: Body) -> Result<Res
         (status = 400, description = "Bad name", body = Err),
         (status = 404, description = "service not found", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
-async fn heartbeat(State(s): St, Path(name): Path<String>) -> Result<Response, CoreError> {
+async fn heartbeat(State(s): St, Path(name): Path<String>) -> Result<Response, JsonError> {
     check_key(&s.cfg.limits, "service name", &name)?;
     let now = now_ms();
     match s
@@ -327,8 +327,8 @@ async fn heartbeat(State(s): St, Path(name): Path<String>) -> Result<Response, C
             json!({ "success": true, "name": name, "lastHeartbeat": rfc3339_ms(now) }),
         )
         .into_response()),
-        R::NotFound => Err(CoreError::not_found("service not found")),
-        other => Err(CoreError::internal(format!(
+        R::NotFound => Err(JsonError::not_found("service not found")),
+        other => Err(JsonError::internal(format!(
             "unexpected response {other:?}"
         ))),
     }
@@ -342,7 +342,7 @@ async fn heartbeat(State(s): St, Path(name): Path<String>) -> Result<Response, C
         (status = 400, description = "Bad name", body = Err),
         (status = 404, description = "service not found", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
-async fn deregister(State(s): St, Path(name): Path<String>) -> Result<Json<Value>, CoreError> {
+async fn deregister(State(s): St, Path(name): Path<String>) -> Result<Json<Value>, JsonError> {
     check_key(&s.cfg.limits, "service name", &name)?;
     match s
         .node
@@ -350,8 +350,8 @@ async fn deregister(State(s): St, Path(name): Path<String>) -> Result<Json<Value
         .await?
     {
         R::Ok => Ok(Json(json!({ "success": true, "name": name }))),
-        R::NotFound => Err(CoreError::not_found("service not found")),
-        other => Err(CoreError::internal(format!(
+        R::NotFound => Err(JsonError::not_found("service not found")),
+        other => Err(JsonError::internal(format!(
             "unexpected response {other:?}"
         ))),
     }

@@ -35,11 +35,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::common::metric_error::{bad, PtError};
+use super::common::metric_error::{bad, MetricError};
 use super::common::point::{parse_run, PointOut};
 use super::common::{metric_name, tenant};
 use super::openapi::metric::TenantHeader;
-use super::openapi::ApiError as Err;
+use super::openapi::MetricErrorBody as Err;
 use crate::state::AppState;
 
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -68,7 +68,7 @@ impl Filter {
 /// The tenant of a stream: `?tenant=` (browsers cannot set headers), else
 /// `X-Tenant-ID`, each under the one tenant rule ([`tenant::stream`]). The auth
 /// middleware checks the same tenant.
-pub fn stream_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<String, PtError> {
+pub fn stream_tenant(headers: &HeaderMap, query: Option<&str>) -> Result<String, MetricError> {
     tenant::stream(headers, query).map_err(bad)
 }
 
@@ -106,12 +106,12 @@ async fn upgrade(
     // not axum's plain-text rejection.
     let ws = match ws {
         Ok(ws) => ws,
-        Err(e) => return PtError(e.status(), e.body_text()).into_response(),
+        Err(e) => return MetricError::new(e.status(), e.body_text()).into_response(),
     };
     let Ok(permit) = s.websockets.clone().try_acquire_owned() else {
-        return PtError(
+        return MetricError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "too many WebSocket connections".into(),
+            "too many WebSocket connections",
         )
         .into_response();
     };

@@ -144,7 +144,7 @@ impl Export {
     /// Writes the state as of [`Store::begin_export`] to `out`; returns the number of
     /// pairs. Fails if a snapshot install replaced the state meanwhile.
     pub fn write_to(self, out: &mut impl Write) -> Result<u64> {
-        out.write_all(MAGIC)?;
+        out.write_all(MAGIC).map_err(Error::snapshot_io)?;
         let redo = keys::sys_redo();
         let mut n = 0;
         for kv in self.tree.iter() {
@@ -178,8 +178,9 @@ impl Export {
                 n += 1;
             }
         }
-        out.write_all(&0u32.to_be_bytes())?;
-        out.flush()?;
+        out.write_all(&0u32.to_be_bytes())
+            .and_then(|()| out.flush())
+            .map_err(Error::snapshot_io)?;
         Ok(n)
     }
 }
@@ -197,7 +198,7 @@ fn write_pair(out: &mut impl Write, k: &[u8], v: &[u8]) -> Result<()> {
 
 fn write_chunk(out: &mut impl Write, bytes: &[u8]) -> Result<()> {
     let len = u32::try_from(bytes.len()).map_err(|_| Error::Snapshot("value over 4 GiB".into()))?;
-    out.write_all(&len.to_be_bytes())?;
-    out.write_all(bytes)?;
-    Ok(())
+    out.write_all(&len.to_be_bytes())
+        .and_then(|()| out.write_all(bytes))
+        .map_err(Error::snapshot_io)
 }

@@ -14,7 +14,7 @@ impl Store {
     /// A failure leaves the current state untouched.
     pub fn import_snapshot(&self, input: &mut impl Read) -> Result<u64> {
         let mut magic = [0u8; 8];
-        input.read_exact(&mut magic)?;
+        input.read_exact(&mut magic).map_err(Error::snapshot_io)?;
         if &magic != MAGIC {
             return Err(Error::Snapshot("not a metacenter snapshot".into()));
         }
@@ -44,12 +44,12 @@ impl Store {
 
 fn read_chunk(input: &mut impl Read) -> Result<Vec<u8>> {
     let mut len = [0u8; 4];
-    input.read_exact(&mut len)?;
+    input.read_exact(&mut len).map_err(Error::snapshot_io)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > 64 * 1024 * 1024 {
         return Err(Error::Snapshot(format!("record of {len} bytes is corrupt")));
     }
     let mut buf = vec![0u8; len];
-    input.read_exact(&mut buf)?;
+    input.read_exact(&mut buf).map_err(Error::snapshot_io)?;
     Ok(buf)
 }

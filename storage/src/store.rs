@@ -75,7 +75,7 @@ impl Store {
             durable: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             data_file: Arc::new(
                 std::fs::File::open(dir.join("db"))
-                    .map_err(|e| Error::Engine(format!("open sled data file: {e}")))?,
+                    .map_err(|e| Error::engine_io("open sled data file", e))?,
             ),
         })
     }
@@ -280,7 +280,7 @@ impl Store {
         self.db.flush()?;
         self.data_file
             .sync_data()
-            .map_err(|e| Error::Engine(format!("fdatasync: {e}")))?;
+            .map_err(|e| Error::engine_io("fdatasync", e))?;
         self.durable.fetch_max(applied, Ordering::AcqRel);
         Ok(())
     }

@@ -6,12 +6,14 @@
 //!   object bodies), [`key`] (hash ids, names and properties), [`metric_name`],
 //!   [`point`] (run ids), [`consistency`] (linearizable reads) and [`watch`] (blocking
 //!   queries).
-//! - One error model: a shared piece that refuses a request says why as a
-//!   `(StatusCode, String)` (or a `String`, always a 400) and leaves the envelope to the
-//!   area. The envelopes are here too, each converting from that: meta-core's
-//!   ([`coreerr`]), Metadata Center's ([`mcenv`]), the Metric Service's
-//!   ([`metric_error`]) and Prometheus' ([`prom_error`]); [`routes`] says which one a
-//!   path answers in, and [`response::area_error`] answers in it.
+//! - One error model: [`error::ApiError`] (status, kind, message, cause), which raft
+//!   and storage errors and the shared layer's refusals (a `(StatusCode, String)`)
+//!   convert into once; [`render`] writes it in each envelope: meta-core's
+//!   (`{"error","message"}`), the load area's ([`envelope`]), the Metric Service's and
+//!   Prometheus'. Each area answers through a thin wrapper that picks its envelope
+//!   ([`json_error`], [`envelope`], [`metric_error`]; the Prometheus-compatible area
+//!   renders directly); [`routes`] says which envelope a path answers in, and
+//!   [`response::area_error`] answers in it.
 //! - Answers: [`response`] (JSON written into one buffer), [`headers`] (the headers
 //!   every answer carries), [`large`] (the bound on large answers held at once),
 //!   [`point`] (points as the Metric Service writes them) and [`recorder`] (the
@@ -21,17 +23,18 @@
 
 pub mod body;
 pub mod consistency;
-pub mod coreerr;
+pub mod envelope;
+pub mod error;
 pub mod headers;
+pub mod json_error;
 pub mod key;
 pub mod large;
-pub mod mcenv;
 pub mod metric_error;
 pub mod metric_name;
 pub mod point;
-pub mod prom_error;
 pub mod query;
 pub mod recorder;
+pub mod render;
 pub mod response;
 pub mod routes;
 pub mod tenant;

@@ -6,11 +6,11 @@ use metacenter_storage::{Point, PointIn};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::metric_error::{bad, PtError};
+use super::metric_error::{bad, MetricError};
 use crate::clock::rfc3339;
 
 /// The 16 bytes of a run id, which must be a UUID.
-pub fn parse_run(run_id: &str) -> Result<[u8; 16], PtError> {
+pub fn parse_run(run_id: &str) -> Result<[u8; 16], MetricError> {
     uuid::Uuid::parse_str(run_id)
         .map(|u| *u.as_bytes())
         .map_err(|_| bad(format!("invalid run_id `{run_id}`: must be a UUID")))

@@ -6,10 +6,9 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::coreerr::CoreError;
+use super::error::ApiError;
 use super::headers::TraceId;
-use super::mcenv::{Envelope, McError};
-use super::metric_error::PtError;
+use super::render;
 use super::routes::Shape;
 
 /// `value` as a JSON response with `status`, written into one buffer of about
@@ -40,31 +39,16 @@ pub fn json_bytes_response(status: StatusCode, body: serde_json::Result<Vec<u8>>
 }
 
 /// An error in the envelope of the area `req`'s path belongs to ([`Shape::of`]):
-/// Metadata Center's (with `code` and `title`, and the request's trace id),
-/// Prometheus', the Metric Service's or meta-core's.
-pub fn area_error(
-    req: &Request,
-    status: StatusCode,
-    code: u64,
-    title: &str,
-    msg: String,
-) -> Response {
+/// the envelope (with the request's trace id), Prometheus', the Metric Service's or
+/// meta-core's.
+pub fn area_error(req: &Request, e: ApiError) -> Response {
     match Shape::of(req.uri().path()) {
-        Shape::Prometheus => super::prom_error::error(status, msg),
-        Shape::MetadataCenter => {
-            let trace = req
-                .extensions()
-                .get::<TraceId>()
-                .map(|t| t.0.clone())
-                .unwrap_or_default();
-            let err = McError::new(code, title, msg);
-            Envelope {
-                trace_id: trace,
-                result: Err(err),
-            }
-            .into_response()
+        Shape::Prometheus => render::prometheus(&e),
+        Shape::Envelope => {
+            let trace = req.extensions().get::<TraceId>().map(|t| t.0.as_str());
+            render::envelope(&e, trace.unwrap_or_default())
         }
-        Shape::MetricService => PtError(status, msg).into_response(),
-        Shape::MetaCore => CoreError::new(status, msg).into_response(),
+        Shape::MetricService => render::metric_service(&e),
+        Shape::JsonError => render::json_error(&e),
     }
 }

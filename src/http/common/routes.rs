@@ -12,30 +12,30 @@ pub const OPEN: [&str; 4] = ["/health", "/ready", "/metrics", "/openapi.json"];
 const PROMETHEUS: [&str; 3] = ["/api/v1/series", "/api/v1/labels", "/api/v1/metadata"];
 const PROMETHEUS_LABEL: &str = "/api/v1/label/";
 
-/// The error envelope of a path.
+/// The error envelope of a path, by the renderer that writes it ([`super::render`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
-    /// Metadata Center's ([`super::mcenv`]): `/v1/*` and `/log/level`.
-    MetadataCenter,
-    /// Prometheus' ([`super::prom_error`]): its discovery paths.
+    /// The envelope ([`super::envelope`]): `/v1/*` and `/log/level`.
+    Envelope,
+    /// Prometheus': its discovery paths.
     Prometheus,
     /// The Metric Service's ([`super::metric_error`]): the other `/api/*`, and `/ws/*`.
     MetricService,
-    /// meta-core's ([`super::coreerr`]): everything else.
-    MetaCore,
+    /// meta-core's ([`super::json_error`]): everything else.
+    JsonError,
 }
 
 impl Shape {
     /// The envelope `path` answers in.
     pub fn of(path: &str) -> Shape {
         if path.starts_with("/v1/") || path == "/log/level" {
-            Shape::MetadataCenter
+            Shape::Envelope
         } else if PROMETHEUS.contains(&path) || path.starts_with(PROMETHEUS_LABEL) {
             Shape::Prometheus
         } else if path.starts_with("/api/") || path.starts_with("/ws/") {
             Shape::MetricService
         } else {
-            Shape::MetaCore
+            Shape::JsonError
         }
     }
 }
@@ -46,13 +46,13 @@ mod tests {
 
     #[test]
     fn shapes_of_paths() {
-        assert_eq!(Shape::of("/v1/load/stats"), Shape::MetadataCenter);
-        assert_eq!(Shape::of("/log/level"), Shape::MetadataCenter);
+        assert_eq!(Shape::of("/v1/load/stats"), Shape::Envelope);
+        assert_eq!(Shape::of("/log/level"), Shape::Envelope);
         assert_eq!(Shape::of("/api/v1/series"), Shape::Prometheus);
         assert_eq!(Shape::of("/api/v1/label/x/values"), Shape::Prometheus);
         assert_eq!(Shape::of("/api/v1/metrics/batch"), Shape::MetricService);
         assert_eq!(Shape::of("/ws/metrics/x"), Shape::MetricService);
-        assert_eq!(Shape::of("/meta/x"), Shape::MetaCore);
-        assert_eq!(Shape::of("/v1"), Shape::MetaCore);
+        assert_eq!(Shape::of("/meta/x"), Shape::JsonError);
+        assert_eq!(Shape::of("/v1"), Shape::JsonError);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
-use super::coreerr::CoreError;
+use super::json_error::JsonError;
 use crate::state::AppState;
 use crate::watches::Topic;
 
@@ -64,12 +64,12 @@ pub async fn block<F>(
     w: Watch,
     topics: Vec<Topic>,
     current: F,
-) -> Result<(), CoreError>
+) -> Result<(), JsonError>
 where
     F: Fn() -> Result<u64, metacenter_storage::Error>,
 {
     let Ok(_permit) = state.waiters.try_acquire() else {
-        return Err(CoreError::new(
+        return Err(JsonError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many blocking queries; retry later",
         ));

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::config::EdgeLimits;
 use crate::http::common::body::{self, Body};
-use crate::http::common::metric_error::{bad, PtError};
+use crate::http::common::metric_error::{bad, MetricError};
 use crate::http::common::{metric_name, query, tenant as tenant_rule};
 use crate::state::AppState;
 
@@ -16,7 +16,7 @@ pub const MAX_LIMIT: usize = 10_000;
 const DEFAULT_LIMIT: usize = 1000;
 
 /// The tenant of a request: `X-Tenant-ID`, default `default` ([`tenant_rule::header`]).
-pub fn tenant(headers: &HeaderMap) -> Result<String, PtError> {
+pub fn tenant(headers: &HeaderMap) -> Result<String, MetricError> {
     tenant_rule::header(headers).map_err(bad)
 }
 
@@ -41,13 +41,13 @@ fn metadata_json(v: Option<&Value>, max: usize) -> Result<Option<String>, String
     }
 }
 
-fn items(s: &AppState, body: Body) -> Result<Vec<Value>, PtError> {
+fn items(s: &AppState, body: Body) -> Result<Vec<Value>, MetricError> {
     let bytes = body::read(body, s.cfg.max_body_bytes)?;
     batch_items(&bytes, s.cfg.points_max_batch)
 }
 
 /// The items of a batch body `{"metrics": [...]}`: 1 to `max` of them.
-pub fn batch_items(bytes: &[u8], max: usize) -> Result<Vec<Value>, PtError> {
+pub fn batch_items(bytes: &[u8], max: usize) -> Result<Vec<Value>, MetricError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let Some(Value::Array(items)) = v.get("metrics").cloned() else {
         return Err(bad("body must be {\"metrics\": [...]}"));
@@ -127,7 +127,7 @@ pub(super) fn parse_items<T>(
     s: &AppState,
     body: Body,
     parse: fn(&Value, i64, &EdgeLimits) -> Result<T, String>,
-) -> Result<Vec<T>, PtError> {
+) -> Result<Vec<T>, MetricError> {
     let now = crate::clock::now_ns() as i64;
     items(s, body)?
         .iter()
@@ -151,11 +151,11 @@ pub(super) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, PtError> {
+fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, MetricError> {
     v.parse().map_err(|_| bad(format!("invalid {k}: `{v}`")))
 }
 
-pub fn history_params(raw: Option<&str>) -> Result<HistoryParams, PtError> {
+pub fn history_params(raw: Option<&str>) -> Result<HistoryParams, MetricError> {
     let mut p = HistoryParams {
         q: PointQuery {
             limit: DEFAULT_LIMIT,

@@ -5,7 +5,7 @@
 //!
 //! Here: the router and the handlers; `input` holds the parsing and validation of
 //! bodies, headers, queries and cursors, `output` the JSON written back. The
-//! [`PtError`] envelope, run ids and points as JSON are the shared layer's
+//! [`MetricError`] envelope, run ids and points as JSON are the shared layer's
 //! (`super::common`), since the search and stream areas use them too.
 
 use std::sync::Arc;
@@ -22,12 +22,12 @@ use utoipa_axum::routes;
 use super::common::body::Body;
 use super::common::consistency::wants_linearizable;
 use super::common::large::PAGE_BYTES;
-use super::common::metric_error::{bad, internal, PtError};
+use super::common::metric_error::{bad, internal, MetricError};
 use super::common::point::{parse_run, PointOut};
 use super::common::response::json_response;
-use super::openapi::core::{ConsistencyHeader, ConsistencyQuery};
+use super::openapi::metadata::{ConsistencyHeader, ConsistencyQuery};
 use super::openapi::metric as doc;
-use super::openapi::ApiError as Err;
+use super::openapi::MetricErrorBody as Err;
 use crate::clock::rfc3339;
 use crate::state::AppState;
 
@@ -55,7 +55,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(system_history))
 }
 
-async fn commit(s: &AppState, cmd: Command) -> Result<Response, PtError> {
+async fn commit(s: &AppState, cmd: Command) -> Result<Response, MetricError> {
     match s.node.write_one(cmd).await? {
         R::PointsWritten { count } => {
             let body = json!({ "message": "Metrics written successfully", "count": count });
@@ -73,7 +73,11 @@ async fn commit(s: &AppState, cmd: Command) -> Result<Response, PtError> {
         (status = 400, description = "Bad body, naming the item and field; nothing is written", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
-async fn write_batch(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
+async fn write_batch(
+    State(s): St,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, MetricError> {
     let tenant = tenant(&headers)?;
     let points = parse_items(&s, body, point_in)?;
     commit(&s, Command::PointsWrite { tenant, points }).await
@@ -86,7 +90,11 @@ async fn write_batch(State(s): St, headers: HeaderMap, body: Body) -> Result<Res
         (status = 400, description = "Bad body, naming the item and field; nothing is written", body = Err),
         (status = 413, description = "Body over `limits.max_body_bytes`", body = Err),
         (status = 503, description = "No leader available", body = Err)))]
-async fn write_system(State(s): St, headers: HeaderMap, body: Body) -> Result<Response, PtError> {
+async fn write_system(
+    State(s): St,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, MetricError> {
     let tenant = tenant(&headers)?;
     let points = parse_items(&s, body, system_point_in)?;
     commit(&s, Command::SystemPointsWrite { tenant, points }).await
@@ -98,7 +106,7 @@ async fn read_history(
     run_id: &str,
     metric: Option<String>,
     raw: Option<&str>,
-) -> Result<Response, PtError> {
+) -> Result<Response, MetricError> {
     let tenant = tenant(headers)?;
     let run = parse_run(run_id)?;
     let mut p = history_params(raw)?;
@@ -163,7 +171,7 @@ async fn history(
     Path(run_id): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, PtError> {
+) -> Result<Response, MetricError> {
     read_history(&s, &headers, &run_id, None, q.as_deref()).await
 }
 
@@ -180,12 +188,12 @@ async fn series_history(
     Path((run_id, metric)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Response, PtError> {
+) -> Result<Response, MetricError> {
     read_history(&s, &headers, &run_id, Some(metric), q.as_deref()).await
 }
 
-fn not_found() -> PtError {
-    PtError(StatusCode::NOT_FOUND, "Metric not found".into())
+fn not_found() -> MetricError {
+    MetricError::new(StatusCode::NOT_FOUND, "Metric not found")
 }
 
 /// One metric's newest point
@@ -203,7 +211,7 @@ async fn latest(
     Path((run_id, metric)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, PtError> {
+) -> Result<Json<Value>, MetricError> {
     let tenant = tenant(&headers)?;
     let run = parse_run(&run_id)?;
     if wants_linearizable(&headers, q.as_deref()) {
@@ -239,7 +247,7 @@ async fn stats(
     Path((run_id, metric)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, PtError> {
+) -> Result<Json<Value>, MetricError> {
     let tenant = tenant(&headers)?;
     let run = parse_run(&run_id)?;
     let p = history_params(q.as_deref())?;
@@ -288,7 +296,7 @@ async fn system_history(
     Path(run_id): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, PtError> {
+) -> Result<Json<Value>, MetricError> {
     let tenant = tenant(&headers)?;
     let run = parse_run(&run_id)?;
     let p = history_params(q.as_deref())?;

@@ -69,7 +69,7 @@ struct Inner {
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Engine(format!("raft log {what} {}: {e}", path.display()))
+    Error::engine_io(format_args!("raft log {what} {}", path.display()), e)
 }
 
 impl Wal {

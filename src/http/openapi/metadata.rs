@@ -1,6 +1,7 @@
-//! Schemas of the meta-core areas' bodies (cluster and node, metadata, discovery,
-//! files) whose handlers build their JSON in place: each mirrors what the handler
-//! writes, field for field, and schemathesis checks answers against them.
+//! Schemas of the bodies of the metadata side of the API (cluster and node, metadata
+//! objects, discovery, files), whose handlers build their JSON in place: each mirrors
+//! what the handler writes, field for field, and schemathesis checks answers against
+//! them. The consistency parameters, which the other areas take too, are here as well.
 
 #![allow(dead_code)] // fields are read by the ToSchema derive only
 
