@@ -159,4 +159,31 @@ async fn acknowledged_points_survive_kill9_during_snapshots_and_merges() {
     }
     let expected: u64 = BATCH * acked.len() as u64;
     assert!(stored.len() as u64 >= expected);
+    disk_areas_are_reported(&http, &api).await;
+}
+
+/// `/status` and `/metrics` give the bytes of each area of the data directory, and the
+/// snapshot files are among them once a snapshot is there.
+async fn disk_areas_are_reported(http: &reqwest::Client, api: &str) {
+    let r = http
+        .get(format!("http://{api}/status"))
+        .send()
+        .await
+        .unwrap();
+    let s: Value = r.json().await.unwrap();
+    for area in ["db", "raftLog", "snapshots"] {
+        assert!(
+            s["disk"][area].as_u64().unwrap() > 0,
+            "{area}: {}",
+            s["disk"]
+        );
+    }
+    assert!(s["disk"]["searchIndex"].is_u64(), "{}", s["disk"]);
+    let r = http
+        .get(format!("http://{api}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("\ndisk_bytes{area=\"snapshots\"} "), "{text}");
 }

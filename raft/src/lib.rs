@@ -30,6 +30,7 @@ pub mod watermark;
 
 pub use error::{Error, Result};
 pub use network::Faults;
-pub use node::{NodeConfig, RaftNode};
+pub use node::{DiskBytes, NodeConfig, RaftNode};
+pub use state_machine::dir_bytes;
 pub use state_machine::Applied;
 pub use types::{NodeAddr, NodeId};

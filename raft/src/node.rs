@@ -129,6 +129,14 @@ pub enum PeerReply {
     Done,
 }
 
+/// Bytes on disk per area of a node's data directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskBytes {
+    pub db: u64,
+    pub raft_log: u64,
+    pub snapshots: u64,
+}
+
 /// One running cluster member.
 pub struct RaftNode {
     pub(crate) cfg: NodeConfig,
@@ -670,6 +678,15 @@ impl RaftNode {
 
     pub fn storage_bytes(&self) -> u64 {
         self.store.size_on_disk() + self.log.size_on_disk()
+    }
+
+    /// Bytes on disk of the database, the raft log and the snapshot files.
+    pub fn disk_bytes(&self) -> DiskBytes {
+        DiskBytes {
+            db: self.store.size_on_disk(),
+            raft_log: self.log.size_on_disk(),
+            snapshots: self.sm.snapshot_files_bytes(),
+        }
     }
 
     pub fn committed_index(&self) -> u64 {

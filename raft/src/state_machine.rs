@@ -116,13 +116,18 @@ impl StateMachine {
         })
     }
 
-    /// Index of the last entry applied to the store. Updated right after the store
-    /// and before the applied event, so it never lags the data a reader sees.
     /// The snapshots built since start-up.
     pub fn snapshot_stats(&self) -> SnapshotStats {
         self.lock().built
     }
 
+    /// Bytes of the snapshot files (and any being written).
+    pub fn snapshot_files_bytes(&self) -> u64 {
+        dir_bytes(&self.dir)
+    }
+
+    /// Index of the last entry applied to the store. Updated right after the store
+    /// and before the applied event, so it never lags the data a reader sees.
     pub fn applied_index(&self) -> u64 {
         self.store.applied_index()
     }
@@ -393,4 +398,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: Box::new(tokio::fs::File::from_std(f)),
         })
     }
+}
+
+/// Bytes of the files under `dir`, recursively (0 for what cannot be read).
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }

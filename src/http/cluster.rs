@@ -126,17 +126,19 @@ fn members_json(m: &RaftMetrics) -> Value {
     responses((status = 200, description = "Status", body = doc::NodeStatus)))]
 async fn status(State(s): St) -> Json<Value> {
     // Sizing the database walks its files: off the executor.
-    let node = s.node.clone();
+    let (node, index_dir) = (s.node.clone(), s.cfg.index_dir());
     let disk = tokio::task::spawn_blocking(move || {
         let points = node.store().points_stored().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading the stored points for /status");
             Default::default()
         });
-        (node.store().counts(), node.storage_bytes(), points)
+        let areas = (node.disk_bytes(), metacenter_raft::dir_bytes(&index_dir));
+        (node.store().counts(), node.storage_bytes(), points, areas)
     });
-    let (counts, storage_bytes, points) =
-        disk.await
-            .unwrap_or((Ok(Default::default()), 0, Default::default()));
+    let (counts, storage_bytes, points, (areas, index_bytes)) = disk.await.unwrap_or_else(|_| {
+        let none = Default::default();
+        (Ok(none), 0, Default::default(), Default::default())
+    });
     let snaps = s.node.snapshot_stats();
     let counts = counts.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "reading the counts for /status");
@@ -178,6 +180,12 @@ async fn status(State(s): St) -> Json<Value> {
             "metricMetadata": counts.metric_metadata,
         },
         "storageBytes": storage_bytes,
+        "disk": {
+            "db": areas.db,
+            "raftLog": areas.raft_log,
+            "snapshots": areas.snapshots,
+            "searchIndex": index_bytes,
+        },
         "points": {
             "series": points.series,
             "stored": points.points,

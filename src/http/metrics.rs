@@ -99,6 +99,23 @@ fn raft_series(s: &AppState, out: &mut String) {
         "Bytes the database occupies on disk.",
         &one(s.node.storage_bytes() as f64),
     );
+    let d = s.node.disk_bytes();
+    let index = metacenter_raft::dir_bytes(&s.cfg.index_dir());
+    let areas = [
+        ("db", d.db),
+        ("raft_log", d.raft_log),
+        ("snapshots", d.snapshots),
+        ("search_index", index),
+    ];
+    let areas: Vec<(String, f64)> = (areas.iter())
+        .map(|(a, b)| (format!("{{area=\"{a}\"}}"), *b as f64))
+        .collect();
+    gauge(
+        out,
+        "disk_bytes",
+        "Bytes on disk per area of the data directory.",
+        &areas,
+    );
     if let Ok(c) = s.node.store().counts() {
         let areas = [
             ("metadata", c.metadata),

@@ -128,9 +128,24 @@ pub struct NodeStatus {
     replication: Option<BTreeMap<String, FollowerLag>>,
     counts: Counts,
     storage_bytes: u64,
+    disk: DiskBytes,
     points: PointsStored,
     log: LogBytes,
     snapshots: SnapshotsBuilt,
+}
+
+/// Bytes on disk per area of the data directory.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskBytes {
+    /// The sled database (`db/`).
+    db: u64,
+    /// The raft log (`raft-log/`).
+    raft_log: u64,
+    /// Snapshot files (`snapshots/`).
+    snapshots: u64,
+    /// The search index (`search.index_dir`).
+    search_index: u64,
 }
 
 /// What the metric-points keyspaces hold.
