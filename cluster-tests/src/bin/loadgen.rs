@@ -488,7 +488,11 @@ async fn points(a: PointsArgs) -> Result<()> {
     ];
     for (what, name) in reads {
         for &n in &a.read_clients {
-            let cfg = run_config(c, n);
+            // --ops sizes the write phase; reads run for --duration.
+            let cfg = RunConfig {
+                limit: Limit::Time(c.duration),
+                ..run_config(c, n)
+            };
             let stats = run_read(&spec.targets, &w.runs, what, &cfg, c.timeout).await?;
             emit(&report(&name, "metacenter", n, &stats), c.json)?;
         }
