@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use common::Node;
+use common::{Node, Process};
 use metacenter::Server;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -156,62 +156,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The real binary on `data`, its API address, stopped (SIGKILL) when dropped.
-struct Process {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Process {
-    async fn start(data: &Path, log: &Path) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let api = port.local_addr().unwrap().to_string();
-        let peer_addr = peer.local_addr().unwrap().to_string();
-        drop((port, peer));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_metacenter"))
-            .args(["run", "--id", "1", "--bootstrap", "--listen", &api])
-            .args(["--peer-listen", &peer_addr, "--data-dir"])
-            .arg(data)
-            .env("METACENTER_CLUSTER_SECRET", "test-cluster-secret")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("start metacenter");
-        let p = Process {
-            child,
-            base: format!("http://{api}"),
-        };
-        let ready = || async {
-            let r = common::client()
-                .get(format!("{}/ready", p.base))
-                .send()
-                .await;
-            r.ok().filter(|r| r.status() == StatusCode::OK).map(|_| ())
-        };
-        common::until("the node ready", ready).await;
-        p
-    }
-
-    /// SIGTERM, then waits (with a deadline) for the process to exit.
-    async fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let exited = || {
-            let done = self.child.try_wait().unwrap().is_some();
-            async move { done.then_some(()) }
-        };
-        common::until("the node to exit on SIGTERM", exited).await;
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_makes_writes_503_and_keeps_what_was_acknowledged() {
     let Some(fs) = Tmpfs::mount("24m") else {
@@ -219,7 +163,7 @@ async fn a_full_disk_makes_writes_503_and_keeps_what_was_acknowledged() {
     };
     let data = fs.0.path().join("data");
     let logs = tempfile::tempdir().unwrap();
-    let node = Process::start(&data, &logs.path().join("1.log")).await;
+    let node = Process::run(&data, &logs.path().join("1.log")).await;
     let client = common::client();
     let mut written = Vec::new();
     let mut refused = None;
@@ -247,7 +191,7 @@ async fn a_full_disk_makes_writes_503_and_keeps_what_was_acknowledged() {
     node.stop().await;
 
     fs.resize("512m");
-    let node = Process::start(&data, &logs.path().join("2.log")).await;
+    let node = Process::run(&data, &logs.path().join("2.log")).await;
     for (k, v) in &written {
         let r = client
             .get(format!("{}/meta/{k}", node.base))

@@ -2,16 +2,18 @@
 //! errors, dev mode's loopback rule, `health`, and a bootstrapped `run` node that answers
 //! `/ready` and `cluster status` and shuts down cleanly on SIGTERM.
 
+mod common;
+
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::BIN;
+use common::{free_ports, until_blocking};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_metacenter");
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A child process that is killed (and reaped) when dropped.
@@ -74,23 +76,6 @@ fn run(args: &[&str]) -> Finished {
     let dir = tempfile::tempdir().expect("temp dir");
     let child = spawn(dir.path(), "cmd", args);
     finish(child, dir.path(), "cmd", TIMEOUT)
-}
-
-/// Distinct free loopback ports (bound together, then released).
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// Polls `check` until it holds, panicking with `what` after `timeout`.
-fn poll_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -202,7 +187,7 @@ fn bootstrapped_node_serves_and_stops_on_sigterm() {
         "raft.election_max_ms=1000",
     ];
     let node = spawn(dir.path(), "node", &args);
-    poll_until("the node to be ready", TIMEOUT, || {
+    until_blocking("the node to be ready", TIMEOUT, || {
         run(&["health", "--node", &api]).status.success()
     });
 

@@ -12,20 +12,21 @@
 //! leader's housekeeping expires a request, then its engine (also from `/metrics`).
 //!
 //! Every node listens on ephemeral ports in a temporary directory and is shut down at
-//! the end; conditions are polled with a deadline, never waited for with a fixed sleep.
+//! the end; conditions are polled with a deadline, never waited for with a fixed sleep
+//! (`tests/common`). The refused requests are tables ([`bad_input`] and one per other
+//! test) run by `common::bad_input`.
+
+mod common;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use metacenter::{Config, Server};
-use reqwest::header::HeaderMap;
+use common::bad_input::{self, json, json_text, row, Body, Case, NO_BODY, NO_HEADERS};
+use common::bad_input::{DELETE, GET, POST, PUT};
+use common::{cluster, shape, stop_all, until, Node, Reply, DEADLINE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-/// Deadline for readiness, elections and polled conditions.
-const SETTLE: Duration = Duration::from_secs(60);
 
 /// Raft timings of the three-node tests.
 const RAFT: &[(&str, &str)] = &[
@@ -39,24 +40,9 @@ const NOT_FOUND: u64 = 40401404;
 const TOO_LARGE: u64 = 41301413;
 const INVALID_MSG: &str = "Invalid input parameters";
 const JSON_MSG: &str = "Invalid input parameters: invalid JSON format";
+const NOT_FOUND_MSG: &str = "Resource not found";
 
-// ------------------------------------------------------------------ harness
-
-/// Polls `check` every 20 ms until it yields `Some`, or panics naming `what`.
-async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+// ------------------------------------------------------------------ helpers
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -78,61 +64,23 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-/// One HTTP answer.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
+/// The Metadata Center envelope `{"status","error","data","trace_id"}` of an answer.
+trait Envelope {
+    fn envelope(&self) -> Value;
+    fn data(&self) -> Value;
+    fn error(&self, code: u64, message: &str) -> String;
 }
 
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{} body is not JSON ({e}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn trace_header(&self) -> String {
-        self.headers
-            .get("x-trace-id")
-            .expect("X-Trace-ID on every response")
-            .to_str()
-            .expect("ASCII trace id")
-            .to_string()
-    }
-
+impl Envelope for Reply {
     /// Checks the envelope's shape and that `trace_id` equals the `X-Trace-ID`
     /// header; returns the body.
     fn envelope(&self) -> Value {
-        let body = self.json();
-        let keys: BTreeSet<&str> = body
-            .as_object()
-            .unwrap_or_else(|| panic!("envelope is an object: {body}"))
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            keys,
-            BTreeSet::from(["status", "error", "data", "trace_id"]),
-            "{body}"
-        );
-        assert_eq!(body["trace_id"], json!(self.trace_header()), "{body}");
-        body
+        shape::envelope(self).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Asserts a successful envelope and returns `data`.
     fn data(&self) -> Value {
-        assert_eq!(
-            self.status,
-            StatusCode::OK,
-            "body {}",
-            String::from_utf8_lossy(&self.body)
-        );
+        assert_eq!(self.status, StatusCode::OK, "body {}", self.lossy());
         let body = self.envelope();
         assert_eq!(body["status"], "OK", "{body}");
         assert_eq!(body["error"], Value::Null, "{body}");
@@ -142,74 +90,65 @@ impl Reply {
     /// Asserts a failed envelope with `code` (HTTP status `code / 100000`) and
     /// `message`; returns the reason.
     fn error(&self, code: u64, message: &str) -> String {
-        let body = self.envelope();
-        assert_eq!(self.status.as_u16() as u64, code / 100000, "{body}");
-        assert_eq!(body["status"], "ERROR", "{body}");
-        assert_eq!(body["data"], Value::Null, "{body}");
-        let err = body["error"].as_object().expect("error object");
-        let keys: BTreeSet<&str> = err.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            BTreeSet::from(["code", "message", "reason"]),
-            "{body}"
-        );
-        assert_eq!(err["code"], json!(code), "{body}");
-        assert_eq!(err["message"], json!(message), "{body}");
-        err["reason"].as_str().expect("reason string").to_string()
+        shape::mc_error(self, code, message).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-/// One in-process node and a client for it.
-struct Node {
-    server: Option<Server>,
-    base: String,
-    http: reqwest::Client,
-    _data: tempfile::TempDir,
+/// A refused load request: `method path` with `body` (JSON content type, like every
+/// request of these tests) answered with `status`, the envelope's `message` and a
+/// `reason` holding `reason` (a non-empty reason when `reason` is empty).
+fn refused(
+    method: Method,
+    path: &str,
+    body: Body,
+    status: u16,
+    message: &str,
+    reason: &str,
+) -> Case {
+    let ct: &[(&str, &str)] = match body {
+        Body::None => &[("Content-Type", "application/json")],
+        _ => NO_HEADERS,
+    };
+    row(method, path, ct, body, status, [message, reason])
 }
 
-impl Node {
-    async fn start(id: u64, bootstrap: bool, extra: &[(&str, &str)]) -> Node {
-        let data = tempfile::tempdir().expect("temp data dir");
-        let mut cfg = Config::default();
-        let id = id.to_string();
-        let base = [
-            ("node.id", id.as_str()),
-            ("node.data_dir", data.path().to_str().expect("UTF-8 path")),
-            ("node.listen", "127.0.0.1:0"),
-            ("node.peer_listen", "127.0.0.1:0"),
-            ("cluster.secret", "test-cluster-secret"),
-            ("node.bootstrap", if bootstrap { "true" } else { "false" }),
-        ];
-        for (k, v) in base.iter().chain(extra) {
-            cfg.set(k, v).unwrap_or_else(|e| panic!("setting {k}: {e}"));
-        }
-        let server = Server::start(cfg).await.expect("node starts");
-        Node {
-            base: format!("http://{}", server.api_addr()),
-            server: Some(server),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-            _data: data,
-        }
+/// The shape of a [`refused`] row: the error envelope with the code of its status, its
+/// message and a reason holding its reason fragment.
+fn load_error(case: &Case, r: &Reply) -> Result<(), String> {
+    let status = u64::from(case.status(r).as_u16());
+    let code = status * 100_000 + 1_000 + status;
+    let reason = shape::mc_error(r, code, &case.fragments[0])?;
+    let want = &case.fragments[1];
+    if reason.is_empty() || !reason.contains(want.as_str()) {
+        return Err(format!("reason {reason:?} should name {want:?}"));
     }
+    Ok(())
+}
 
-    /// A bootstrapped, ready single node.
-    async fn single(extra: &[(&str, &str)]) -> Node {
-        let n = Node::start(1, true, extra).await;
-        n.wait_ready().await;
-        n
-    }
+/// The load calls of these tests.
+trait Load {
+    async fn send_traced(&self, m: Method, path: &str, body: Option<Vec<u8>>, trace: &str)
+        -> Reply;
+    async fn add(&self, cluster: &str, id: &str, ip: &str, prompt: i64) -> Reply;
+    async fn prompt_done(&self, id: &str) -> Reply;
+    async fn done(&self, id: &str) -> Reply;
+    async fn stats(&self, cluster: &str) -> Value;
+    async fn counts(&self, cluster: &str, ip: &str) -> Option<(u64, u64)>;
+    async fn load_gauges(&self) -> BTreeSet<String>;
+}
 
-    fn server(&self) -> &Server {
-        self.server.as_ref().expect("running")
-    }
-
-    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>, trace: &str) -> Reply {
+impl Load for Node {
+    /// `method path` with the JSON content type, an optional body and a `TraceId`
+    /// unless `trace` is empty.
+    async fn send_traced(
+        &self,
+        m: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        trace: &str,
+    ) -> Reply {
         let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
+            .request(m, path)
             .header("Content-Type", "application/json");
         if !trace.is_empty() {
             req = req.header("TraceId", trace);
@@ -217,26 +156,7 @@ impl Node {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.expect("request sent");
-        Reply {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            body: resp.bytes().await.expect("body").to_vec(),
-        }
-    }
-
-    async fn json(&self, method: Method, path: &str, body: Value) -> Reply {
-        self.send(method, path, Some(body.to_string().into_bytes()), "")
-            .await
-    }
-
-    async fn raw(&self, method: Method, path: &str, body: &str) -> Reply {
-        self.send(method, path, Some(body.as_bytes().to_vec()), "")
-            .await
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.send(Method::GET, path, None, "").await
+        self.send(req).await
     }
 
     async fn add(&self, cluster: &str, id: &str, ip: &str, prompt: i64) -> Reply {
@@ -249,31 +169,20 @@ impl Node {
     }
 
     async fn prompt_done(&self, id: &str) -> Reply {
-        self.json(
-            Method::DELETE,
-            "/v1/load/prompt",
-            json!({ "request_id": id }),
-        )
-        .await
+        let body = json!({ "request_id": id });
+        self.json(Method::DELETE, "/v1/load/prompt", body).await
     }
 
     async fn done(&self, id: &str) -> Reply {
-        self.json(
-            Method::DELETE,
-            "/v1/load/stats",
-            json!({ "request_id": id }),
-        )
-        .await
+        let body = json!({ "request_id": id });
+        self.json(Method::DELETE, "/v1/load/stats", body).await
     }
 
     /// `data` of a linearizable cluster read.
     async fn stats(&self, cluster: &str) -> Value {
-        self.get(&format!(
-            "/v1/load/stats?cluster={}&consistency=linearizable",
-            enc(cluster)
-        ))
-        .await
-        .data()
+        let c = enc(cluster);
+        let path = format!("/v1/load/stats?cluster={c}&consistency=linearizable");
+        self.fetch(&path).await.data()
     }
 
     /// (queued_req_num, prompt_length) of one engine, `None` when absent.
@@ -283,87 +192,13 @@ impl Node {
 
     /// The load gauge lines of `/metrics` (`queued_num{...}` and `prompt_length{...}`).
     async fn load_gauges(&self) -> BTreeSet<String> {
-        let r = self.get("/metrics").await;
+        let r = self.fetch("/metrics").await;
         assert_eq!(r.status, StatusCode::OK);
-        String::from_utf8(r.body)
-            .expect("UTF-8 metrics")
+        r.text()
             .lines()
             .filter(|l| l.starts_with("queued_num{") || l.starts_with("prompt_length{"))
             .map(str::to_string)
             .collect()
-    }
-
-    async fn wait_ready(&self) {
-        poll(&format!("{} ready", self.base), || async {
-            let r = self.http.get(format!("{}/ready", self.base)).send().await;
-            r.ok().filter(|r| r.status() == StatusCode::OK).map(|_| ())
-        })
-        .await
-    }
-
-    /// The id of the leader this node knows, if any.
-    async fn leader(&self) -> Option<u64> {
-        let r = self
-            .http
-            .get(format!("{}/leader", self.base))
-            .send()
-            .await
-            .ok()?;
-        if r.status() != StatusCode::OK {
-            return None;
-        }
-        let v: Value = r.json().await.ok()?;
-        match &v["id"] {
-            Value::String(s) => s.parse().ok(),
-            other => other.as_u64(),
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-    }
-}
-
-/// Three nodes (ids 1..=3) initialised through `POST /cluster/init` on node 1, with a
-/// leader known on all.
-async fn cluster(extra: &[(&str, &str)]) -> Vec<Node> {
-    let settings: Vec<(&str, &str)> = RAFT.iter().chain(extra).copied().collect();
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        nodes.push(Node::start(id, false, &settings).await);
-    }
-    let members: Vec<Value> = nodes
-        .iter()
-        .zip(1..)
-        .map(|(n, id)| {
-            json!({
-                "id": id,
-                "peer": n.server().peer_addr().to_string(),
-                "api": n.server().api_addr().to_string(),
-            })
-        })
-        .collect();
-    let r = nodes[0]
-        .json(Method::POST, "/cluster/init", json!({ "members": members }))
-        .await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{:?}",
-        String::from_utf8_lossy(&r.body)
-    );
-    for n in &nodes {
-        n.wait_ready().await;
-        poll("leader known", || n.leader()).await;
-    }
-    nodes
-}
-
-async fn stop_all(nodes: Vec<Node>) {
-    for n in nodes {
-        n.stop().await;
     }
 }
 
@@ -387,13 +222,13 @@ fn gauge_line(metric: &str, cluster: &str, ip: &str) -> String {
 
 #[tokio::test]
 async fn happy_paths_answer_the_exact_envelope() {
-    let n = Node::single(&[]).await;
+    let mut n = Node::single(&[]).await;
     let (c, ip) = ("llama-7b", "10.1.0.1");
     let before = now_ns();
     let body = |v: Value| Some(v.to_string().into_bytes());
 
     let r = n
-        .send(
+        .send_traced(
             Method::POST,
             "/v1/load/stats",
             body(json!({"cluster": c, "request_id": "r1", "prompt_length": 100, "ip": ip, "timestamp": 1})),
@@ -405,10 +240,10 @@ async fn happy_paths_answer_the_exact_envelope() {
         r.json(),
         json!({"status": "OK", "error": null, "data": null, "trace_id": "trace-add-1"})
     );
-    assert_eq!(r.trace_header(), "trace-add-1");
+    assert_eq!(r.trace_id(), "trace-add-1");
 
     let r = n
-        .send(
+        .send_traced(
             Method::GET,
             &format!("/v1/load/stats?cluster={c}"),
             None,
@@ -448,7 +283,7 @@ async fn happy_paths_answer_the_exact_envelope() {
     assert_eq!(n.counts(c, ip).await, Some((2, 150)));
 
     let r = n
-        .send(
+        .send_traced(
             Method::DELETE,
             "/v1/load/prompt",
             body(json!({"request_id": "r1", "timestamp": 5})),
@@ -465,7 +300,7 @@ async fn happy_paths_answer_the_exact_envelope() {
     assert_eq!(n.counts(c, ip).await, Some((2, 50)));
 
     let r = n
-        .send(
+        .send_traced(
             Method::DELETE,
             "/v1/load/stats",
             body(json!({"request_id": "r1"})),
@@ -502,7 +337,7 @@ async fn happy_paths_answer_the_exact_envelope() {
 
 #[tokio::test]
 async fn engines_and_clusters_read_independently() {
-    let n = Node::single(&[]).await;
+    let mut n = Node::single(&[]).await;
     let odd = "model a/b+c%";
     n.add("m1", "a", "10.0.0.2", 5).await.data();
     n.add("m1", "b", "10.0.0.1", 7).await.data();
@@ -544,16 +379,15 @@ async fn engines_and_clusters_read_independently() {
 
 #[tokio::test]
 async fn trace_id_comes_from_either_header_or_is_a_new_uuid() {
-    let n = Node::single(&[]).await;
+    let mut n = Node::single(&[]).await;
     let path = "/v1/load/stats?cluster=nobody";
 
-    let r = n.send(Method::GET, path, None, "from-traceid").await;
+    let r = n.send_traced(Method::GET, path, None, "from-traceid").await;
     assert_eq!(r.data(), Value::Null);
-    assert_eq!(r.trace_header(), "from-traceid");
+    assert_eq!(r.trace_id(), "from-traceid");
 
     let r = n
-        .http
-        .get(format!("{}{path}", n.base))
+        .request(Method::GET, path)
         .header("X-Trace-ID", "from-x-trace-id")
         .send()
         .await
@@ -562,17 +396,17 @@ async fn trace_id_comes_from_either_header_or_is_a_new_uuid() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["trace_id"], "from-x-trace-id");
 
-    let (a, b) = (n.get(path).await, n.get(path).await);
+    let (a, b) = (n.fetch(path).await, n.fetch(path).await);
     a.data();
     b.data();
     for r in [&a, &b] {
-        uuid::Uuid::parse_str(&r.trace_header()).expect("a generated trace id is a UUID");
+        uuid::Uuid::parse_str(&r.trace_id()).expect("a generated trace id is a UUID");
     }
-    assert_ne!(a.trace_header(), b.trace_header(), "a new id per request");
+    assert_ne!(a.trace_id(), b.trace_id(), "a new id per request");
 
     // Errors and unknown routes carry it too.
     let r = n
-        .send(
+        .send_traced(
             Method::POST,
             "/v1/load/stats",
             Some(b"{".to_vec()),
@@ -580,9 +414,9 @@ async fn trace_id_comes_from_either_header_or_is_a_new_uuid() {
         )
         .await;
     r.error(INVALID, JSON_MSG);
-    assert_eq!(r.trace_header(), "err-trace");
+    assert_eq!(r.trace_id(), "err-trace");
     let r = n
-        .send(Method::GET, "/v1/no/such/route", None, "nf-trace")
+        .send_traced(Method::GET, "/v1/no/such/route", None, "nf-trace")
         .await;
     r.error(NOT_FOUND, "Resource not found");
     assert_eq!(r.json()["trace_id"], "nf-trace");
@@ -591,18 +425,17 @@ async fn trace_id_comes_from_either_header_or_is_a_new_uuid() {
 
 #[tokio::test]
 async fn cluster_read_of_unknown_or_missing_cluster() {
-    let n = Node::single(&[]).await;
+    let mut n = Node::single(&[]).await;
     n.add("known", "r", "10.0.0.1", 1).await.data();
     assert_eq!(n.stats("unknown").await, Value::Null);
-    for path in [
-        "/v1/load/stats",
-        "/v1/load/stats?cluster=",
-        "/v1/load/stats?consistency=linearizable",
-        "/v1/load/stats?clusterx=known",
-    ] {
-        let reason = n.get(path).await.error(INVALID, INVALID_MSG);
-        assert!(reason.contains("cluster"), "{path}: reason {reason:?}");
-    }
+    let get = |path| refused(GET, path, NO_BODY, 400, INVALID_MSG, "cluster");
+    let table = [
+        get("/v1/load/stats"),
+        get("/v1/load/stats?cluster="),
+        get("/v1/load/stats?consistency=linearizable"),
+        get("/v1/load/stats?clusterx=known"),
+    ];
+    bad_input::run_shaped(&n, &table, load_error).await;
     n.stop().await;
 }
 
@@ -611,171 +444,118 @@ async fn snapshot(n: &Node, cluster: &str) -> (Value, BTreeSet<String>) {
     (n.stats(cluster).await, n.load_gauges().await)
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_and_change_nothing() {
-    let n = Node::single(&[]).await;
-    let (c, ip) = ("bad-c", "10.2.0.1");
-    n.add(c, "r0", ip, 42).await.data();
-    let before = snapshot(&n, c).await;
-    assert_eq!(counts_of(&before.0, ip), Some((1, 42)));
-
-    let post = Method::POST;
-    let del = Method::DELETE;
-    let add = "/v1/load/stats";
-    let prompt = "/v1/load/prompt";
-
-    // Malformed JSON: the decoder's text is the reason.
-    for (m, p, body) in [
-        (
-            post.clone(),
-            add,
-            r#"{"cluster":"bad-c","request_id":"x1","ip":"10.2.0.1""#,
-        ),
-        (post.clone(), add, "not json"),
-        (post.clone(), add, ""),
-        (del.clone(), add, r#"{"request_id":"r0""#),
-        (del.clone(), prompt, r#"{"request_id": r0}"#),
-        (
-            post.clone(),
-            "/v1/load/batch",
-            r#"{"operations":[{"op":"add""#,
-        ),
-    ] {
-        let reason = n.raw(m.clone(), p, body).await.error(INVALID, JSON_MSG);
-        assert!(!reason.is_empty(), "{m} {p} {body:?}: empty reason");
-        assert_eq!(snapshot(&n, c).await, before, "after {m} {p} {body:?}");
-    }
-
-    // Well-formed JSON of the wrong type.
-    for (m, p, body) in [
-        (
-            post.clone(),
-            add,
-            json!({"cluster": c, "request_id": "x1", "ip": ip, "prompt_length": "1"}),
-        ),
-        (
-            post.clone(),
-            add,
-            json!({"cluster": c, "request_id": 7, "ip": ip, "prompt_length": 1}),
-        ),
-        (post.clone(), add, json!([c, "x1", ip, 1])),
-        (del.clone(), add, json!({"request_id": ["r0"]})),
-        (
-            del.clone(),
-            prompt,
-            json!({"request_id": "r0", "timestamp": "soon"}),
-        ),
-    ] {
-        let reason = n
-            .json(m.clone(), p, body.clone())
-            .await
-            .error(INVALID, INVALID_MSG);
-        assert!(!reason.is_empty(), "{m} {p} {body}: empty reason");
-        assert_eq!(snapshot(&n, c).await, before, "after {m} {p} {body}");
-    }
-
-    // Missing or invalid fields: the reason names the field.
+/// The load area's refused requests: malformed JSON (the decoder's text is the
+/// reason), well-formed JSON of the wrong type, missing or invalid fields (the reason
+/// names the field) and unknown routes under `/v1/` (the reason names the path).
+#[rustfmt::skip]
+fn bad_input(c: &str, ip: &str) -> Vec<Case> {
+    let (add, prompt, batch) = ("/v1/load/stats", "/v1/load/prompt", "/v1/load/batch");
     let full = json!({"cluster": c, "request_id": "x1", "ip": ip, "prompt_length": 1});
     let with = |k: &str, v: Value| {
         let mut b = full.clone();
         b[k] = v;
-        b
+        json(b)
     };
     let without = |k: &str| {
         let mut b = full.clone();
         b.as_object_mut().unwrap().remove(k);
-        b
+        json(b)
     };
-    for (m, p, body, field) in [
-        (post.clone(), add, without("cluster"), "cluster"),
-        (post.clone(), add, with("cluster", json!("")), "cluster"),
-        (post.clone(), add, without("request_id"), "request_id"),
-        (
-            post.clone(),
-            add,
-            with("request_id", json!("")),
-            "request_id",
-        ),
-        (post.clone(), add, without("ip"), "ip"),
-        (post.clone(), add, with("ip", json!("1.2.3")), "ip"),
-        (post.clone(), add, with("ip", json!("::1")), "ip"),
-        (post.clone(), add, with("ip", json!("256.0.0.1")), "ip"),
-        (post.clone(), add, with("ip", json!("10.2.0.1 ")), "ip"),
-        (
-            post.clone(),
-            add,
-            with("prompt_length", json!(-1)),
-            "prompt_length",
-        ),
-        (post.clone(), add, with("timestamp", json!(-1)), "timestamp"),
-        (del.clone(), add, json!({}), "request_id"),
-        (del.clone(), add, json!({"request_id": ""}), "request_id"),
-        (
-            del.clone(),
-            add,
-            json!({"request_id": "r0", "timestamp": -5}),
-            "timestamp",
-        ),
-        (del.clone(), prompt, json!({"cluster": c}), "request_id"),
-        (
-            del.clone(),
-            prompt,
-            json!({"request_id": "r0", "timestamp": -5}),
-            "timestamp",
-        ),
-    ] {
-        let reason = n
-            .json(m.clone(), p, body.clone())
-            .await
-            .error(INVALID, INVALID_MSG);
-        assert!(
-            reason.contains(field),
-            "{m} {p} {body}: reason {reason:?} should name {field}"
-        );
-        assert_eq!(snapshot(&n, c).await, before, "after {m} {p} {body}");
-    }
+    let bad = |m, p: &str, body, reason| refused(m, p, body, 400, INVALID_MSG, reason);
+    let malformed = |m, p: &str, text, reason| refused(m, p, json_text(text), 400, JSON_MSG, reason);
+    let unknown = |m, p: &str| refused(m, p, json(full.clone()), 404, NOT_FOUND_MSG, p);
+    vec![
+        // Malformed JSON: the decoder's text is the reason.
+        malformed(POST, add, r#"{"cluster":"bad-c","request_id":"x1","ip":"10.2.0.1""#, "EOF"),
+        malformed(POST, add, "not json", "expected ident"),
+        malformed(POST, add, "", "EOF"),
+        malformed(DELETE, add, r#"{"request_id":"r0""#, "EOF"),
+        malformed(DELETE, prompt, r#"{"request_id": r0}"#, "expected value"),
+        malformed(POST, batch, r#"{"operations":[{"op":"add""#, "EOF"),
+        // Well-formed JSON of the wrong type: the decoder's text is the reason.
+        bad(POST, add, with("prompt_length", json!("1")), "expected i64"),
+        bad(POST, add, with("request_id", json!(7)), "expected a string"),
+        bad(POST, add, json(json!([c, "x1", ip, 1])), "expected struct"),
+        bad(DELETE, add, json(json!({"request_id": ["r0"]})), "expected a string"),
+        bad(DELETE, prompt, json(json!({"request_id": "r0", "timestamp": "soon"})), "expected i64"),
+        // Missing or invalid fields: the reason names the field.
+        bad(POST, add, without("cluster"), "cluster"),
+        bad(POST, add, with("cluster", json!("")), "cluster"),
+        bad(POST, add, without("request_id"), "request_id"),
+        bad(POST, add, with("request_id", json!("")), "request_id"),
+        bad(POST, add, without("ip"), "ip"),
+        bad(POST, add, with("ip", json!("1.2.3")), "ip"),
+        bad(POST, add, with("ip", json!("::1")), "ip"),
+        bad(POST, add, with("ip", json!("256.0.0.1")), "ip"),
+        bad(POST, add, with("ip", json!("10.2.0.1 ")), "ip"),
+        bad(POST, add, with("prompt_length", json!(-1)), "prompt_length"),
+        bad(POST, add, with("timestamp", json!(-1)), "timestamp"),
+        bad(DELETE, add, json(json!({})), "request_id"),
+        bad(DELETE, add, json(json!({"request_id": ""})), "request_id"),
+        bad(DELETE, add, json(json!({"request_id": "r0", "timestamp": -5})), "timestamp"),
+        bad(DELETE, prompt, json(json!({"cluster": c})), "request_id"),
+        bad(DELETE, prompt, json(json!({"request_id": "r0", "timestamp": -5})), "timestamp"),
+        // Unknown routes under /v1/: the reason names the path.
+        unknown(GET, "/v1/load/nope"),
+        unknown(POST, "/v1/load/stats/extra"),
+        unknown(DELETE, "/v1/nothing"),
+    ]
+}
 
-    // Unknown routes under /v1/.
-    for (m, p) in [
-        (Method::GET, "/v1/load/nope"),
-        (Method::POST, "/v1/load/stats/extra"),
-        (Method::DELETE, "/v1/nothing"),
-    ] {
-        let r = n
-            .send(m.clone(), p, Some(full.to_string().into_bytes()), "")
-            .await;
-        let reason = r.error(NOT_FOUND, "Resource not found");
-        assert!(reason.contains(p), "{m} {p}: reason {reason:?}");
-        assert_eq!(snapshot(&n, c).await, before, "after {m} {p}");
+/// After each refused request of a table on `n`: the cluster read of `c` and every
+/// load gauge are still `before`.
+async fn unchanged(n: &Node, c: &str, before: &(Value, BTreeSet<String>)) -> Result<(), String> {
+    let now = snapshot(n, c).await;
+    match &now == before {
+        true => Ok(()),
+        false => Err(format!("the state changed: {now:?}, was {before:?}")),
     }
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_change_nothing() {
+    let mut n = Node::single(&[]).await;
+    let (c, ip) = ("bad-c", "10.2.0.1");
+    n.add(c, "r0", ip, 42).await.data();
+    let before = snapshot(&n, c).await;
+    assert_eq!(counts_of(&before.0, ip), Some((1, 42)));
+    let after = || unchanged(&n, c, &before);
+    bad_input::run_with(&n, &bad_input(c, ip), load_error, after).await;
     n.stop().await;
 }
 
 #[tokio::test]
 async fn regression_wrong_method_on_a_load_route_is_not_in_the_envelope() {
-    let n = Node::single(&[]).await;
-    for (m, p) in [
-        (Method::PUT, "/v1/load/stats"),
-        (Method::GET, "/v1/load/prompt"),
-        (Method::GET, "/v1/load/batch"),
-    ] {
-        let r = n.send(m.clone(), p, Some(b"{}".to_vec()), "wm").await;
-        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m} {p}");
-        assert!(
-            serde_json::from_slice::<Value>(&r.body).is_ok(),
-            "{m} {p}: body {:?} is not the envelope",
-            String::from_utf8_lossy(&r.body)
-        );
-        let body = r.envelope();
-        assert_eq!(body["status"], "ERROR", "{m} {p}: {body}");
-        assert_eq!(body["trace_id"], "wm");
-    }
+    let mut n = Node::single(&[]).await;
+    let wrong = |m, p: &str| {
+        row(
+            m,
+            p,
+            &[("TraceId", "wm")],
+            json_text("{}"),
+            405,
+            format!("not allowed on {p}"),
+        )
+    };
+    let table = [
+        wrong(PUT, "/v1/load/stats"),
+        wrong(GET, "/v1/load/prompt"),
+        wrong(GET, "/v1/load/batch"),
+    ];
+    bad_input::run_shaped(&n, &table, |_, r| {
+        let body = shape::envelope(r)?;
+        match (&body["status"], &body["trace_id"]) {
+            (s, t) if s == "ERROR" && t == "wm" => Ok(()),
+            _ => Err(format!("not an ERROR traced wm: {body}")),
+        }
+    })
+    .await;
     n.stop().await;
 }
 
 #[tokio::test]
 async fn bodies_over_the_limit_are_413() {
-    let n = Node::single(&[("limits.max_body_bytes", "256")]).await;
+    let mut n = Node::single(&[("limits.max_body_bytes", "256")]).await;
     let (c, ip) = ("big", "10.3.0.1");
     let small = json!({"cluster": c, "request_id": "ok", "ip": ip, "prompt_length": 3, "pad": "x".repeat(64)});
     assert!(small.to_string().len() < 256);
@@ -791,25 +571,29 @@ async fn bodies_over_the_limit_are_413() {
         {"op": "add", "cluster": c, "request_id": "big2", "ip": ip, "prompt_length": 5},
         {"op": "done", "request_id": "ok", "pad": pad},
     ]});
-    for (m, p, body) in [
-        (Method::POST, "/v1/load/stats", big_add),
-        (Method::DELETE, "/v1/load/stats", big_done.clone()),
-        (Method::DELETE, "/v1/load/prompt", big_done),
-        (Method::POST, "/v1/load/batch", big_batch),
-    ] {
-        let r = n.json(m.clone(), p, body).await;
-        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{m} {p}");
-        let body = r.envelope();
-        assert_eq!(body["status"], "ERROR");
-        assert_eq!(body["error"]["code"], TOO_LARGE, "{body}");
-        assert_eq!(snapshot(&n, c).await, before, "after {m} {p}");
-    }
+    let (h, limit) = (NO_HEADERS, "larger than 256 bytes");
+    #[rustfmt::skip]
+    let table = [
+        row(POST, "/v1/load/stats", h, json(big_add), 413, limit),
+        row(DELETE, "/v1/load/stats", h, json(big_done.clone()), 413, limit),
+        row(DELETE, "/v1/load/prompt", h, json(big_done), 413, limit),
+        row(POST, "/v1/load/batch", h, json(big_batch), 413, limit),
+    ];
+    let too_large = |_: &Case, r: &Reply| {
+        let body = shape::envelope(r)?;
+        match body["status"] == "ERROR" && body["error"]["code"] == TOO_LARGE {
+            true => Ok(()),
+            false => Err(format!("not an ERROR {TOO_LARGE}: {body}")),
+        }
+    };
+    let after = || unchanged(&n, c, &before);
+    bad_input::run_with(&n, &table, too_large, after).await;
     n.stop().await;
 }
 
 #[tokio::test]
 async fn batch_applies_valid_operations_in_order() {
-    let n = Node::single(&[]).await;
+    let mut n = Node::single(&[]).await;
     let (c, ip, ip2) = ("batch-c", "10.4.0.1", "10.4.0.2");
     let ops = json!([
         {"op": "add", "cluster": c, "request_id": "b1", "ip": ip, "prompt_length": 10},
@@ -843,7 +627,7 @@ async fn batch_applies_valid_operations_in_order() {
         ("OK", "duplicate"),
     ];
     let r = n
-        .send(
+        .send_traced(
             Method::POST,
             "/v1/load/batch",
             Some(json!({ "operations": ops }).to_string().into_bytes()),
@@ -851,7 +635,7 @@ async fn batch_applies_valid_operations_in_order() {
         )
         .await;
     let data = r.data();
-    assert_eq!(r.trace_header(), "batch-trace");
+    assert_eq!(r.trace_id(), "batch-trace");
     let results = data.as_array().expect("data is an array");
     assert_eq!(results.len(), want.len(), "{data}");
     for (i, (res, (status, what))) in results.iter().zip(want).enumerate() {
@@ -905,28 +689,27 @@ async fn batch_applies_valid_operations_in_order() {
 
 #[tokio::test]
 async fn batch_without_operations_is_refused() {
-    let n = Node::single(&[]).await;
+    let mut n = Node::single(&[]).await;
     let (c, ip) = ("batch-empty", "10.5.0.1");
     n.add(c, "r", ip, 9).await.data();
     let before = snapshot(&n, c).await;
-    for (body, needle) in [
-        (json!({"operations": []}), "operations"),
-        (json!({}), "operations"),
-        (json!({"operations": null}), "null"),
-    ] {
-        let r = n.json(Method::POST, "/v1/load/batch", body.clone()).await;
-        let reason = r.error(INVALID, INVALID_MSG);
-        assert!(reason.contains(needle), "{body}: reason {reason:?}");
-        assert_eq!(snapshot(&n, c).await, before, "after {body}");
-    }
+    let batch =
+        |body, reason| refused(POST, "/v1/load/batch", json(body), 400, INVALID_MSG, reason);
+    let table = [
+        batch(json!({"operations": []}), "operations"),
+        batch(json!({}), "operations"),
+        batch(json!({"operations": null}), "null"),
+    ];
+    let after = || unchanged(&n, c, &before);
+    bad_input::run_with(&n, &table, load_error, after).await;
     n.stop().await;
 }
 
 #[tokio::test]
 async fn log_level_is_set_or_refused() {
-    let n = Node::single(&[]).await;
+    let mut n = Node::single(&[]).await;
     let r = n
-        .send(
+        .send_traced(
             Method::POST,
             "/log/level",
             Some(br#"{"LevelParam":"DEBUG"}"#.to_vec()),
@@ -938,19 +721,17 @@ async fn log_level_is_set_or_refused() {
         r.json(),
         json!({"status": "OK", "error": null, "data": "log level updated successfully", "trace_id": "lvl"})
     );
-    let reason = n
-        .raw(Method::POST, "/log/level", r#"{"LevelParam":"LOUD"}"#)
-        .await
-        .error(INVALID, INVALID_MSG);
-    assert!(reason.to_lowercase().contains("loud"), "reason {reason:?}");
-    n.raw(Method::POST, "/log/level", r#"{"Level":"INFO"}"#)
-        .await
-        .error(INVALID, INVALID_MSG);
-    n.raw(Method::POST, "/log/level", r#"{"LevelParam":"#)
-        .await
-        .error(INVALID, JSON_MSG);
+    let level =
+        |text, message, reason| refused(POST, "/log/level", json_text(text), 400, message, reason);
+    let table = [
+        level(r#"{"LevelParam":"LOUD"}"#, INVALID_MSG, "loud"),
+        level(r#"{"Level":"INFO"}"#, INVALID_MSG, "LevelParam"),
+        level(r#"{"LevelParam":"#, JSON_MSG, "EOF"),
+    ];
+    bad_input::run_shaped(&n, &table, load_error).await;
+    let info = br#"{"LevelParam":"INFO"}"#.to_vec();
     assert_eq!(
-        n.raw(Method::POST, "/log/level", r#"{"LevelParam":"INFO"}"#)
+        n.send_traced(Method::POST, "/log/level", Some(info), "")
             .await
             .data(),
         "log level updated successfully"
@@ -964,27 +745,24 @@ async fn log_level_is_set_or_refused() {
 /// Every load write is safe to repeat: the add and prompt-done are idempotent per
 /// request id and a repeated done only leaves a tombstone.
 async fn write(http: &reqwest::Client, url: &str, method: Method, body: &Value) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let last = match http.request(method.clone(), url).json(body).send().await {
+    until(&format!("{method} {url} {body} answered"), || async {
+        match http.request(method.clone(), url).json(body).send().await {
             Ok(r) if r.status() == StatusCode::OK => {
                 let v: Value = r.json().await.expect("JSON envelope");
                 assert_eq!(v["status"], "OK", "{method} {url} {body}: {v}");
-                return;
+                Some(())
             }
-            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                r.text().await.unwrap_or_default()
-            }
+            // No leader for a moment, or a transport error: retried.
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => None,
             Ok(r) => panic!(
                 "{method} {url} {body}: {} {}",
                 r.status(),
                 r.text().await.unwrap_or_default()
             ),
-            Err(e) => e.to_string(),
-        };
-        assert!(Instant::now() < deadline, "{method} {url} {body}: {last}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            Err(_) => None,
+        }
+    })
+    .await
 }
 
 /// Asserts engine `ip` reads `want` on every node (linearizable reads).
@@ -1003,7 +781,7 @@ async fn assert_counts(nodes: &[&Node], cluster: &str, ip: &str, want: (u64, u64
 async fn concurrent_clients_on_one_engine_end_at_zero() {
     const CLIENTS: usize = 50;
     const EACH: usize = 20;
-    let nodes = cluster(&[]).await;
+    let mut nodes = cluster(RAFT).await;
     let (c, ip) = ("busy-model", "10.6.0.1");
     let prompt = |client: usize, j: usize| ((client * EACH + j) % 97 + 1) as u64;
     let total: u64 = (0..CLIENTS)
@@ -1017,7 +795,7 @@ async fn concurrent_clients_on_one_engine_end_at_zero() {
     let mut tasks = Vec::new();
     for i in 0..CLIENTS {
         let base = nodes[i % nodes.len()].base.clone();
-        let http = nodes[0].http.clone();
+        let http = common::client();
         let (finished, checked) = (finished.clone(), checked.clone());
         tasks.push(tokio::spawn(async move {
             let id = |j: usize| format!("c{i}-r{j}");
@@ -1043,7 +821,7 @@ async fn concurrent_clients_on_one_engine_end_at_zero() {
     let until_finished = |name: &'static str| {
         let b = finished.clone();
         async move {
-            tokio::time::timeout(SETTLE, b.wait())
+            tokio::time::timeout(DEADLINE, b.wait())
                 .await
                 .unwrap_or_else(|_| panic!("clients did not finish {name}"));
         }
@@ -1056,18 +834,18 @@ async fn concurrent_clients_on_one_engine_end_at_zero() {
     assert_counts(&all, c, ip, (n, 0), "after all first tokens").await;
     checked.wait().await;
     for t in tasks {
-        tokio::time::timeout(SETTLE, t)
+        tokio::time::timeout(DEADLINE, t)
             .await
             .expect("clients finish their dones")
             .expect("client task");
     }
     assert_counts(&all, c, ip, (0, 0), "after all dones").await;
-    stop_all(nodes).await;
+    stop_all(&mut nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_are_unchanged_after_the_leader_is_killed() {
-    let mut nodes = cluster(&[]).await;
+    let mut nodes = cluster(RAFT).await;
     let (c, ip1, ip2) = ("failover", "10.7.0.1", "10.7.0.2");
     let mut want1 = (0, 0);
     for k in 0..30u64 {
@@ -1105,7 +883,7 @@ async fn counters_are_unchanged_after_the_leader_is_killed() {
     assert_eq!(nodes[pos].leader().await, Some(old));
     nodes.remove(pos).stop().await;
     for n in &nodes {
-        poll("a new leader among the survivors", || async {
+        until("a new leader among the survivors", || async {
             n.leader().await.filter(|l| *l != old)
         })
         .await;
@@ -1130,17 +908,17 @@ async fn counters_are_unchanged_after_the_leader_is_killed() {
     let all: Vec<&Node> = nodes.iter().collect();
     assert_counts(&all, c, ip1, want1, "after failover updates").await;
     assert_counts(&all, c, ip2, want2, "after failover updates").await;
-    stop_all(nodes).await;
+    stop_all(&mut nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_expires_the_request_then_the_engine() {
-    let nodes = cluster(&[
+    let expiry = [
         ("load.gc_interval_ms", "100"),
         ("load.req_expire_ms", "300"),
         ("load.engine_expire_ms", "600"),
-    ])
-    .await;
+    ];
+    let mut nodes = cluster(&[RAFT, &expiry].concat()).await;
     let (c, ip) = ("expiring", "10.8.0.1");
     let leader = nodes[0].leader().await.expect("leader known");
     let l = &nodes[(leader - 1) as usize];
@@ -1150,7 +928,7 @@ async fn leader_expires_the_request_then_the_engine() {
     l.add(c, "r1", ip, 100).await.data();
     // The request lives at least 300 ms and its engine at least 600 ms past the add;
     // the reads below happen while the engine exists.
-    let first = l.get(&format!("/v1/load/stats?cluster={c}")).await.data();
+    let first = l.fetch(&format!("/v1/load/stats?cluster={c}")).await.data();
     let gauges = l.load_gauges().await;
     assert!(
         gauges.iter().any(|g| g.starts_with(&format!("{queued} "))),
@@ -1165,8 +943,8 @@ async fn leader_expires_the_request_then_the_engine() {
 
     // The request expires first: counters at zero while the engine is still there
     // (for at least another 300 ms of the leader's clock).
-    poll("the request's counters drop to zero", || async {
-        let data = l.get(&format!("/v1/load/stats?cluster={c}")).await.data();
+    until("the request's counters drop to zero", || async {
+        let data = l.fetch(&format!("/v1/load/stats?cluster={c}")).await.data();
         match counts_of(&data, ip) {
             Some((0, 0)) => Some(()),
             Some(_) => None,
@@ -1177,11 +955,11 @@ async fn leader_expires_the_request_then_the_engine() {
 
     // Then the idle engine, on every node.
     for n in &nodes {
-        poll("the idle engine disappears", || async {
+        until("the idle engine disappears", || async {
             (n.stats(c).await == Value::Null).then_some(())
         })
         .await;
-        poll("its gauges disappear", || async {
+        until("its gauges disappear", || async {
             let g = n.load_gauges().await;
             (!g.iter()
                 .any(|l| l.starts_with(&queued) || l.starts_with(&prompt)))
@@ -1193,5 +971,5 @@ async fn leader_expires_the_request_then_the_engine() {
     // A done for the expired request neither fails nor brings the engine back.
     l.done("r1").await.data();
     assert_eq!(l.stats(c).await, Value::Null);
-    stop_all(nodes).await;
+    stop_all(&mut nodes).await;
 }

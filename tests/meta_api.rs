@@ -4,203 +4,24 @@
 //! which must be answered in meta-core's error shape with nothing written.
 //!
 //! Every test starts its own bootstrapped node on ephemeral ports in a temporary
-//! directory and shuts it down at the end.
+//! directory (`tests/common`) and shuts it down at the end. Bad input is a table of
+//! refused requests ([`bad_input`] and smaller ones for other limits) run by
+//! `common::bad_input`.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
-use metacenter::{Config, Server};
-use reqwest::header::{HeaderMap, CONTENT_TYPE, ETAG, IF_MATCH};
+use common::bad_input::{self, json, json_text, raw, row, Case, ANY_4XX, NO_BODY, NO_HEADERS};
+use common::bad_input::{DELETE, GET, PATCH, POST, PUT};
+use common::{shape, until, Node, Reply};
+use reqwest::header::{CONTENT_TYPE, IF_MATCH};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// How long a node may take to elect itself and become ready.
-const READY_DEADLINE: Duration = Duration::from_secs(30);
-
-/// One bootstrapped node and an HTTP client for it.
-struct TestNode {
-    server: Option<Server>,
-    base: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-/// An answer: status, headers and body bytes.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).expect("UTF-8 body")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header"))
-    }
-
-    fn applied_index(&self) -> u64 {
-        self.header("x-applied-index")
-            .expect("X-Applied-Index on every response")
-            .parse()
-            .expect("X-Applied-Index is a number")
-    }
-
-    /// The `ETag` as a version number (`"12"` -> 12).
-    fn etag(&self) -> u64 {
-        let tag = self.header(ETAG.as_str()).expect("ETag header");
-        assert!(
-            tag.len() >= 3 && tag.starts_with('"') && tag.ends_with('"'),
-            "ETag must be a quoted version, got {tag}"
-        );
-        tag.trim_matches('"').parse().expect("ETag is a number")
-    }
-
-    /// Asserts meta-core's error shape with `status` and a message containing `needle`.
-    fn assert_error(&self, status: StatusCode, needle: &str) {
-        let body = self.json();
-        assert_eq!(self.status, status, "unexpected status, body {body}");
-        assert_eq!(
-            body["error"],
-            json!(status.canonical_reason().unwrap()),
-            "error is the status text: {body}"
-        );
-        let message = body["message"].as_str().expect("message is a string");
-        assert!(
-            message.contains(needle),
-            "message {message:?} should contain {needle:?}"
-        );
-        assert_eq!(
-            body.as_object().unwrap().len(),
-            2,
-            "only error and message: {body}"
-        );
-    }
-}
-
-impl TestNode {
-    /// Starts a bootstrapped node with extra `settings` and waits until it is ready.
-    async fn start(settings: &[(&str, &str)]) -> TestNode {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut cfg = Config::default();
-        let data_dir = dir.path().to_str().expect("UTF-8 temp path").to_string();
-        for (k, v) in [
-            ("node.data_dir", data_dir.as_str()),
-            ("node.listen", "127.0.0.1:0"),
-            ("node.peer_listen", "127.0.0.1:0"),
-            ("cluster.secret", "test-cluster-secret"),
-            ("node.bootstrap", "true"),
-        ]
-        .iter()
-        .chain(settings)
-        {
-            cfg.set(k, v).expect("valid setting");
-        }
-        let server = Server::start(cfg).await.expect("node starts");
-        let node = TestNode {
-            base: format!("http://{}", server.api_addr()),
-            server: Some(server),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-            _dir: dir,
-        };
-        node.wait_ready().await;
-        node
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            let last = match self.http.get(self.url("/ready")).send().await {
-                Ok(r) if r.status() == StatusCode::OK => return,
-                Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                Instant::now() < deadline,
-                "node not ready within {READY_DEADLINE:?}: {last}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.expect("body read").to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(self.http.get(self.url(path))).await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.send(self.http.delete(self.url(path))).await
-    }
-
-    /// Sends `method path` with a JSON body.
-    async fn json(&self, method: Method, path: &str, body: Value) -> Answer {
-        self.send(self.http.request(method, self.url(path)).json(&body))
-            .await
-    }
-
-    /// Sends `method path` with a raw body.
-    async fn raw(&self, method: Method, path: &str, body: impl Into<reqwest::Body>) -> Answer {
-        self.send(self.http.request(method, self.url(path)).body(body))
-            .await
-    }
-
-    /// The applied index once the node has applied everything it committed: then
-    /// every acknowledged write is covered (`/ready` compares the two).
-    async fn settled(&self) -> u64 {
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            let r = self.get("/ready").await;
-            let body = r.json();
-            if r.status == StatusCode::OK {
-                let applied = body["appliedIndex"].as_u64().expect("appliedIndex");
-                assert!(applied >= body["commitIndex"].as_u64().expect("commitIndex"));
-                return applied;
-            }
-            assert!(Instant::now() < deadline, "node did not settle: {body}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_put_get_patch_delete() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
 
     let put = n
         .json(
@@ -219,7 +40,7 @@ async fn object_put_get_patch_delete() {
     );
     let v1 = put.etag();
 
-    let got = n.get("/meta/obj1").await;
+    let got = n.fetch("/meta/obj1").await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(
         got.json(),
@@ -256,7 +77,7 @@ async fn object_put_get_patch_delete() {
         .await;
     assert_eq!(same.json()["updated"], json!(0));
 
-    let got = n.get("/meta/obj1").await.json();
+    let got = n.fetch("/meta/obj1").await.json();
     assert_eq!(
         got["metadata"],
         json!({"title": "Dune", "year": "1965", "hd": "true", "lang": "fr", "pages": "412"})
@@ -266,7 +87,7 @@ async fn object_put_get_patch_delete() {
     let created = n.json(Method::PATCH, "/meta/obj2", json!({"a": "1"})).await;
     assert_eq!(created.json()["updated"], json!(1));
     assert_eq!(
-        n.get("/meta/obj2").await.json()["metadata"],
+        n.fetch("/meta/obj2").await.json()["metadata"],
         json!({"a": "1"})
     );
 
@@ -276,14 +97,14 @@ async fn object_put_get_patch_delete() {
         del.json(),
         json!({"success": true, "hashId": "obj1", "deleted": 5})
     );
-    n.get("/meta/obj1")
+    n.fetch("/meta/obj1")
         .await
         .assert_error(StatusCode::NOT_FOUND, "metadata not found");
     let again = n.delete("/meta/obj1").await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.json()["deleted"], json!(0));
     assert_eq!(
-        n.get("/meta/obj2").await.status,
+        n.fetch("/meta/obj2").await.status,
         StatusCode::OK,
         "other objects are untouched"
     );
@@ -292,7 +113,7 @@ async fn object_put_get_patch_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn properties_get_put_delete() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
 
     let put = n
         .json(Method::PUT, "/meta/h1/title", json!({"value": "Solaris"}))
@@ -301,7 +122,7 @@ async fn properties_get_put_delete() {
     assert_eq!(put.json()["success"], json!(true));
     let v1 = put.etag();
 
-    let got = n.get("/meta/h1/title").await;
+    let got = n.fetch("/meta/h1/title").await;
     assert_eq!(got.status, StatusCode::OK);
     let ct = got.header(CONTENT_TYPE.as_str()).unwrap_or_default();
     assert!(ct.starts_with("text/plain"), "content type {ct}");
@@ -314,32 +135,32 @@ async fn properties_get_put_delete() {
         .await;
     assert_eq!(raw.status, StatusCode::OK, "{}", raw.text());
     assert_eq!(
-        n.get("/meta/h1/summary").await.text(),
+        n.fetch("/meta/h1/summary").await.text(),
         "a planet that is an ocean"
     );
     n.json(Method::PUT, "/meta/h1/year", json!({"value": 1961}))
         .await;
-    assert_eq!(n.get("/meta/h1/year").await.text(), "1961");
+    assert_eq!(n.fetch("/meta/h1/year").await.text(), "1961");
 
     // A property name may contain slashes.
     let nested = n.raw(Method::PUT, "/meta/h1/files/poster.jpg", "p1").await;
     assert_eq!(nested.status, StatusCode::OK);
-    assert_eq!(n.get("/meta/h1/files/poster.jpg").await.text(), "p1");
+    assert_eq!(n.fetch("/meta/h1/files/poster.jpg").await.text(), "p1");
     assert_eq!(
-        n.get("/meta/h1").await.json()["metadata"],
+        n.fetch("/meta/h1").await.json()["metadata"],
         json!({"title": "Solaris", "summary": "a planet that is an ocean", "year": "1961", "files/poster.jpg": "p1"})
     );
 
     let del = n.delete("/meta/h1/summary").await;
     assert_eq!(del.status, StatusCode::OK, "{}", del.text());
     assert_eq!(del.json()["success"], json!(true));
-    n.get("/meta/h1/summary")
+    n.fetch("/meta/h1/summary")
         .await
         .assert_error(StatusCode::NOT_FOUND, "property not found");
     n.delete("/meta/h1/summary")
         .await
         .assert_error(StatusCode::NOT_FOUND, "property not found");
-    n.get("/meta/nothing-here/title")
+    n.fetch("/meta/nothing-here/title")
         .await
         .assert_error(StatusCode::NOT_FOUND, "property not found");
     n.delete("/meta/nothing-here/title")
@@ -349,7 +170,7 @@ async fn properties_get_put_delete() {
     // Deleting the last property removes the object.
     n.raw(Method::PUT, "/meta/h2/only", "x").await;
     assert_eq!(n.delete("/meta/h2/only").await.status, StatusCode::OK);
-    n.get("/meta/h2")
+    n.fetch("/meta/h2")
         .await
         .assert_error(StatusCode::NOT_FOUND, "metadata not found");
     n.stop().await;
@@ -357,7 +178,7 @@ async fn properties_get_put_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_add_reports_added_once() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
     let first = n.raw(Method::POST, "/meta/s1/_add/tags", "scifi").await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     assert_eq!(
@@ -379,27 +200,27 @@ async fn set_add_reports_added_once() {
         .await;
     assert_eq!(second.json()["added"], json!(true));
     assert!(second.etag() > v1);
-    assert_eq!(n.get("/meta/s1/tags").await.text(), "scifi|classic");
+    assert_eq!(n.fetch("/meta/s1/tags").await.text(), "scifi|classic");
 
     // An existing plain value is treated as a one-member set.
     n.raw(Method::PUT, "/meta/s1/genre", "drama").await;
     let more = n.raw(Method::POST, "/meta/s1/_add/genre", "war").await;
     assert_eq!(more.json()["added"], json!(true));
-    assert_eq!(n.get("/meta/s1/genre").await.text(), "drama|war");
+    assert_eq!(n.fetch("/meta/s1/genre").await.text(), "drama|war");
 
     // POST on a property path that is not `_add/...` is not a write.
     let before = n.settled().await;
     let wrong = n.raw(Method::POST, "/meta/s1/tags", "x").await;
     wrong.assert_error(StatusCode::METHOD_NOT_ALLOWED, "_add");
     assert_eq!(wrong.applied_index(), before);
-    assert_eq!(n.get("/meta/s1/tags").await.text(), "scifi|classic");
+    assert_eq!(n.fetch("/meta/s1/tags").await.text(), "scifi|classic");
     n.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_paginates_with_limit_after_next() {
-    let n = TestNode::start(&[]).await;
-    let empty = n.get("/meta").await;
+    let mut n = Node::single(&[]).await;
+    let empty = n.fetch("/meta").await;
     assert_eq!(empty.status, StatusCode::OK);
     assert_eq!(empty.json(), json!({"hashIds": [], "count": 0}));
 
@@ -412,7 +233,7 @@ async fn list_paginates_with_limit_after_next() {
         assert_eq!(r.status, StatusCode::OK);
     }
 
-    let all = n.get("/meta").await.json();
+    let all = n.fetch("/meta").await.json();
     assert_eq!(all["hashIds"], json!(ids));
     assert_eq!(all["count"], json!(7));
     assert!(all.get("next").is_none(), "no next on the last page: {all}");
@@ -425,7 +246,7 @@ async fn list_paginates_with_limit_after_next() {
             Some(a) => format!("/meta?limit=3&after={a}"),
             None => "/meta?limit=3".to_string(),
         };
-        let page = n.get(&path).await;
+        let page = n.fetch(&path).await;
         assert_eq!(page.status, StatusCode::OK);
         let page = page.json();
         let got: Vec<String> = serde_json::from_value(page["hashIds"].clone()).unwrap();
@@ -447,12 +268,12 @@ async fn list_paginates_with_limit_after_next() {
     assert_eq!(pages, 3);
 
     // `after` need not be an existing id; a page that ends exactly at the end has no next.
-    let tail = n.get("/meta?after=id03x&limit=3").await.json();
+    let tail = n.fetch("/meta?after=id03x&limit=3").await.json();
     assert_eq!(tail["hashIds"], json!(["id04", "id05", "id06"]));
     assert!(tail.get("next").is_none(), "{tail}");
-    let exact = n.get("/meta?limit=7").await.json();
+    let exact = n.fetch("/meta?limit=7").await.json();
     assert!(exact.get("next").is_none(), "{exact}");
-    let one = n.get("/meta?limit=1").await.json();
+    let one = n.fetch("/meta?limit=1").await.json();
     assert_eq!(one["hashIds"], json!(["id00"]));
     assert_eq!(one["next"], json!("id00"));
     n.stop().await;
@@ -460,12 +281,9 @@ async fn list_paginates_with_limit_after_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etag_and_if_match() {
-    let n = TestNode::start(&[]).await;
-    let with_if_match = |m: Method, path: &str, tag: &str| {
-        n.http
-            .request(m, n.url(path))
-            .header(IF_MATCH, tag.to_string())
-    };
+    let mut n = Node::single(&[]).await;
+    let with_if_match =
+        |m: Method, path: &str, tag: &str| n.request(m, path).header(IF_MATCH, tag.to_string());
 
     // `If-Match: "0"` creates only if absent.
     let create = n
@@ -478,7 +296,7 @@ async fn etag_and_if_match() {
         .send(with_if_match(Method::PUT, "/meta/c1", "\"0\"").json(&json!({"a": "2"})))
         .await;
     recreate.assert_error(StatusCode::PRECONDITION_FAILED, "version mismatch");
-    assert_eq!(n.get("/meta/c1/a").await.text(), "1", "412 wrote nothing");
+    assert_eq!(n.fetch("/meta/c1/a").await.text(), "1", "412 wrote nothing");
 
     // A stale version is refused; the current one is accepted.
     let stale = n
@@ -496,9 +314,9 @@ async fn etag_and_if_match() {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
     let v2 = ok.etag();
     assert!(v2 > v1);
-    assert_eq!(n.get("/meta/c1").await.etag(), v2);
+    assert_eq!(n.fetch("/meta/c1").await.etag(), v2);
     assert_eq!(
-        n.get("/meta/c1/a").await.etag(),
+        n.fetch("/meta/c1/a").await.etag(),
         v2,
         "property reads carry the object version"
     );
@@ -517,7 +335,7 @@ async fn etag_and_if_match() {
     n.send(with_if_match(Method::DELETE, "/meta/c1", &old))
         .await
         .assert_error(StatusCode::PRECONDITION_FAILED, "version mismatch");
-    let still = n.get("/meta/c1").await;
+    let still = n.fetch("/meta/c1").await;
     assert_eq!(still.json()["metadata"], json!({"a": "4"}));
     assert_eq!(still.etag(), v2);
 
@@ -546,7 +364,7 @@ async fn etag_and_if_match() {
         .await;
     assert_eq!(del.status, StatusCode::OK, "{}", del.text());
     assert_eq!(del.json()["deleted"], json!(4));
-    n.get("/meta/c1")
+    n.fetch("/meta/c1")
         .await
         .assert_error(StatusCode::NOT_FOUND, "metadata not found");
     // After a delete the object is absent again: `If-Match: "0"` creates it anew.
@@ -560,7 +378,7 @@ async fn etag_and_if_match() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_reads_and_applied_index() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
     let before = n.settled().await;
     assert!(before > 0, "a ready node has applied its first entries");
 
@@ -571,7 +389,7 @@ async fn linearizable_reads_and_applied_index() {
         written > before,
         "the write moved the applied index: {before} -> {written}"
     );
-    assert!(n.get("/meta/lin").await.applied_index() >= written);
+    assert!(n.fetch("/meta/lin").await.applied_index() >= written);
 
     // A linearizable read waits until every acknowledged write is applied.
     for path in [
@@ -580,23 +398,22 @@ async fn linearizable_reads_and_applied_index() {
         "/meta?limit=5&consistency=linearizable",
         "/meta/lin/k?consistency=linearizable",
     ] {
-        let r = n.get(path).await;
+        let r = n.fetch(path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
         assert!(r.applied_index() >= written, "{path}");
     }
-    let q = n.get("/meta/lin?consistency=linearizable").await;
+    let q = n.fetch("/meta/lin?consistency=linearizable").await;
     assert_eq!(q.json()["metadata"], json!({"k": "v1"}));
     assert_eq!(
-        n.get("/meta/lin/k?consistency=linearizable").await.text(),
+        n.fetch("/meta/lin/k?consistency=linearizable").await.text(),
         "v1"
     );
-    let list = n.get("/meta?limit=5&consistency=linearizable").await;
+    let list = n.fetch("/meta?limit=5&consistency=linearizable").await;
     assert_eq!(list.json()["hashIds"], json!(["lin"]));
 
     let h = n
         .send(
-            n.http
-                .get(n.url("/meta/lin"))
+            n.request(Method::GET, "/meta/lin")
                 .header("X-Consistency", "linearizable"),
         )
         .await;
@@ -605,7 +422,7 @@ async fn linearizable_reads_and_applied_index() {
     assert!(h.applied_index() >= written);
 
     // A linearizable read of something absent is still a 404.
-    n.get("/meta/absent?consistency=linearizable")
+    n.fetch("/meta/absent?consistency=linearizable")
         .await
         .assert_error(StatusCode::NOT_FOUND, "metadata not found");
 
@@ -618,7 +435,7 @@ async fn linearizable_reads_and_applied_index() {
             .json(Method::PATCH, "/meta/lin", json!({ "k": value }))
             .await;
         assert_eq!(w.status, StatusCode::OK);
-        let r = n.get("/meta/lin/k?consistency=linearizable").await;
+        let r = n.fetch("/meta/lin/k?consistency=linearizable").await;
         assert_eq!(r.text(), value);
         let idx = r.applied_index();
         assert!(idx > last, "index {idx} after {last}");
@@ -630,243 +447,149 @@ async fn linearizable_reads_and_applied_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_id_is_echoed_or_generated() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
     let traced = n
         .send(
-            n.http
-                .get(n.url("/meta"))
+            n.request(Method::GET, "/meta")
                 .header("TraceId", "trace-abc-123"),
         )
         .await;
     assert_eq!(traced.header("x-trace-id"), Some("trace-abc-123"));
 
     let x = n
-        .send(n.http.get(n.url("/meta/none")).header("X-Trace-ID", "xt-9"))
+        .send(
+            n.request(Method::GET, "/meta/none")
+                .header("X-Trace-ID", "xt-9"),
+        )
         .await;
     assert_eq!(x.status, StatusCode::NOT_FOUND);
     assert_eq!(x.header("x-trace-id"), Some("xt-9"), "also on errors");
 
     let write = n
         .send(
-            n.http
-                .put(n.url("/meta/t1"))
+            n.request(Method::PUT, "/meta/t1")
                 .header("TraceId", "w-1")
                 .json(&json!({"a": "b"})),
         )
         .await;
     assert_eq!(write.header("x-trace-id"), Some("w-1"));
 
-    let a = n.get("/meta").await;
-    let b = n.get("/meta").await;
+    let a = n.fetch("/meta").await;
+    let b = n.fetch("/meta").await;
     let (ta, tb) = (a.header("x-trace-id"), b.header("x-trace-id"));
     assert!(ta.is_some_and(|t| !t.is_empty()), "generated when absent");
     assert_ne!(ta, tb, "each request gets its own id");
     n.stop().await;
 }
 
-/// Requests that must be refused, each with its status and a part of its message.
-#[derive(Default)]
-struct BadCases(Vec<BadCase>);
-
-struct BadCase {
-    method: Method,
-    path: String,
-    content_type: Option<&'static str>,
-    body: Vec<u8>,
-    status: StatusCode,
-    needle: &'static str,
+/// meta's refused requests, on a node holding the object `keep`: bad object bodies
+/// (on a new object and on an existing one), bad keys in the path, bad property values,
+/// set members and set names, query parameters and `If-Match`. Each is a 4xx in
+/// meta-core's error shape whose message names the problem.
+#[rustfmt::skip]
+fn bad_input() -> Vec<Case> {
+    let long = "k".repeat(513);
+    let big = "v".repeat(64 * 1024 + 1);
+    let h = NO_HEADERS;
+    let (obj, x, none) = (|| json(json!({"a": "b"})), || raw("x"), || raw(""));
+    let if_match = [("If-Match", r#""v-one""#)];
+    let mut t = Vec::new();
+    // Object bodies, on a new object and on an existing one.
+    for (m, p) in [(PUT, "/meta/new1"), (PATCH, "/meta/keep")] {
+        let m = || m.clone();
+        t.extend([
+            row(m(), p, h, json_text("{\"a\": "), 400, "invalid JSON body"),
+            row(m(), p, h, json_text("not json"), 400, "invalid JSON body"),
+            row(m(), p, h, json_text(""), 400, "invalid JSON body"),
+            row(m(), p, h, json(json!(["a", "b"])), 400, "invalid JSON body"),
+            row(m(), p, h, json(json!("a")), 400, "invalid JSON body"),
+            row(m(), p, h, json(json!(42)), 400, "invalid JSON body"),
+            row(m(), p, h, json(json!(null)), 400, "invalid JSON body"),
+            row(m(), p, h, json(json!({"a": {"b": "c"}})), 400, "`a`"),
+            row(m(), p, h, json(json!({"x": "1", "a": [1]})), 400, "`a`"),
+            row(m(), p, h, json(json!({"a": null})), 400, "`a`"),
+            row(m(), p, h, json(json!({"": "empty"})), 400, "empty"),
+            row(m(), p, h, json(json!({ long.clone(): "x" })), 400, "512"),
+            row(m(), p, h, json(json!({"a\u{0}b": "x"})), 400, "NUL"),
+            row(m(), p, h, json(json!({"a": big.clone()})), 413, "65536"),
+            row(m(), p, h, json(json!({"ok": "1", "z": big.clone()})), 413, "65536"),
+        ]);
+    }
+    t.extend([
+        // Keys in the path: over 512 bytes, NUL (percent-encoded), empty hash id.
+        row(PUT, format!("/meta/{long}"), h, obj(), 400, "512"),
+        row(PUT, "/meta/ke%00y", h, obj(), 400, "NUL"),
+        row(PATCH, "/meta/%00", h, obj(), 400, "NUL"),
+        row(PUT, "/meta//p", h, x(), 400, "empty"),
+        row(PUT, format!("/meta/keep/{long}"), h, x(), 400, "512"),
+        row(PUT, "/meta/keep/a%00", h, x(), 400, "NUL"),
+        row(PUT, format!("/meta/{long}/p"), h, x(), 400, "512"),
+        row(DELETE, format!("/meta/{long}"), h, none(), 400, "512"),
+        row(DELETE, "/meta/ke%00ep", h, none(), 400, "NUL"),
+        row(DELETE, "/meta/keep/a%00", h, none(), 400, "NUL"),
+        row(DELETE, "/meta//a", h, none(), 400, "empty"),
+        row(GET, "/meta/ke%00ep", h, none(), 400, "NUL"),
+        row(GET, format!("/meta/keep/{long}"), h, none(), 400, "512"),
+        // Property values.
+        row(PUT, "/meta/keep/a", h, raw(&big), 413, "65536"),
+        row(PUT, "/meta/keep/a", h, json(json!({"value": big.clone()})), 413, "65536"),
+        row(PUT, "/meta/keep/a", h, json(json!({"value": {"x": 1}})), 400, "value"),
+        row(PUT, "/meta/keep/a", h, json(json!({"value": null})), 400, "value"),
+        row(PUT, "/meta/keep/a", h, raw([0xff, 0xfe, 0x41]), 400, "UTF-8"),
+        // Set members and set names.
+        row(POST, "/meta/keep/_add/tags", h, none(), 400, "empty"),
+        row(POST, "/meta/keep/_add/tags", h, raw("   "), 400, "empty"),
+        row(POST, "/meta/keep/_add/tags", h, raw("a|b"), 400, "|"),
+        row(POST, "/meta/keep/_add/tags", h, raw(&long), 400, "512"),
+        row(POST, "/meta/keep/_add/tags", h, raw(&big), 413, "65536"),
+        row(POST, format!("/meta/keep/_add/{long}"), h, x(), 400, "512"),
+        row(POST, "/meta/keep/_add/ta%00gs", h, x(), 400, "NUL"),
+        row(POST, "/meta/keep/_add/", h, x(), 400, "empty"),
+        // Query parameters, of a listing and of a blocking read.
+        row(GET, "/meta?limit=many", h, none(), 400, "invalid query"),
+        row(GET, "/meta?limit=-1", h, none(), 400, "invalid query"),
+        row(GET, "/meta/w?index=soon", h, NO_BODY, 400, "index"),
+        row(GET, "/meta/w?index=1&wait=forever", h, NO_BODY, 400, "wait"),
+        // A bad If-Match is refused before anything is proposed.
+        row(PUT, "/meta/keep", &if_match, json(json!({"a": "9"})), 400, "If-Match"),
+    ]);
+    t
 }
 
-impl BadCases {
-    /// A request with a JSON content type and `body` as given.
-    fn json(
-        &mut self,
-        m: &Method,
-        path: &str,
-        body: impl AsRef<[u8]>,
-        st: u16,
-        needle: &'static str,
-    ) {
-        self.push(m, path, Some("application/json"), body, st, needle);
+/// meta-core's error shape with the row's status and needle, and an `X-Applied-Index`
+/// still at `before`: a refused request must not reach the log.
+fn refused_before(before: u64) -> impl Fn(&Case, &Reply) -> Result<(), String> {
+    move |case, r| {
+        shape::core(r, case.status(r), case.needle())?;
+        match r.applied_index() {
+            i if i == before => Ok(()),
+            i => Err(format!(
+                "X-Applied-Index {i}, was {before}: it reached the log"
+            )),
+        }
     }
-
-    /// A request with a raw body and no content type.
-    fn raw(
-        &mut self,
-        m: &Method,
-        path: &str,
-        body: impl AsRef<[u8]>,
-        st: u16,
-        needle: &'static str,
-    ) {
-        self.push(m, path, None, body, st, needle);
-    }
-
-    fn push(
-        &mut self,
-        m: &Method,
-        path: &str,
-        content_type: Option<&'static str>,
-        body: impl AsRef<[u8]>,
-        status: u16,
-        needle: &'static str,
-    ) {
-        self.0.push(BadCase {
-            method: m.clone(),
-            path: path.to_string(),
-            content_type,
-            body: body.as_ref().to_vec(),
-            status: StatusCode::from_u16(status).unwrap(),
-            needle,
-        });
-    }
-}
-
-fn to_vec(v: Value) -> Vec<u8> {
-    serde_json::to_vec(&v).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_writes_nothing() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
     let seed = n.json(Method::PUT, "/meta/keep", json!({"a": "1"})).await;
     assert_eq!(seed.status, StatusCode::OK);
     let version = seed.etag();
 
-    let long = "k".repeat(513);
-    let max_key = "k".repeat(512);
-    let big = "v".repeat(64 * 1024 + 1);
-    let (put, patch, post) = (Method::PUT, Method::PATCH, Method::POST);
-    let (get, delete) = (Method::GET, Method::DELETE);
-    let mut c = BadCases::default();
-    // Object bodies, on a new object and on an existing one.
-    for (m, t) in [(&put, "/meta/new1"), (&patch, "/meta/keep")] {
-        c.json(m, t, "{\"a\": ", 400, "invalid JSON body");
-        c.json(m, t, "not json", 400, "invalid JSON body");
-        c.json(m, t, "", 400, "invalid JSON body");
-        c.json(m, t, to_vec(json!(["a", "b"])), 400, "invalid JSON body");
-        c.json(m, t, to_vec(json!("a")), 400, "invalid JSON body");
-        c.json(m, t, to_vec(json!(42)), 400, "invalid JSON body");
-        c.json(m, t, to_vec(json!(null)), 400, "invalid JSON body");
-        c.json(m, t, to_vec(json!({"a": {"b": "c"}})), 400, "`a`");
-        c.json(m, t, to_vec(json!({"x": "1", "a": [1]})), 400, "`a`");
-        c.json(m, t, to_vec(json!({"a": null})), 400, "`a`");
-        c.json(m, t, to_vec(json!({"": "empty"})), 400, "empty");
-        c.json(m, t, to_vec(json!({ long.clone(): "x" })), 400, "512");
-        c.json(m, t, to_vec(json!({"a\u{0}b": "x"})), 400, "NUL");
-        c.json(m, t, to_vec(json!({"a": big.clone()})), 413, "65536");
-        c.json(
-            m,
-            t,
-            to_vec(json!({"ok": "1", "z": big.clone()})),
-            413,
-            "65536",
-        );
-    }
-    // Keys in the path: over 512 bytes, NUL (percent-encoded), empty hash id.
-    let obj = to_vec(json!({"a": "b"}));
-    c.json(&put, &format!("/meta/{long}"), &obj, 400, "512");
-    c.json(&put, "/meta/ke%00y", &obj, 400, "NUL");
-    c.json(&patch, "/meta/%00", &obj, 400, "NUL");
-    c.raw(&put, "/meta//p", "x", 400, "empty");
-    c.raw(&put, &format!("/meta/keep/{long}"), "x", 400, "512");
-    c.raw(&put, "/meta/keep/a%00", "x", 400, "NUL");
-    c.raw(&put, &format!("/meta/{long}/p"), "x", 400, "512");
-    c.raw(&delete, &format!("/meta/{long}"), "", 400, "512");
-    c.raw(&delete, "/meta/ke%00ep", "", 400, "NUL");
-    c.raw(&delete, "/meta/keep/a%00", "", 400, "NUL");
-    c.raw(&delete, "/meta//a", "", 400, "empty");
-    c.raw(&get, "/meta/ke%00ep", "", 400, "NUL");
-    c.raw(&get, &format!("/meta/keep/{long}"), "", 400, "512");
-    // Property values.
-    c.raw(&put, "/meta/keep/a", &big, 413, "65536");
-    c.json(
-        &put,
-        "/meta/keep/a",
-        to_vec(json!({"value": big.clone()})),
-        413,
-        "65536",
-    );
-    c.json(
-        &put,
-        "/meta/keep/a",
-        to_vec(json!({"value": {"x": 1}})),
-        400,
-        "value",
-    );
-    c.json(
-        &put,
-        "/meta/keep/a",
-        to_vec(json!({"value": null})),
-        400,
-        "value",
-    );
-    c.raw(&put, "/meta/keep/a", [0xff, 0xfe, 0x41], 400, "UTF-8");
-    // Set members and set names.
-    c.raw(&post, "/meta/keep/_add/tags", "", 400, "empty");
-    c.raw(&post, "/meta/keep/_add/tags", "   ", 400, "empty");
-    c.raw(&post, "/meta/keep/_add/tags", "a|b", 400, "|");
-    c.raw(&post, "/meta/keep/_add/tags", &long, 400, "512");
-    c.raw(&post, "/meta/keep/_add/tags", &big, 413, "65536");
-    c.raw(&post, &format!("/meta/keep/_add/{long}"), "x", 400, "512");
-    c.raw(&post, "/meta/keep/_add/ta%00gs", "x", 400, "NUL");
-    c.raw(&post, "/meta/keep/_add/", "x", 400, "empty");
-    // Query parameters.
-    c.raw(&get, "/meta?limit=many", "", 400, "invalid query");
-    c.raw(&get, "/meta?limit=-1", "", 400, "invalid query");
-
     let before = n.settled().await;
-    for case in c.0 {
-        let mut req = n
-            .http
-            .request(case.method.clone(), n.url(&case.path))
-            .body(case.body);
-        if let Some(ct) = case.content_type {
-            req = req.header(CONTENT_TYPE, ct);
-        }
-        let r = n.send(req).await;
-        let shown: String = case.path.chars().take(40).collect();
-        let what = format!("{} {shown}", case.method);
-        assert!(
-            r.status.is_client_error(),
-            "{what}: expected 4xx, got {} {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        );
-        assert_eq!(
-            r.status,
-            case.status,
-            "{what}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        r.assert_error(case.status, case.needle);
-        assert_eq!(
-            r.applied_index(),
-            before,
-            "{what}: a refused request must not reach the log"
-        );
-    }
-
-    // A bad If-Match is refused before anything is proposed.
-    let r = n
-        .send(
-            n.http
-                .put(n.url("/meta/keep"))
-                .header(IF_MATCH, "\"v-one\"")
-                .json(&json!({"a": "9"})),
-        )
-        .await;
-    r.assert_error(StatusCode::BAD_REQUEST, "If-Match");
+    bad_input::run_shaped(&n, &bad_input(), refused_before(before)).await;
 
     // Nothing was written: same objects, same version, same applied index.
     assert_eq!(n.settled().await, before);
-    let keep = n.get("/meta/keep").await;
+    let keep = n.fetch("/meta/keep").await;
     assert_eq!(keep.json()["metadata"], json!({"a": "1"}));
     assert_eq!(keep.etag(), version);
-    let all = n.get("/meta").await.json();
+    let all = n.fetch("/meta").await.json();
     assert_eq!(all["hashIds"], json!(["keep"]), "{all}");
 
     // The limits are inclusive: a 512-byte key and a 64 KiB value are accepted.
+    let max_key = "k".repeat(512);
     let max_value = "v".repeat(64 * 1024);
     let ok = n
         .json(
@@ -876,35 +599,26 @@ async fn bad_input_is_refused_and_writes_nothing() {
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
-    let prop = n.get(&format!("/meta/{max_key}/{max_key}")).await;
+    let prop = n.fetch(&format!("/meta/{max_key}/{max_key}")).await;
     assert_eq!(prop.body.len(), 64 * 1024);
     n.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_over_limit_is_413() {
-    let n = TestNode::start(&[("limits.max_body_bytes", "4096")]).await;
+    let mut n = Node::single(&[("limits.max_body_bytes", "4096")]).await;
     let before = n.settled().await;
     let big = "x".repeat(5000);
-    let cases = [
-        (Method::PUT, "/meta/big", to_vec(json!({"a": big}))),
-        (Method::PATCH, "/meta/big", to_vec(json!({"a": big}))),
-        (Method::PUT, "/meta/big/a", big.clone().into_bytes()),
-        (Method::POST, "/meta/big/_add/a", big.clone().into_bytes()),
+    let h = NO_HEADERS;
+    #[rustfmt::skip]
+    let table = [
+        row(PUT, "/meta/big", h, json(json!({"a": big})), 413, "4096"),
+        row(PATCH, "/meta/big", h, json(json!({"a": big})), 413, "4096"),
+        row(PUT, "/meta/big/a", h, json_text(&big), 413, "4096"),
+        row(POST, "/meta/big/_add/a", h, json_text(&big), 413, "4096"),
     ];
-    for (method, path, body) in cases {
-        let r = n
-            .send(
-                n.http
-                    .request(method.clone(), n.url(path))
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body),
-            )
-            .await;
-        r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "4096");
-        assert_eq!(r.applied_index(), before, "{method} {path}");
-    }
-    n.get("/meta/big")
+    bad_input::run_shaped(&n, &table, refused_before(before)).await;
+    n.fetch("/meta/big")
         .await
         .assert_error(StatusCode::NOT_FOUND, "metadata not found");
     assert_eq!(n.settled().await, before);
@@ -913,7 +627,7 @@ async fn body_over_limit_is_413() {
     let fits = "y".repeat(4000);
     let ok = n.raw(Method::PUT, "/meta/big/a", fits.clone()).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
-    assert_eq!(n.get("/meta/big/a").await.text(), fits);
+    assert_eq!(n.fetch("/meta/big/a").await.text(), fits);
     n.stop().await;
 }
 
@@ -923,7 +637,7 @@ async fn body_over_limit_is_413() {
 /// the header must rise with every write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_write_response_applied_index_covers_the_write() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
     let mut last = n.settled().await;
     for i in 0..200 {
         let w = n
@@ -942,43 +656,38 @@ async fn regression_write_response_applied_index_covers_the_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_trailing_key_is_a_core_error_and_writes_nothing() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
     n.raw(Method::PUT, "/meta/h/a", "1").await;
     let before = n.settled().await;
-    for (method, path) in [
-        (Method::PUT, "/meta/h/"),
-        (Method::GET, "/meta/h/"),
-        (Method::DELETE, "/meta/h/"),
-        (Method::POST, "/meta/h/_add/"),
-        (Method::PUT, "/meta/"),
-        (Method::PATCH, "/meta/"),
-    ] {
-        let r = n.raw(method.clone(), path, "{\"a\":\"x\"}").await;
-        assert!(r.status.is_client_error(), "{method} {path}: {}", r.status);
-        let body: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| {
-            panic!(
-                "{method} {path}: {} with a body that is not meta-core's error shape: {:?}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            )
-        });
-        assert_eq!(body["error"], json!(r.status.canonical_reason().unwrap()));
-        assert!(body["message"].is_string(), "{body}");
-        assert_eq!(r.applied_index(), before, "{method} {path}");
-    }
-    assert_eq!(n.get("/meta/h").await.json()["metadata"], json!({"a": "1"}));
+    let body = || raw("{\"a\":\"x\"}");
+    let h = NO_HEADERS;
+    // The message names the path (no route) or the empty name.
+    #[rustfmt::skip]
+    let table = [
+        row(PUT, "/meta/h/", h, body(), ANY_4XX, "/meta/h/"),
+        row(GET, "/meta/h/", h, body(), ANY_4XX, "/meta/h/"),
+        row(DELETE, "/meta/h/", h, body(), ANY_4XX, "/meta/h/"),
+        row(POST, "/meta/h/_add/", h, body(), ANY_4XX, "empty"),
+        row(PUT, "/meta/", h, body(), ANY_4XX, "/meta/"),
+        row(PATCH, "/meta/", h, body(), ANY_4XX, "/meta/"),
+    ];
+    bad_input::run_shaped(&n, &table, refused_before(before)).await;
+    assert_eq!(
+        n.fetch("/meta/h").await.json()["metadata"],
+        json!({"a": "1"})
+    );
     n.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_get_waits_for_a_change_past_index() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
     n.json(Method::PUT, "/meta/w", json!({"v": "1"})).await;
     let idx = n.settled().await;
 
     // Nothing changes: the read is held for `wait`, then answers the current value.
     let t = Instant::now();
-    let held = n.get(&format!("/meta/w?index={idx}&wait=1s")).await;
+    let held = n.fetch(&format!("/meta/w?index={idx}&wait=1s")).await;
     let elapsed = t.elapsed();
     assert_eq!(held.status, StatusCode::OK);
     assert_eq!(held.json()["metadata"], json!({"v": "1"}));
@@ -990,18 +699,17 @@ async fn blocking_get_waits_for_a_change_past_index() {
 
     // An index older than the object's last change answers at once.
     let t = Instant::now();
-    let stale = n.get("/meta/w?index=0&wait=60s").await;
+    let stale = n.fetch("/meta/w?index=0&wait=60s").await;
     assert_eq!(stale.json()["metadata"], json!({"v": "1"}));
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 
     // A change wakes the waiter well before its wait runs out; so does a creation.
     for path in ["/meta/w", "/meta/w-new"] {
         let idx = n.settled().await;
-        let url = n.url(&format!("{path}?index={idx}&wait=60s"));
-        let http = n.http.clone();
+        let req = n.request(Method::GET, &format!("{path}?index={idx}&wait=60s"));
         let waiter = tokio::spawn(async move {
             let t = Instant::now();
-            let r = http.get(url).send().await.expect("request sent");
+            let r = req.send().await.expect("request sent");
             let status = r.status();
             let body: Value = r.json().await.expect("JSON body");
             (status, body, t.elapsed())
@@ -1021,16 +729,10 @@ async fn blocking_get_waits_for_a_change_past_index() {
 
     // An absent object is still a 404 once the wait runs out.
     let idx = n.settled().await;
-    n.get(&format!("/meta/none?index={idx}&wait=200ms"))
+    n.fetch(&format!("/meta/none?index={idx}&wait=200ms"))
         .await
         .assert_error(StatusCode::NOT_FOUND, "metadata not found");
 
-    n.get("/meta/w?index=soon")
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "index");
-    n.get("/meta/w?index=1&wait=forever")
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "wait");
     n.stop().await;
 }
 
@@ -1039,14 +741,13 @@ async fn blocking_get_waits_for_a_change_past_index() {
 /// header is meant to be the client's next `index`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_watch_response_applied_index_lags_the_change() {
-    let n = TestNode::start(&[]).await;
+    let mut n = Node::single(&[]).await;
     n.raw(Method::PUT, "/meta/wb/v", "0").await;
     for i in 1..=50 {
         let idx = n.settled().await;
-        let url = n.url(&format!("/meta/wb?index={idx}&wait=60s"));
-        let http = n.http.clone();
+        let req = n.request(Method::GET, &format!("/meta/wb?index={idx}&wait=60s"));
         let waiter = tokio::spawn(async move {
-            let r = http.get(url).send().await.expect("request sent");
+            let r = req.send().await.expect("request sent");
             let applied: u64 = r.headers()["x-applied-index"]
                 .to_str()
                 .unwrap()
@@ -1068,24 +769,26 @@ async fn regression_watch_response_applied_index_lags_the_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_cannot_grow_past_max_object_bytes() {
-    let n = TestNode::start(&[("limits.max_object_bytes", "1024")]).await;
+    let mut n = Node::single(&[("limits.max_object_bytes", "1024")]).await;
     let v = |len: usize| "v".repeat(len);
     let put = n.json(Method::PUT, "/meta/o", json!({"a": v(500), "b": v(400)}));
     assert_eq!(put.await.status, StatusCode::OK);
-    let before = n.get("/meta/o").await.json();
+    let before = n.fetch("/meta/o").await.json();
 
     // Each way of growing it past 1024 bytes is refused, and nothing changes.
-    let grow = [
-        n.json(Method::PATCH, "/meta/o", json!({"c": v(200)})).await,
-        n.json(Method::PUT, "/meta/o/c", json!({"value": v(200)}))
-            .await,
-        n.json(Method::PUT, "/meta/o", json!({"b": v(600)})).await,
-        n.raw(Method::POST, "/meta/o/_add/b", v(200)).await,
+    let (h, limit) = (NO_HEADERS, "1024-byte limit");
+    #[rustfmt::skip]
+    let table = [
+        row(PATCH, "/meta/o", h, json(json!({"c": v(200)})), 413, limit),
+        row(PUT, "/meta/o/c", h, json(json!({"value": v(200)})), 413, limit),
+        row(PUT, "/meta/o", h, json(json!({"b": v(600)})), 413, limit),
+        row(POST, "/meta/o/_add/b", h, raw(v(200)), 413, limit),
     ];
-    for r in grow {
-        r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "1024-byte limit");
-    }
-    assert_eq!(n.get("/meta/o").await.json(), before);
+    bad_input::run_shaped(&n, &table, |case, r| {
+        shape::core(r, case.status(r), case.needle())
+    })
+    .await;
+    assert_eq!(n.fetch("/meta/o").await.json(), before);
 
     // Replacing within the limit, and shrinking, still work.
     let put = n.json(Method::PUT, "/meta/o", json!({"b": v(520)})).await;
@@ -1095,7 +798,7 @@ async fn an_object_cannot_grow_past_max_object_bytes() {
     assert_eq!(add.status, StatusCode::OK, "{}", add.text());
 
     // The start-up check finds objects written under a higher limit.
-    let found = metacenter::oversized::scan(n.server.as_ref().unwrap().node().store(), 500);
+    let found = metacenter::oversized::scan(n.server().node().store(), 500);
     let found = found.expect("scan");
     assert_eq!((found.count, found.largest), (1, Some(("o".into(), 523))));
     n.stop().await;
@@ -1112,7 +815,7 @@ fn stalled_reader(base: &str, path: &str) -> std::net::TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_answers_held_at_once_are_bounded() {
-    let n = TestNode::start(&[
+    let mut n = Node::single(&[
         ("limits.max_large_reads", "1"),
         ("limits.max_object_bytes", "67108864"),
     ])
@@ -1137,30 +840,27 @@ async fn large_answers_held_at_once_are_bounded() {
 
     // One stalled reader holds the only permit: the next large read waits, then 503.
     let stalled = stalled_reader(&n.base, "/meta/big");
-    let deadline = Instant::now() + READY_DEADLINE;
-    let refused = loop {
-        let r = n.get("/meta/small").await;
+    let refused = until("large reads held back", || async {
+        let r = n.fetch("/meta/small").await;
         if r.status == StatusCode::SERVICE_UNAVAILABLE {
-            break r;
+            return Some(r);
         }
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        assert!(
-            Instant::now() < deadline,
-            "large reads were never held back"
-        );
-    };
+        None
+    })
+    .await;
     refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "limits.max_large_reads");
     assert_eq!(
-        n.get("/health").await.status,
+        n.fetch("/health").await.status,
         StatusCode::OK,
         "small answers go on"
     );
 
     // The reader goes away: the permit comes back.
     drop(stalled);
-    let deadline = Instant::now() + READY_DEADLINE;
-    while n.get("/meta/small").await.status != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the permit never came back");
-    }
+    until("the permit back", || async {
+        (n.fetch("/meta/small").await.status == StatusCode::OK).then_some(())
+    })
+    .await;
     n.stop().await;
 }

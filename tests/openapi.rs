@@ -5,12 +5,16 @@
 //! documented operation is called: without a token it gets the documented 401 in the
 //! documented envelope, and with an admin token it reaches its handler (not the
 //! router's fallback) and answers one of its documented statuses.
+//!
+//! A path whose percent-escapes are not UTF-8 is a 400 in every area's envelope: a
+//! table run by `common::bad_input`.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use common::{answer, Node};
+use common::bad_input::{self, row, Case, NO_BODY, NO_HEADERS};
+use common::{answer, Node, Reply};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -261,25 +265,37 @@ async fn check_routed(n: &Node, op: &Op<'_>) {
     );
 }
 
+/// The refusal's text is in its area's field: Prometheus's `errorType`, the Metric
+/// Service's `error`, meta-core's `message`.
+fn text_field(case: &Case, r: &Reply) -> Result<(), String> {
+    let field = match case.path.as_str() {
+        p if p.starts_with("/api/v1/label/") => "errorType",
+        p if p.starts_with("/api/") || p.starts_with("/ws/") => "error",
+        _ => "message",
+    };
+    let body = r.json();
+    match body[field].is_string() {
+        true => Ok(()),
+        false => Err(format!("`{field}` in {body}")),
+    }
+}
+
 /// Regression: a path parameter whose percent-escapes are not UTF-8 was answered by
 /// axum's plain-text rejection in every area; it is a 400 in the area's envelope.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_that_is_not_utf8_gets_a_400_in_the_area_envelope() {
     let mut n = Node::single(&[]).await;
-    let cases = [
-        ("/meta/%FF", "message"),
-        ("/meta/a/%FF", "message"),
-        ("/services/%FF", "message"),
-        ("/data/%FF/path", "message"),
-        ("/api/v1/runs/%FF/metrics", "error"),
-        ("/api/v1/metrics/sync/%FF/state", "error"),
-        ("/api/v1/label/%FF/values", "errorType"),
-        ("/ws/metrics/%FF", "error"),
+    let get = |path: &str| row(Method::GET, path, NO_HEADERS, NO_BODY, 400, "not UTF-8");
+    let table = [
+        get("/meta/%FF"),
+        get("/meta/a/%FF"),
+        get("/services/%FF"),
+        get("/data/%FF/path"),
+        get("/api/v1/runs/%FF/metrics"),
+        get("/api/v1/metrics/sync/%FF/state"),
+        get("/api/v1/label/%FF/values"),
+        get("/ws/metrics/%FF"),
     ];
-    for (path, field) in cases {
-        let (status, body) = answer(n.request(Method::GET, path)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
-        assert!(body[field].is_string(), "{path}: `{field}` in {body}");
-    }
+    bad_input::run_shaped(&n, &table, text_field).await;
     n.stop().await;
 }

@@ -9,9 +9,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 
-use common::{answer, until, Node};
+use common::{answer, until, Node, Process};
 use metacenter_raft::network::SECRET_HEADER;
 use metacenter_raft::node::PeerOp;
 use metacenter_raft::types::{Request, TypeConfig};
@@ -140,67 +139,14 @@ impl Api {
     }
 }
 
-/// A `metacenter dev` process on ephemeral loopback ports, killed when dropped.
-struct Dev {
-    child: Child,
-    api: Api,
-    peer: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_dev() -> Dev {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ls: Vec<_> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let [api, peer] = [0, 1].map(|i| ls[i].local_addr().expect("addr").to_string());
-    drop(ls);
-    let child = Command::new(env!("CARGO_BIN_EXE_metacenter"))
-        .args([
-            "dev",
-            "--listen",
-            &api,
-            "--peer-listen",
-            &peer,
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env_remove("METACENTER_CLUSTER_SECRET")
-        .env_remove("METACENTER_CLUSTER_INSECURE")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("dev.log")).expect("log"))
-        .spawn()
-        .expect("start metacenter dev");
-    let dev = Dev {
-        child,
-        api: Api(format!("http://{api}")),
-        peer,
-        _dir: dir,
-    };
-    let ready = || async {
-        let r = common::client().get(format!("{}/ready", dev.api.0)).send();
-        r.await
-            .ok()
-            .filter(|r| r.status() == StatusCode::OK)
-            .map(|_| ())
-    };
-    until("the dev node ready", ready).await;
-    dev
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dev_node_refuses_every_forged_peer_request() {
-    let dev = start_dev().await;
-    dev.api.seed().await;
-    let (term, last) = dev.api.last_log().await;
-    let (_, members) = dev.api.get("/cluster/members", None).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dev = Process::dev(dir.path()).await;
+    let api = Api(dev.base.clone());
+    api.seed().await;
+    let (term, last) = api.last_log().await;
+    let (_, members) = api.get("/cluster/members", None).await;
     for secret in [None, Some(""), Some("guess")] {
         let f = Forger {
             peer: dev.peer.clone(),
@@ -218,11 +164,11 @@ async fn a_dev_node_refuses_every_forged_peer_request() {
         assert_eq!(f.vote(last).await, refused, "{secret:?}");
         assert_eq!(f.append(last, "appended").await, refused, "{secret:?}");
     }
-    assert!(!dev.api.has_object("forged").await);
-    assert!(!dev.api.has_object("appended").await);
-    assert_eq!(dev.api.team_b_points().await, 1, "team-b lost points");
-    assert_eq!(dev.api.get("/cluster/members", None).await.1, members);
-    assert_eq!(dev.api.last_log().await.0, term, "the term moved");
+    assert!(!api.has_object("forged").await);
+    assert!(!api.has_object("appended").await);
+    assert_eq!(api.team_b_points().await, 1, "team-b lost points");
+    assert_eq!(api.get("/cluster/members", None).await.1, members);
+    assert_eq!(api.last_log().await.0, term, "the term moved");
 }
 
 /// The control: with the secret, the same forgeries take effect.

@@ -3,11 +3,14 @@
 //! with the right secret joins (through /cluster/add, which with `auth.tokens` set
 //! needs the joiner's admin token) and relays syncs to the leader with the client's
 //! token.
+//!
+//! The refused peer requests are tables run by `common::bad_input` against the peer
+//! port.
 
 mod common;
 
+use common::bad_input::{self, raw, row, NO_BODY};
 use common::{answer, until, Node};
-use metacenter::{Config, Server};
 use metacenter_raft::network::SECRET_HEADER;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -15,48 +18,41 @@ use serde_json::{json, Value};
 const SECRET: &str = "right-secret-0123";
 const TOKENS: &str = "adm:admin,wr:write,ta:write:a";
 
+/// The peer port's answer to a request without the right secret.
+const REFUSED: &str = "missing or wrong cluster secret";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn peer_requests_need_the_cluster_secret() {
     let n = Node::single(&[("cluster.secret", SECRET)]).await;
-    let client = common::client();
+    let peer = format!("http://{}", n.peer_addr());
+    let mut table = Vec::new();
     for path in ["/raft/vote", "/raft/append", "/raft/snapshot", "/forward"] {
-        let url = format!("http://{}{path}", n.peer_addr());
-        for given in [
-            None,
-            Some(""),
-            Some("wrong-secret-0123"),
-            Some("right-secret-012"),
-        ] {
-            let mut req = client.post(&url).body("x");
-            if let Some(g) = given {
-                req = req.header(SECRET_HEADER, g);
-            }
-            let st = req.send().await.expect("answer").status();
-            assert_eq!(st, StatusCode::UNAUTHORIZED, "{path} with {given:?}");
+        for given in ["", "wrong-secret-0123", "right-secret-012"] {
+            let h = [(SECRET_HEADER, given)];
+            table.push(row(Method::POST, path, &h, raw("x"), 401, REFUSED));
         }
+        table.push(row(Method::POST, path, &[], raw("x"), 401, REFUSED));
         // With the secret the request passes the gate (and fails to decode).
-        let r = client.post(&url).header(SECRET_HEADER, SECRET).body("x");
-        let st = r.send().await.expect("answer").status();
-        assert_eq!(st, StatusCode::BAD_REQUEST, "{path} with the secret");
+        let h = [(SECRET_HEADER, SECRET)];
+        table.push(row(
+            Method::POST,
+            path,
+            &h,
+            raw("x"),
+            400,
+            "bad peer request",
+        ));
     }
-    // An unknown path is not told apart from a known one without the secret.
-    let url = format!("http://{}/raft/nothing", n.peer_addr());
-    let st = client.post(&url).send().await.expect("answer").status();
-    assert_eq!(
-        st,
-        StatusCode::UNAUTHORIZED,
-        "unknown path without the secret"
-    );
-    let r = client.post(&url).header(SECRET_HEADER, SECRET);
-    let st = r.send().await.expect("answer").status();
-    assert_eq!(st, StatusCode::NOT_FOUND, "unknown path with the secret");
-    // Nor is a known path asked with another method.
-    let url = format!("http://{}/raft/append", n.peer_addr());
-    let st = client.get(&url).send().await.expect("answer").status();
-    assert_eq!(st, StatusCode::UNAUTHORIZED, "GET without the secret");
-    let r = client.get(&url).header(SECRET_HEADER, SECRET);
-    let st = r.send().await.expect("answer").status();
-    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED, "GET with the secret");
+    let secret = [(SECRET_HEADER, SECRET)];
+    table.extend([
+        // An unknown path is not told apart from a known one without the secret.
+        row(Method::POST, "/raft/nothing", &[], NO_BODY, 401, REFUSED),
+        row(Method::POST, "/raft/nothing", &secret, NO_BODY, 404, ""),
+        // Nor is a known path asked with another method.
+        row(Method::GET, "/raft/append", &[], NO_BODY, 401, REFUSED),
+        row(Method::GET, "/raft/append", &secret, NO_BODY, 405, ""),
+    ]);
+    bad_input::run(&peer, &table).await;
 }
 
 /// Each peer route reads at most its own limit: a vote of 100 KiB is refused unread,
@@ -64,32 +60,41 @@ async fn peer_requests_need_the_cluster_secret() {
 #[tokio::test(flavor = "multi_thread")]
 async fn peer_bodies_over_their_route_limit_are_refused() {
     let n = Node::single(&[("cluster.secret", SECRET)]).await;
-    let url = format!("http://{}/raft/vote", n.peer_addr());
-    let req = common::client().post(&url).header(SECRET_HEADER, SECRET);
-    let st = req.body(vec![0u8; 100 << 10]).send().await.expect("answer");
-    assert_eq!(st.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let req = common::client().post(&url).header(SECRET_HEADER, SECRET);
-    let st = req.body(vec![0u8; 100]).send().await.expect("answer");
-    assert_eq!(st.status(), StatusCode::BAD_REQUEST, "a small body is read");
+    let peer = format!("http://{}", n.peer_addr());
+    let h = [(SECRET_HEADER, SECRET)];
+    let table = [
+        row(
+            Method::POST,
+            "/raft/vote",
+            &h,
+            raw(vec![0u8; 100 << 10]),
+            413,
+            "over its 65536-byte limit",
+        ),
+        // A small body is read.
+        row(
+            Method::POST,
+            "/raft/vote",
+            &h,
+            raw(vec![0u8; 100]),
+            400,
+            "bad peer request",
+        ),
+    ];
+    bad_input::run(&peer, &table).await;
 }
 
 /// Node `id` that asks `leader` to add it, with `secret` and the test's tokens.
-async fn joiner(id: u64, secret: &str, leader: &Node) -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut cfg = Config::default();
+async fn joiner(id: &str, secret: &str, leader: &Node) -> Node {
     let join = leader.base.trim_start_matches("http://");
-    for (k, v) in [
-        ("node.id", id.to_string().as_str()),
-        ("node.data_dir", dir.path().to_str().expect("UTF-8")),
-        ("node.listen", "127.0.0.1:0"),
-        ("node.peer_listen", "127.0.0.1:0"),
+    let settings = [
+        ("node.id", id),
+        ("node.bootstrap", "false"),
         ("node.join", join),
         ("cluster.secret", secret),
         ("auth.tokens", TOKENS),
-    ] {
-        cfg.set(k, v).expect("setting");
-    }
-    (Server::start(cfg).await.expect("node starts"), dir)
+    ];
+    Node::launch(&settings, &[]).await
 }
 
 async fn members(leader: &Node) -> Value {
@@ -109,8 +114,8 @@ fn has(list: &Value, id: u64) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_with_a_wrong_secret_cannot_join() {
     let leader = Node::single(&[("cluster.secret", SECRET), ("auth.tokens", TOKENS)]).await;
-    let (bad, _bad_dir) = joiner(3, "wrong-secret-0123", &leader).await;
-    let (good, _good_dir) = joiner(2, SECRET, &leader).await;
+    let bad = joiner("3", "wrong-secret-0123", &leader).await;
+    let good = joiner("2", SECRET, &leader).await;
 
     // Both join requests get through (node 3 is added as a learner first) ...
     until("node 3 listed as a learner", || async {
@@ -134,17 +139,24 @@ async fn a_node_with_a_wrong_secret_cannot_join() {
         .parse()
         .unwrap();
     until("node 2 applied the write", || async {
-        (good.node().applied_index() >= at).then_some(())
+        (good.server().node().applied_index() >= at).then_some(())
     })
     .await;
     let m = members(&leader).await;
     assert!(!has(&m["voters"], 3), "node 3 became a voter: {m}");
-    assert_eq!(bad.node().applied_index(), 0, "node 3 received entries");
-    assert!(bad.node().leader().is_none(), "node 3 learned of a leader");
+    assert_eq!(
+        bad.server().node().applied_index(),
+        0,
+        "node 3 received entries"
+    );
+    assert!(
+        bad.server().node().leader().is_none(),
+        "node 3 learned of a leader"
+    );
 
     // A sync sent to the follower is relayed to the leader with the client's token;
     // the leader answers 404 (no source), not 401.
-    let base = format!("http://{}", good.api_addr());
+    let base = good.base.clone();
     let relay = |token: &'static str, body: Value| {
         let url = format!("{base}/api/v1/metrics/sync");
         answer(common::client().post(url).bearer_auth(token).json(&body))

@@ -5,114 +5,34 @@
 //! downsampling, system metrics, tenant isolation through `X-Tenant-ID`, retention
 //! applied by the leader, and durability of written points across a leader kill on a
 //! three-node cluster.
+//!
+//! The refused batches, queries and tenant headers are tables run by
+//! `common::bad_input`; nodes come from `tests/common`.
 
-use std::time::{Duration, Instant};
+mod common;
 
-use metacenter::{Config, Server};
-use reqwest::StatusCode;
+use common::bad_input::{self, json, json_text, row, Case, GET, NO_BODY, NO_HEADERS, POST};
+use common::{cluster, shape, stop_all, until, Node, Reply};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
-const DEADLINE: Duration = Duration::from_secs(60);
 const RUN: &str = "4f6d2a3e-8c1b-4d5e-9f00-1a2b3c4d5e6f";
 const RUN2: &str = "0a0b0c0d-1111-4222-8333-444455556666";
 
 // ---------------------------------------------------------------- helpers
 
-/// One in-process node and its data directory.
-struct Node {
-    server: Option<Server>,
-    base: String,
-    _dir: TempDir,
+/// The Metric Service calls of these tests.
+trait Points {
+    async fn write(&self, tenant: Option<&str>, items: &[Value]);
+    async fn write_all(&self, tenant: Option<&str>, items: &[Value]);
+    async fn ok(&self, path: &str, tenant: Option<&str>) -> Value;
 }
 
-impl Node {
-    /// Starts a node with the given extra settings (ephemeral ports, temp data dir).
-    async fn start(settings: &[(&str, &str)]) -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut cfg = Config::default();
-        cfg.set("node.data_dir", dir.path().to_str().expect("UTF-8 path"))
-            .expect("data dir");
-        cfg.set("node.listen", "127.0.0.1:0").expect("listen");
-        cfg.set("node.peer_listen", "127.0.0.1:0").expect("peer");
-        cfg.set("cluster.secret", "test-cluster-secret")
-            .expect("secret");
-        for (k, v) in settings {
-            cfg.set(k, v).expect("valid setting");
-        }
-        let server = Server::start(cfg).await.expect("node starts");
-        Node {
-            base: format!("http://{}", server.api_addr()),
-            server: Some(server),
-            _dir: dir,
-        }
-    }
-
-    /// A bootstrapped one-node cluster, ready to serve.
-    async fn single(settings: &[(&str, &str)]) -> Node {
-        let mut all = vec![("node.bootstrap", "true")];
-        all.extend_from_slice(settings);
-        let n = Node::start(&all).await;
-        n.wait_status("/ready", StatusCode::OK).await;
-        n
-    }
-
-    fn server(&self) -> &Server {
-        self.server.as_ref().expect("node running")
-    }
-
-    /// Polls `path` until it answers `want`.
-    async fn wait_status(&self, path: &str, want: StatusCode) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let last = match client().get(format!("{}{path}", self.base)).send().await {
-                Ok(r) if r.status() == want => return,
-                Ok(r) => r.status().to_string(),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                Instant::now() < deadline,
-                "{} {path}: not {want} within {DEADLINE:?}, last {last}",
-                self.base
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-    }
-
-    async fn get(&self, path: &str, tenant: Option<&str>) -> (StatusCode, Value) {
-        let mut req = client().get(format!("{}{path}", self.base));
-        if let Some(t) = tenant {
-            req = req.header("X-Tenant-ID", t);
-        }
-        answer(req).await
-    }
-
-    async fn post(&self, path: &str, tenant: Option<&str>, body: String) -> (StatusCode, Value) {
-        let mut req = client()
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(t) = tenant {
-            req = req.header("X-Tenant-ID", t);
-        }
-        answer(req).await
-    }
-
+impl Points for Node {
     /// Writes a batch of metric points and asserts the 201 answer.
     async fn write(&self, tenant: Option<&str>, items: &[Value]) {
-        let (st, body) = self
-            .post(
-                "/api/v1/metrics/batch",
-                tenant,
-                json!({ "metrics": items }).to_string(),
-            )
-            .await;
+        let batch = json!({ "metrics": items });
+        let (st, body) = self.post("/api/v1/metrics/batch", tenant, batch).await;
         assert_eq!(st, StatusCode::CREATED, "write: {body}");
         assert_eq!(
             body,
@@ -133,21 +53,6 @@ impl Node {
         assert_eq!(st, StatusCode::OK, "GET {path}: {body}");
         body
     }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-}
-
-async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
 }
 
 /// Unix ns -> RFC3339 with nanoseconds.
@@ -195,21 +100,6 @@ fn keys(body: &Value) -> Vec<(i64, String)> {
             )
         })
         .collect()
-}
-
-fn assert_error(st: StatusCode, body: &Value, want: StatusCode, needles: &[&str]) {
-    assert_eq!(st, want, "status of {body}");
-    let msg = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error message in {body}"));
-    assert_eq!(
-        body.as_object().map(|o| o.len()),
-        Some(1),
-        "only `error`: {body}"
-    );
-    for n in needles {
-        assert!(msg.contains(n), "`{msg}` does not mention `{n}`");
-    }
 }
 
 /// A small deterministic PRNG (xorshift64).
@@ -304,132 +194,78 @@ fn history_path(run: &str, query: &str) -> String {
 
 // ---------------------------------------------------------------- validation
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_batches_are_400_naming_item_and_field_and_write_nothing() {
-    let mut n = Node::single(&[]).await;
+/// The shape of the Metric Service's refusals: `{"error": ...}` alone, naming every
+/// fragment of the row.
+fn refused(case: &Case, r: &Reply) -> Result<(), String> {
+    shape::plain(r, case.status(r), &case.needles())
+}
+
+/// Batches that must be refused whole: a bad item (400 naming `metrics[1]` and the
+/// field), a bad batch (no items, too many, no JSON, no `metrics` array), an empty
+/// tenant header; the same item rules for system metrics, `metric_type` instead of
+/// `metric_name`.
+#[rustfmt::skip]
+fn bad_batches() -> Vec<Case> {
     let good = json!({ "run_id": RUN, "metric_name": "loss", "step": 1, "value": 0.5 });
-    let with = |field: &str, v: Option<Value>| {
+    let sgood = json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0 });
+    let (points, system) = ("/api/v1/metrics/batch", "/api/v1/metrics/system/batch");
+    let batch = |body, needles: &[&str]| row(POST, points, NO_HEADERS, body, 400, needles);
+    // The good item, then `good` with `field` set to `v` (removed for `None`).
+    let item = |field: &str, v: Option<Value>| {
         let mut bad = good.clone();
         match v {
             Some(v) => bad[field] = v,
-            None => {
-                bad.as_object_mut().expect("object").remove(field);
-            }
+            None => drop(bad.as_object_mut().expect("object").remove(field)),
         }
-        json!({ "metrics": [good.clone(), bad] }).to_string()
+        batch(json(json!({ "metrics": [good.clone(), bad] })), &["metrics[1]", field])
     };
-    let item_cases: Vec<(&str, String, &str)> = vec![
-        (
-            "run_id not a UUID",
-            with("run_id", Some(json!("run-1"))),
-            "run_id",
-        ),
-        ("run_id a number", with("run_id", Some(json!(7))), "run_id"),
-        ("run_id missing", with("run_id", None), "run_id"),
-        (
-            "metric_name missing",
-            with("metric_name", None),
-            "metric_name",
-        ),
-        (
-            "metric_name empty",
-            with("metric_name", Some(json!(""))),
-            "metric_name",
-        ),
-        (
-            "metric_name a number",
-            with("metric_name", Some(json!(3))),
-            "metric_name",
-        ),
-        ("step 1.5", with("step", Some(json!(1.5))), "step"),
-        ("step \"3\"", with("step", Some(json!("3"))), "step"),
-        ("value \"x\"", with("value", Some(json!("x"))), "value"),
-        ("value missing", with("value", None), "value"),
-        ("value null", with("value", Some(Value::Null)), "value"),
-        (
-            "time not RFC3339",
-            with("time", Some(json!("2024-01-01 10:00"))),
-            "time",
-        ),
-        (
-            "time a number",
-            with("time", Some(json!(1_700_000_000))),
-            "time",
-        ),
-        (
-            "time beyond i64 ns",
-            with("time", Some(json!("2500-01-01T00:00:00Z"))),
-            "time",
-        ),
-        (
-            "metadata a string",
-            with("metadata", Some(json!("x"))),
-            "metadata",
-        ),
-        (
-            "metadata an array",
-            with("metadata", Some(json!([1]))),
-            "metadata",
-        ),
-        (
-            "item not an object",
-            json!({ "metrics": [good.clone(), 5] }).to_string(),
-            "",
-        ),
-    ];
-    for (label, body, field) in &item_cases {
-        let (st, answer) = n.post("/api/v1/metrics/batch", None, body.clone()).await;
-        let mut needles = vec!["metrics[1]"];
-        if !field.is_empty() {
-            needles.push(field);
-        }
-        assert_error(st, &answer, StatusCode::BAD_REQUEST, &needles);
-        eprintln!("{label}: {}", answer["error"]);
-    }
+    let sys = |bad: Value, field: &str| {
+        let body = json(json!({ "metrics": [sgood.clone(), bad] }));
+        row(POST, system, NO_HEADERS, body, 400, ["metrics[1]", field])
+    };
     let many: Vec<Value> = (0..1001).map(|_| good.clone()).collect();
-    let batch_cases: Vec<(&str, String, Vec<&str>)> = vec![
-        (
-            "0 items",
-            json!({"metrics": []}).to_string(),
-            vec!["metrics", "0"],
-        ),
-        (
-            "1001 items",
-            json!({ "metrics": many }).to_string(),
-            vec!["metrics", "1001"],
-        ),
-        (
-            "malformed JSON",
-            "{\"metrics\": [".to_string(),
-            vec!["JSON"],
-        ),
-        ("not JSON at all", "metrics".to_string(), vec!["JSON"]),
-        (
-            "items not an array",
-            json!({ "metrics": good }).to_string(),
-            vec!["metrics"],
-        ),
-        (
-            "no metrics key",
-            json!({ "points": [good] }).to_string(),
-            vec!["metrics"],
-        ),
-        ("body an array", json!([good]).to_string(), vec!["metrics"]),
-    ];
-    for (label, body, needles) in &batch_cases {
-        let (st, answer) = n.post("/api/v1/metrics/batch", None, body.clone()).await;
-        assert_error(st, &answer, StatusCode::BAD_REQUEST, needles);
-        eprintln!("{label}: {}", answer["error"]);
-    }
-    // An empty tenant header is refused too.
-    let (st, answer) = n
-        .post(
-            "/api/v1/metrics/batch",
-            Some(""),
-            json!({ "metrics": [good] }).to_string(),
-        )
-        .await;
-    assert_error(st, &answer, StatusCode::BAD_REQUEST, &["X-Tenant-ID"]);
+    let no_tenant = [("X-Tenant-ID", "")];
+    vec![
+        item("run_id", Some(json!("run-1"))), // not a UUID
+        item("run_id", Some(json!(7))),
+        item("run_id", None),
+        item("metric_name", None),
+        item("metric_name", Some(json!(""))),
+        item("metric_name", Some(json!(3))),
+        item("step", Some(json!(1.5))),
+        item("step", Some(json!("3"))),
+        item("value", Some(json!("x"))),
+        item("value", None),
+        item("value", Some(Value::Null)),
+        item("time", Some(json!("2024-01-01 10:00"))), // not RFC 3339
+        item("time", Some(json!(1_700_000_000))),
+        item("time", Some(json!("2500-01-01T00:00:00Z"))), // beyond i64 ns
+        item("metadata", Some(json!("x"))),
+        item("metadata", Some(json!([1]))),
+        batch(json(json!({ "metrics": [good.clone(), 5] })), &["metrics[1]"]), // no object
+        batch(json(json!({ "metrics": [] })), &["metrics", "0"]),
+        batch(json(json!({ "metrics": many })), &["metrics", "1001"]),
+        batch(json_text("{\"metrics\": ["), &["JSON"]),
+        batch(json_text("metrics"), &["JSON"]),
+        batch(json(json!({ "metrics": good })), &["metrics"]), // items not an array
+        batch(json(json!({ "points": [good] })), &["metrics"]),
+        batch(json(json!([good])), &["metrics"]),
+        // An empty tenant header is refused too.
+        row(POST, points, &no_tenant, json(json!({ "metrics": [good] })), 400, "X-Tenant-ID"),
+        // System metrics: same rules, metric_type instead of metric_name.
+        sys(json!({ "run_id": RUN, "value": 1.0 }), "metric_type"),
+        sys(json!({ "run_id": RUN, "metric_type": "", "value": 1.0 }), "metric_type"),
+        sys(json!({ "run_id": RUN, "metric_type": "cpu", "value": "x" }), "value"),
+        sys(json!({ "run_id": "nope", "metric_type": "cpu", "value": 1.0 }), "run_id"),
+        sys(json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0, "time": "noon" }), "time"),
+        sys(json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0, "metadata": 1 }), "metadata"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_are_400_naming_item_and_field_and_write_nothing() {
+    let mut n = Node::single(&[]).await;
+    bad_input::run_shaped(&n, &bad_batches(), refused).await;
 
     // Nothing of any bad batch was written (the good item 0 included).
     let h = n.ok(&history_path(RUN, ""), None).await;
@@ -438,43 +274,13 @@ async fn bad_batches_are_400_naming_item_and_field_and_write_nothing() {
         .get(&format!("/api/v1/runs/{RUN}/metrics/loss/stats"), None)
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-
-    // System metrics: same rules, metric_type instead of metric_name.
-    let sgood = json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0 });
-    let sys_cases = [
-        (json!({ "run_id": RUN, "value": 1.0 }), "metric_type"),
-        (
-            json!({ "run_id": RUN, "metric_type": "", "value": 1.0 }),
-            "metric_type",
-        ),
-        (
-            json!({ "run_id": RUN, "metric_type": "cpu", "value": "x" }),
-            "value",
-        ),
-        (
-            json!({ "run_id": "nope", "metric_type": "cpu", "value": 1.0 }),
-            "run_id",
-        ),
-        (
-            json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0, "time": "noon" }),
-            "time",
-        ),
-        (
-            json!({ "run_id": RUN, "metric_type": "cpu", "value": 1.0, "metadata": 1 }),
-            "metadata",
-        ),
-    ];
-    for (bad, field) in sys_cases {
-        let body = json!({ "metrics": [sgood.clone(), bad] }).to_string();
-        let (st, answer) = n.post("/api/v1/metrics/system/batch", None, body).await;
-        assert_error(st, &answer, StatusCode::BAD_REQUEST, &["metrics[1]", field]);
-    }
     let s = n
         .ok(&format!("/api/v1/runs/{RUN}/system-metrics"), None)
         .await;
     assert_eq!(s["count"], json!(0), "{s}");
 
     // A good batch after all that is accepted and is the only thing stored.
+    let good = json!({ "run_id": RUN, "metric_name": "loss", "step": 1, "value": 0.5 });
     n.write(None, std::slice::from_ref(&good)).await;
     assert_eq!(n.ok(&history_path(RUN, ""), None).await["count"], json!(1));
     n.stop().await;
@@ -485,34 +291,23 @@ async fn bad_query_parameters_are_400() {
     let mut n = Node::single(&[]).await;
     n.write(None, &[point(RUN, "loss", Some(1), 1.0, BASE)])
         .await;
-    for (path, needle) in [
-        (history_path(RUN, "limit=abc"), "limit"),
-        (history_path(RUN, "start_time=yesterday"), "start_time"),
-        (
-            history_path(RUN, "end_time=2021-13-01T00:00:00Z"),
-            "end_time",
-        ),
-        (history_path(RUN, "min_step=1.5"), "min_step"),
-        (history_path(RUN, "max_step=x"), "max_step"),
-        (history_path(RUN, "cursor=zz"), "cursor"),
-        (history_path(RUN, "downsample=-1"), "downsample"),
-        ("/api/v1/runs/not-a-uuid/metrics".to_string(), "run_id"),
-        (
-            "/api/v1/runs/not-a-uuid/metrics/loss/latest".to_string(),
-            "run_id",
-        ),
-        (
-            "/api/v1/runs/not-a-uuid/metrics/loss/stats".to_string(),
-            "run_id",
-        ),
-        (
-            "/api/v1/runs/not-a-uuid/system-metrics".to_string(),
-            "run_id",
-        ),
-    ] {
-        let (st, body) = n.get(&path, None).await;
-        assert_error(st, &body, StatusCode::BAD_REQUEST, &[needle]);
-    }
+    let get = |path: String, needle| row(GET, path, NO_HEADERS, NO_BODY, 400, needle);
+    let not_a_uuid = |route: &str| format!("/api/v1/runs/not-a-uuid/{route}");
+    #[rustfmt::skip]
+    let table = [
+        get(history_path(RUN, "limit=abc"), "limit"),
+        get(history_path(RUN, "start_time=yesterday"), "start_time"),
+        get(history_path(RUN, "end_time=2021-13-01T00:00:00Z"), "end_time"),
+        get(history_path(RUN, "min_step=1.5"), "min_step"),
+        get(history_path(RUN, "max_step=x"), "max_step"),
+        get(history_path(RUN, "cursor=zz"), "cursor"),
+        get(history_path(RUN, "downsample=-1"), "downsample"),
+        get(not_a_uuid("metrics"), "run_id"),
+        get(not_a_uuid("metrics/loss/latest"), "run_id"),
+        get(not_a_uuid("metrics/loss/stats"), "run_id"),
+        get(not_a_uuid("system-metrics"), "run_id"),
+    ];
+    bad_input::run_shaped(&n, &table, refused).await;
     n.stop().await;
 }
 
@@ -896,7 +691,7 @@ async fn system_metrics_are_written_and_read_with_a_type_filter() {
         .post(
             "/api/v1/metrics/system/batch",
             None,
-            json!({ "metrics": items }).to_string(),
+            json!({ "metrics": items }),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
@@ -1000,15 +795,29 @@ async fn tenants_are_isolated_by_the_tenant_header() {
 async fn bad_tenant_headers_are_refused_and_nothing_is_written() {
     let mut n = Node::single(&[]).await;
     let long = "t".repeat(5000);
-    let body = json!({ "metrics": [point(RUN, "loss", Some(1), 1.0, BASE)] }).to_string();
+    let body = json!({ "metrics": [point(RUN, "loss", Some(1), 1.0, BASE)] });
+    let mut table = Vec::new();
     for bad in ["", "   ", long.as_str()] {
-        let (st, answer) = n
-            .post("/api/v1/metrics/batch", Some(bad), body.clone())
-            .await;
-        assert_error(st, &answer, StatusCode::BAD_REQUEST, &["X-Tenant-ID"]);
-        let (st, answer) = n.get(&history_path(RUN, ""), Some(bad)).await;
-        assert_error(st, &answer, StatusCode::BAD_REQUEST, &["X-Tenant-ID"]);
+        let h = [("X-Tenant-ID", bad)];
+        let write = json(body.clone());
+        table.push(row(
+            POST,
+            "/api/v1/metrics/batch",
+            &h,
+            write,
+            400,
+            "X-Tenant-ID",
+        ));
+        table.push(row(
+            GET,
+            history_path(RUN, ""),
+            &h,
+            NO_BODY,
+            400,
+            "X-Tenant-ID",
+        ));
     }
+    bad_input::run_shaped(&n, &table, refused).await;
     let h = n.ok(&history_path(RUN, ""), None).await;
     assert_eq!(h["count"], json!(0), "nothing written: {h}");
     // 128 bytes is the longest tenant; spaces around it are not part of it.
@@ -1052,29 +861,18 @@ async fn leader_retention_removes_old_points_and_fixes_stats() {
         { "run_id": RUN, "metric_type": "cpu", "value": 1.0, "time": ts(old) },
         { "run_id": RUN, "metric_type": "cpu", "value": 2.0, "time": ts(now - SEC) },
     ]});
-    let (st, body) = n
-        .post("/api/v1/metrics/system/batch", None, sys.to_string())
-        .await;
+    let (st, body) = n.post("/api/v1/metrics/system/batch", None, sys).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
 
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    until("the old points cut", || async {
         // Retention may run between the two batches above: wait for both to be cut.
         let h = n.ok(&history_path(RUN, "limit=10000"), None).await;
         let sys = n
             .ok(&format!("/api/v1/runs/{RUN}/system-metrics"), None)
             .await;
-        if h["count"] == json!(40) && sys["count"] == json!(1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "old points still there after {DEADLINE:?}: {} points, {} system points",
-            h["count"],
-            sys["count"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (h["count"] == json!(40) && sys["count"] == json!(1)).then_some(())
+    })
+    .await;
     let h = n
         .ok(
             &format!("/api/v1/runs/{RUN}/metrics/loss?limit=10000"),
@@ -1106,34 +904,6 @@ async fn leader_retention_removes_old_points_and_fixes_stats() {
 
 // ---------------------------------------------------------------- three nodes
 
-/// Three in-process nodes (ids 1..3) initialised as one cluster through node 1.
-async fn three_nodes() -> Vec<Node> {
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        nodes.push(Node::start(&[("node.id", &id.to_string()), ("node.bootstrap", "false")]).await);
-    }
-    let members: Vec<Value> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            json!({ "id": i + 1, "peer": n.server().peer_addr().to_string(),
-                    "api": n.server().api_addr().to_string() })
-        })
-        .collect();
-    let (st, body) = nodes[0]
-        .post(
-            "/cluster/init",
-            None,
-            json!({ "members": members }).to_string(),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "init: {body}");
-    for n in &nodes {
-        n.wait_status("/leader", StatusCode::OK).await;
-    }
-    nodes
-}
-
 /// The index (0-based) of the node the cluster reports as leader.
 async fn leader_index(nodes: &[Node]) -> usize {
     let (st, body) = nodes[0].get("/leader", None).await;
@@ -1147,7 +917,7 @@ async fn leader_index(nodes: &[Node]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn points_survive_a_leader_kill() {
-    let mut nodes = three_nodes().await;
+    let mut nodes = cluster(&[]).await;
     let leader = leader_index(&nodes).await;
     // Write through a follower (forwarded) and through the leader.
     let follower = (leader + 1) % 3;
@@ -1166,7 +936,7 @@ async fn points_survive_a_leader_kill() {
     nodes[leader].write(Some("t2"), &items[150..]).await;
     let sys = json!({ "metrics": [{ "run_id": RUN, "metric_type": "cpu", "value": 7.0, "time": ts(BASE) }] });
     let (st, body) = nodes[follower]
-        .post("/api/v1/metrics/system/batch", None, sys.to_string())
+        .post("/api/v1/metrics/system/batch", None, sys)
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
 
@@ -1179,19 +949,14 @@ async fn points_survive_a_leader_kill() {
     for &s in &survivors {
         // Linearizable reads need the new leader: poll until one answers.
         let q = "limit=10000&consistency=linearizable";
-        let deadline = Instant::now() + DEADLINE;
-        let h = loop {
-            let (st, body) = nodes[s].get(&history_path(RUN, q), None).await;
-            if st == StatusCode::OK {
-                break body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} gave no linearizable read within {DEADLINE:?}: {st} {body}",
-                s + 1
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let h = until(
+            &format!("a linearizable read on node {}", s + 1),
+            || async {
+                let (st, body) = nodes[s].get(&history_path(RUN, q), None).await;
+                (st == StatusCode::OK).then_some(body)
+            },
+        )
+        .await;
         let mut got = pairs(&h);
         got.sort_by_key(|p| p.1);
         assert_eq!(got, written_default, "node {} lost points", s + 1);
@@ -1221,31 +986,22 @@ async fn points_survive_a_leader_kill() {
     }
     // The survivors still accept writes.
     let extra = point(RUN2, "x", Some(1), 1.0, BASE);
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (st, body) = nodes[survivors[0]]
+    until("a write after failover", || async {
+        let (st, _) = nodes[survivors[0]]
             .post(
                 "/api/v1/metrics/batch",
                 None,
-                json!({ "metrics": [extra.clone()] }).to_string(),
+                json!({ "metrics": [extra.clone()] }),
             )
             .await;
-        if st == StatusCode::CREATED {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no write after failover: {st} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (st == StatusCode::CREATED).then_some(())
+    })
+    .await;
     let h = nodes[survivors[1]]
         .ok(&history_path(RUN2, "consistency=linearizable"), None)
         .await;
     assert_eq!(h["count"], json!(1));
-    for n in nodes.iter_mut() {
-        n.stop().await;
-    }
+    stop_all(&mut nodes).await;
 }
 
 // ---------------------------------------------------------------- known node bugs
@@ -1282,17 +1038,12 @@ async fn regression_values_are_parsed_exactly() {
         let body = format!(
             "{{\"metrics\":[{{\"run_id\":\"{RUN}\",\"metric_name\":\"{metric}\",\"value\":{text}}}]}}"
         );
-        let (st, answer) = n.post("/api/v1/metrics/batch", None, body).await;
-        assert_eq!(st, StatusCode::CREATED, "{answer}");
-        let resp = client()
-            .get(format!(
-                "{}/api/v1/runs/{RUN}/metrics/{metric}/latest",
-                n.base
-            ))
-            .send()
-            .await
-            .expect("latest");
-        let raw = resp.text().await.expect("body");
+        let write = n.request(Method::POST, "/api/v1/metrics/batch");
+        let write = write.header("content-type", "application/json").body(body);
+        let answer = n.send(write).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.lossy());
+        let latest = format!("/api/v1/runs/{RUN}/metrics/{metric}/latest");
+        let raw = n.fetch(&latest).await.text();
         let sent: f64 = text.parse().expect("sent number");
         let stored: f64 = raw_value(&raw).parse().expect("stored number");
         if sent.to_bits() != stored.to_bits() {
@@ -1333,7 +1084,7 @@ async fn regression_history_around_a_time_key_byte_boundary_is_served() {
             n.write(None, chunk).await;
         }
         let url = format!("{}/api/v1/runs/{run}/metrics/m?limit=10000", n.base);
-        match client().get(url).send().await {
+        match common::client().get(url).send().await {
             Ok(r) if r.status() == StatusCode::OK => {
                 let body: Value = r.json().await.expect("JSON");
                 if body["count"] != json!(count) {
@@ -1357,13 +1108,9 @@ async fn stored_points_and_snapshots_paced_by_log_bytes_are_visible() {
         ("raft.pack_log", "true"),
     ];
     let mut n = Node::single(&settings).await;
-    let status = |n: &Node| {
-        let n = n.base.clone();
-        async move {
-            let r = client().get(format!("{n}/status")).send().await.unwrap();
-            r.json::<Value>().await.unwrap()
-        }
-    };
+    async fn status(n: &Node) -> Value {
+        n.fetch("/status").await.json()
+    }
     assert_eq!(status(&n).await["snapshots"]["built"], 0, "no log yet");
     let items: Vec<Value> = (0..3000)
         .map(|i| json!({ "run_id": RUN, "metric_name": "loss", "step": i, "value": i as f64 * 0.25 }))
@@ -1373,25 +1120,16 @@ async fn stored_points_and_snapshots_paced_by_log_bytes_are_visible() {
     assert_eq!(s["points"]["stored"], 3000, "{s}");
     assert_eq!(s["points"]["series"], 1, "{s}");
     assert!(s["log"]["appendedBytes"].as_u64().unwrap() > 0, "{s}");
-    let deadline = Instant::now() + DEADLINE;
-    let built = loop {
+    let built = until("a snapshot", || async {
         let s = status(&n).await;
-        if s["snapshots"]["built"].as_u64().unwrap() >= 1 {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no snapshot after {s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (s["snapshots"]["built"].as_u64().unwrap() >= 1).then_some(s)
+    })
+    .await;
     assert!(
         built["snapshots"]["lastBytes"].as_u64().unwrap() > 0,
         "{built}"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", n.base))
-        .send()
-        .await
-        .unwrap();
-    let text = metrics.text().await.unwrap();
+    let text = n.fetch("/metrics").await.text();
     assert!(text.contains("\nmetric_points_stored 3000\n"), "{text}");
     assert!(text.contains("\nsnapshots_built_total "), "{text}");
     n.stop().await;
@@ -1410,19 +1148,11 @@ async fn the_log_behind_a_snapshot_is_bounded_by_bytes() {
         .map(|i| json!({ "run_id": RUN, "metric_name": "loss", "step": i, "value": i as f64 }))
         .collect();
     n.write_all(None, &items).await;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let r = client().get(format!("{}/status", n.base)).send().await;
-        let s: Value = r.unwrap().json().await.unwrap();
+    until("the log purged to the snapshot", || async {
+        let s = n.fetch("/status").await.json();
         let (snap, purged) = (&s["raft"]["snapshotIndex"], &s["raft"]["purgedIndex"]);
-        if snap.as_u64().is_some_and(|i| i > 0) && purged == snap {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log not purged to the snapshot: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (snap.as_u64().is_some_and(|i| i > 0) && purged == snap).then_some(())
+    })
+    .await;
     n.stop().await;
 }

@@ -1,33 +1,20 @@
 //! The `[PProf]` CPU profile endpoint of a live node: pprof protobuf and flamegraph
 //! SVG, bad parameters, one profile at a time, and the Metadata Center TOML aliases.
+//! The bad parameters are a table run by `common::bad_input`.
+
+mod common;
 
 use std::time::Duration;
 
-use metacenter::{Config, Server};
+use common::bad_input::{self, row, NO_BODY, NO_HEADERS};
+use common::{free_port, Node};
+use metacenter::Config;
+use reqwest::Method;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(pprof_port: u16) -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    for (k, v) in [
-        ("node.data_dir", dir.path().to_str().unwrap().to_string()),
-        ("node.listen", "127.0.0.1:0".into()),
-        ("node.peer_listen", "127.0.0.1:0".into()),
-        ("cluster.secret", "test-cluster-secret".into()),
-        ("node.bootstrap", "true".into()),
-        ("pprof.enable", "true".into()),
-        ("pprof.listen", format!("127.0.0.1:{pprof_port}")),
-    ] {
-        c.set(k, &v).unwrap();
-    }
-    (dir, Server::start(c).await.unwrap())
+/// A node serving CPU profiles on `pprof_port`.
+async fn start(pprof_port: u16) -> Node {
+    let pprof = format!("127.0.0.1:{pprof_port}");
+    Node::single(&[("pprof.enable", "true"), ("pprof.listen", &pprof)]).await
 }
 
 /// Keeps one thread busy for `d`, so that a profile has samples.
@@ -45,8 +32,8 @@ fn spin(d: Duration) -> std::thread::JoinHandle<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_profiles_in_pprof_and_svg_formats() {
     let port = free_port();
-    let (_dir, server) = start(port).await;
-    let http = reqwest::Client::new();
+    let mut n = start(port).await;
+    let http = common::client();
     let url = |q: &str| format!("http://127.0.0.1:{port}/debug/pprof/profile?{q}");
 
     let busy = spin(Duration::from_millis(1500));
@@ -79,14 +66,21 @@ async fn cpu_profiles_in_pprof_and_svg_formats() {
     let text = r.text().await.unwrap();
     assert!(text.contains("<svg"), "{}", &text[..text.len().min(300)]);
 
-    for bad in ["seconds=0", "seconds=121", "seconds=x"] {
-        assert_eq!(
-            http.get(url(bad)).send().await.unwrap().status(),
+    let pprof = format!("http://127.0.0.1:{port}");
+    let bad = |query: &str| {
+        let path = format!("/debug/pprof/profile?{query}");
+        row(
+            Method::GET,
+            path,
+            NO_HEADERS,
+            NO_BODY,
             400,
-            "{bad}"
-        );
-    }
-    server.shutdown().await;
+            "seconds must be 1 to 120",
+        )
+    };
+    let table = [bad("seconds=0"), bad("seconds=121"), bad("seconds=x")];
+    bad_input::run(&pprof, &table).await;
+    n.stop().await;
 }
 
 #[test]

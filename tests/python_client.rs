@@ -5,12 +5,14 @@
 //! The script needs `python3` with `requests`. Their absence is a failure with a clear
 //! message (`pip install requests`), never a silent skip: CI installs them.
 
+mod common;
+
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use metacenter::{Config, Server};
+use common::{Node, DATA_DIR};
 
-/// Deadline for the node to become ready and for the script to finish.
+/// Deadline for the script to finish.
 const DEADLINE: Duration = Duration::from_secs(120);
 
 fn script() -> PathBuf {
@@ -39,40 +41,13 @@ async fn require_requests() {
     }
 }
 
-async fn wait_ready(base: &str) {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let last = match http.get(format!("{base}/ready")).send().await {
-            Ok(r) if r.status() == reqwest::StatusCode::OK => return,
-            Ok(r) => r.status().to_string(),
-            Err(e) => e.to_string(),
-        };
-        assert!(Instant::now() < deadline, "node not ready: {last}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metacore_python_client_example() {
     require_requests().await;
     assert!(script().is_file(), "missing {}", script().display());
 
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut cfg = Config::default();
-    for (k, v) in [
-        ("node.data_dir", data.path().to_str().expect("UTF-8 path")),
-        ("node.listen", "127.0.0.1:0"),
-        ("node.peer_listen", "127.0.0.1:0"),
-        ("cluster.secret", "test-cluster-secret"),
-        ("node.bootstrap", "true"),
-        ("files.root", data.path().to_str().expect("UTF-8 path")),
-    ] {
-        cfg.set(k, v).expect("valid setting");
-    }
-    let server = Server::start(cfg).await.expect("node starts");
-    let base = format!("http://{}", server.api_addr());
-    wait_ready(&base).await;
+    let mut node = Node::single(&[("files.root", DATA_DIR)]).await;
+    let base = node.base.clone();
 
     // Async child: the node keeps serving on this runtime while the script runs.
     let child = tokio::process::Command::new("python3")
@@ -85,7 +60,7 @@ async fn metacore_python_client_example() {
         .await
         .expect("the Python client finished before the deadline")
         .expect("python3 runs");
-    server.shutdown().await;
+    node.stop().await;
     assert!(
         out.status.success(),
         "the Python client failed ({}):\nstdout:\n{}\nstderr:\n{}",

@@ -7,12 +7,16 @@
 //! validation, the Prometheus discovery API over metacenter's own points, and the one
 //! tenant rule on the body's `tenant_id`, the sync routes' `{tenantId}` and the
 //! Prometheus API's `X-Tenant-ID`.
+//!
+//! The refused searches, settings, tenants and discovery queries are tables run by
+//! `common::bad_input`.
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::{client, free_port, until, Node};
+use common::bad_input::{self, json, row, Case, ANY_4XX, GET, NO_BODY, NO_HEADERS, POST, PUT};
+use common::{client, free_port, shape, until, Node, Reply};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -328,32 +332,54 @@ async fn points_names_are_indexed_per_tenant_and_survive_losing_the_index() {
     assert_eq!(names(&again), ["train_accuracy"]);
 }
 
+/// The Metric Service's refusal: `{"error": ...}` alone, naming the row's fragments.
+fn refused(case: &Case, r: &Reply) -> Result<(), String> {
+    shape::plain(r, case.status(r), &case.needles())
+}
+
+/// Prometheus's refusal of bad data.
+fn bad_data(_: &Case, r: &Reply) -> Result<(), String> {
+    shape::prometheus(&r.json(), "bad_data")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_searches_and_sync_settings_are_refused_with_the_reason() {
     let n = Node::single(&[]).await;
-    for body in [
-        json!({"limit": 1001}),
-        json!({"offset": -1}),
-        json!({"types": "counter"}),
-        json!({"labels": {"job": 1}}),
-        json!({"query": 5}),
-        json!([1]),
-    ] {
-        let (st, v) = n.post("/api/v1/metrics/search", None, body.clone()).await;
-        assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {v}");
-        assert!(v["error"].is_string(), "{v}");
-    }
-    for (body, why) in [
-        (json!({"interval": 0}), "interval"),
-        (json!({"interval": "soon"}), "interval"),
-        (json!({"strategy": "sometimes"}), "strategy"),
-        (json!({"batch_size": 0}), "batch_size"),
-        (json!({"colour": "red"}), "colour"),
-    ] {
-        let (st, v) = n.put("/api/v1/metrics/sync/config", body.clone()).await;
-        assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {v}");
-        assert!(v["error"].as_str().is_some_and(|e| e.contains(why)), "{v}");
-    }
+    let search = |body, why| {
+        row(
+            POST,
+            "/api/v1/metrics/search",
+            NO_HEADERS,
+            json(body),
+            400,
+            why,
+        )
+    };
+    let config = |body, why| {
+        row(
+            PUT,
+            "/api/v1/metrics/sync/config",
+            NO_HEADERS,
+            json(body),
+            400,
+            why,
+        )
+    };
+    #[rustfmt::skip]
+    let table = [
+        search(json!({"limit": 1001}), "`limit`"),
+        search(json!({"offset": -1}), "`offset`"),
+        search(json!({"types": "counter"}), "`types`"),
+        search(json!({"labels": {"job": 1}}), "`labels`"),
+        search(json!({"query": 5}), "`query`"),
+        search(json!([1]), "JSON object"),
+        config(json!({"interval": 0}), "interval"),
+        config(json!({"interval": "soon"}), "interval"),
+        config(json!({"strategy": "sometimes"}), "strategy"),
+        config(json!({"batch_size": 0}), "batch_size"),
+        config(json!({"colour": "red"}), "colour"),
+    ];
+    bad_input::run_shaped(&n, &table, refused).await;
     let (st, v) = n.put("/api/v1/metrics/sync/config", json!({"interval": "15m", "retry_delay": "2000000000", "time_range_lookback": 3_600_000_000_000u64})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (_, cfg) = n.get("/api/v1/metrics/sync/config", None).await;
@@ -405,15 +431,13 @@ async fn prometheus_discovery_over_own_points() {
             .await;
         assert_eq!((st, &v["data"]), (StatusCode::OK, &json!({})), "{absent}");
     }
-    let (st, v) = n.get("/api/v1/series", None).await;
-    assert_eq!(
-        (st, v["errorType"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("bad_data"))
-    );
-    let (st, _) = n
-        .get("/api/v1/series?match[]=%7Ba%3D~%22(%22%7D", None)
-        .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let series = |path, why| row(GET, path, NO_HEADERS, NO_BODY, 400, why);
+    #[rustfmt::skip]
+    let table = [
+        series("/api/v1/series", "match[]"),
+        series("/api/v1/series?match[]=%7Ba%3D~%22(%22%7D", "regex parse error"),
+    ];
+    bad_input::run_shaped(&n, &table, bad_data).await;
     let (_, v) = n
         .get(
             "/api/v1/series?match[]=%7B__name__%3D~%22.%2B%22%7D&start=0&end=1",
@@ -423,44 +447,36 @@ async fn prometheus_discovery_over_own_points() {
     assert_eq!(v["data"], json!([]), "no series in that time range");
 }
 
-/// A 400 in the `{"error": ...}` envelope whose message mentions `needle`.
-fn assert_refused(what: &str, st: StatusCode, v: &Value, needle: &str) {
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{what:.80}: {v}");
-    let msg = v["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{what:.80}: {v}"));
-    assert!(
-        msg.contains(needle),
-        "{what:.80}: `{msg}` does not name {needle}"
-    );
-}
-
 /// An empty, NUL-bearing or 5,000-byte tenant is a 400 naming its source wherever it
 /// comes from, and nothing is synced; a valid one (trimmed) goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tenants_are_refused_on_every_search_and_sync_source() {
     let n = Node::single(&[]).await;
     let long = "t".repeat(5000);
+    let mut table = Vec::new();
     for bad in ["", " ", "a\u{0}b", long.as_str()] {
         for path in ["/api/v1/metrics/search", "/api/v1/metrics/sync"] {
-            let (st, v) = n.post(path, None, json!({ "tenant_id": bad })).await;
-            assert_refused(path, st, &v, "tenant_id");
+            let body = json(json!({ "tenant_id": bad }));
+            table.push(row(POST, path, NO_HEADERS, body, 400, "tenant_id"));
         }
     }
     for seg in ["%20", "a%00b", long.as_str()] {
-        for (method, suffix) in [
-            (Method::POST, ""),
-            (Method::GET, "/state"),
-            (Method::GET, "/status"),
-        ] {
+        for (method, suffix) in [(POST, ""), (GET, "/state"), (GET, "/status")] {
             let path = format!("/api/v1/metrics/sync/{seg}{suffix}");
-            let (st, v) = n.call(method, &path, None, None).await;
-            assert_refused(&path, st, &v, "tenant");
+            table.push(row(method, path, NO_HEADERS, NO_BODY, 400, "tenant"));
         }
     }
+    bad_input::run_shaped(&n, &table, refused).await;
     // An empty segment is no route of a tenant: a 4xx, never a 500.
-    let (st, v) = n.get("/api/v1/metrics/sync//state", None).await;
-    assert!(st.is_client_error(), "{st}: {v}");
+    let empty = row(
+        GET,
+        "/api/v1/metrics/sync//state",
+        NO_HEADERS,
+        NO_BODY,
+        ANY_4XX,
+        "tenant",
+    );
+    bad_input::run(&n, &[empty]).await;
     let (_, health) = n.get("/api/v1/metrics/health", None).await;
     assert_eq!(health["sync_errors"], json!([]), "{health}");
     assert_eq!(health["tenants"], json!(0), "{health}");
@@ -491,18 +507,16 @@ async fn bad_tenants_are_refused_on_every_search_and_sync_source() {
     search(&n, None, json!({ "tenant_id": " team-a " })).await;
 
     // Prometheus discovery: the header, in Prometheus' envelope.
-    for bad in ["", long.as_str()] {
-        let (st, v) = n.get("/api/v1/labels", Some(bad)).await;
-        assert_eq!(
-            (st, v["errorType"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("bad_data")),
-            "{v}"
-        );
-        assert!(
-            v["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("X-Tenant-ID")),
-            "{v}"
-        );
-    }
+    let labels = |tenant| {
+        row(
+            GET,
+            "/api/v1/labels",
+            &[("X-Tenant-ID", tenant)],
+            NO_BODY,
+            400,
+            "X-Tenant-ID",
+        )
+    };
+    let table = [labels(""), labels(long.as_str())];
+    bad_input::run_shaped(&n, &table, bad_data).await;
 }

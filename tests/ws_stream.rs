@@ -12,111 +12,34 @@
 //! Absence is checked without timing: after the writes that must not arrive, a marker
 //! point that must arrive is written, and streams deliver applied batches in order, so
 //! everything before the marker has been filtered by the time it is seen.
+//!
+//! The plain GETs a stream route refuses are tables run by `common::bad_input`.
 
-use std::time::{Duration, Instant};
+mod common;
 
+use common::bad_input::{self, row, NO_BODY, NO_HEADERS};
+use common::ws::{self, next_json, Ws};
+use common::{cluster, shape, stop_all, until, Node, DEADLINE};
 use futures::{SinkExt, StreamExt};
-use metacenter::{Config, Server};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const DEADLINE: Duration = Duration::from_secs(60);
 const RUN: &str = "7d9f3c1a-2b4e-4f60-8a11-223344556677";
 const RUN2: &str = "7d9f3c1a-2b4e-4f60-8a11-000000000002";
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 // ---------------------------------------------------------------- nodes
 
-struct Node {
-    server: Option<Server>,
-    addr: String,
-    _dir: TempDir,
+/// The writes and streams of these tests.
+trait Streams {
+    async fn write(&self, tenant: Option<&str>, items: Vec<Value>);
+    async fn ws(&self, run: &str, tenant: Option<&str>) -> Result<Ws, WsError>;
 }
 
-impl Node {
-    async fn start(settings: &[(&str, &str)]) -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut cfg = Config::default();
-        cfg.set("node.data_dir", dir.path().to_str().expect("UTF-8 path"))
-            .expect("data dir");
-        cfg.set("node.listen", "127.0.0.1:0").expect("listen");
-        cfg.set("node.peer_listen", "127.0.0.1:0").expect("peer");
-        cfg.set("cluster.secret", "test-cluster-secret")
-            .expect("secret");
-        for (k, v) in settings {
-            cfg.set(k, v).expect("valid setting");
-        }
-        let server = Server::start(cfg).await.expect("node starts");
-        Node {
-            addr: server.api_addr().to_string(),
-            server: Some(server),
-            _dir: dir,
-        }
-    }
-
-    /// A bootstrapped, ready one-node cluster.
-    async fn single(settings: &[(&str, &str)]) -> Node {
-        let mut all = vec![("node.bootstrap", "true")];
-        all.extend_from_slice(settings);
-        let n = Node::start(&all).await;
-        n.wait_status("/ready").await;
-        n
-    }
-
-    fn server(&self) -> &Server {
-        self.server.as_ref().expect("running")
-    }
-
-    /// Polls `path` until it answers 200.
-    async fn wait_status(&self, path: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let last = match http()
-                .get(format!("http://{}{path}", self.addr))
-                .send()
-                .await
-            {
-                Ok(r) if r.status() == StatusCode::OK => return,
-                Ok(r) => r.status().to_string(),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                Instant::now() < deadline,
-                "{} {path} not 200 within {DEADLINE:?}: {last}",
-                self.addr
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-    }
-
-    async fn post(&self, path: &str, tenant: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut req = http()
-            .post(format!("http://{}{path}", self.addr))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(t) = tenant {
-            req = req.header("X-Tenant-ID", t);
-        }
-        let resp = req.send().await.expect("request sent");
-        let st = resp.status();
-        (st, resp.json().await.unwrap_or(Value::Null))
-    }
-
+impl Streams for Node {
     /// Writes metric points; asserts 201.
     async fn write(&self, tenant: Option<&str>, items: Vec<Value>) {
         let (st, body) = self
@@ -127,49 +50,9 @@ impl Node {
 
     /// Opens a stream on this node.
     async fn ws(&self, run: &str, tenant: Option<&str>) -> Result<Ws, WsError> {
-        let mut req = format!("ws://{}/ws/metrics/{run}", self.addr)
-            .into_client_request()
-            .expect("request");
-        if let Some(t) = tenant {
-            req.headers_mut()
-                .insert("X-Tenant-ID", t.parse().expect("header value"));
-        }
-        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
-        Ok(ws)
+        let tenant: Vec<(&str, &str)> = tenant.map(|t| ("X-Tenant-ID", t)).into_iter().collect();
+        ws::open(&self.base, &format!("/ws/metrics/{run}"), &tenant).await
     }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-}
-
-/// Three in-process nodes (ids 1..3) initialised through node 1; every node knows
-/// the leader.
-async fn three_nodes() -> Vec<Node> {
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        let id = id.to_string();
-        nodes.push(Node::start(&[("node.id", id.as_str()), ("node.bootstrap", "false")]).await);
-    }
-    let members: Vec<Value> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            json!({ "id": i + 1, "peer": n.server().peer_addr().to_string(),
-                    "api": n.server().api_addr().to_string() })
-        })
-        .collect();
-    let (st, body) = nodes[0]
-        .post("/cluster/init", None, json!({ "members": members }))
-        .await;
-    assert_eq!(st, StatusCode::OK, "init: {body}");
-    for n in &nodes {
-        n.wait_status("/leader").await;
-    }
-    nodes
 }
 
 // ---------------------------------------------------------------- streams
@@ -177,24 +60,6 @@ async fn three_nodes() -> Vec<Node> {
 fn point(run: &str, metric: &str, step: i64, value: f64) -> Value {
     json!({ "run_id": run, "metric_name": metric, "step": step, "value": value,
             "time": "2024-05-01T12:00:00Z" })
-}
-
-/// The next text message as JSON (pings and pongs skipped). Panics on a deadline,
-/// a close or an error.
-async fn next_json(ws: &mut Ws) -> Value {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no message within {DEADLINE:?}"));
-        match msg {
-            Some(Ok(Message::Text(t))) => {
-                return serde_json::from_str(t.as_str()).expect("JSON message");
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
 }
 
 /// Subscribes and checks the acknowledgement.
@@ -252,7 +117,7 @@ fn names_and_steps(points: &[Value]) -> Vec<(String, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_written_through_node_1_arrives_on_node_3() {
-    let mut nodes = three_nodes().await;
+    let mut nodes = cluster(&[]).await;
     let mut ws = nodes[2].ws(RUN, None).await.expect("connect to node 3");
     subscribe(&mut ws, RUN, &[]).await;
     let mut p = point(RUN, "loss", 1, 0.25);
@@ -279,9 +144,7 @@ async fn point_written_through_node_1_arrives_on_node_3() {
         vec![("loss".to_string(), 3)]
     );
     ws.close(None).await.expect("close");
-    for n in nodes.iter_mut() {
-        n.stop().await;
-    }
+    stop_all(&mut nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,15 +234,12 @@ async fn streams_carry_only_subscribed_names_of_their_run_and_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_is_no_upgrade_gets_a_json_400() {
     let mut n = Node::single(&[]).await;
-    let resp = http()
-        .get(format!("http://{}/ws/metrics/{RUN}", n.addr))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let body: Value = resp.json().await.expect("a JSON body");
-    let msg = body["error"].as_str().expect("{\"error\": ...}");
-    assert!(msg.contains("upgrade"), "{msg}");
+    let path = format!("/ws/metrics/{RUN}");
+    let table = [row(Method::GET, path, NO_HEADERS, NO_BODY, 400, "upgrade")];
+    bad_input::run_shaped(&n, &table, |case, r| {
+        shape::plain(r, case.status(r), &case.needles())
+    })
+    .await;
     n.stop().await;
 }
 
@@ -400,17 +260,14 @@ async fn connections_over_the_limit_are_refused_with_503() {
     assert_eq!(points_until(&mut first, 1).await.len(), 1);
     // Once it is closed, its slot is free again.
     first.close(None).await.expect("close");
-    let deadline = Instant::now() + DEADLINE;
-    let mut again = loop {
+    let mut again = until("the slot freed", || async {
         match n.ws(RUN, None).await {
-            Ok(ws) => break ws,
-            Err(WsError::Http(resp)) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                assert!(Instant::now() < deadline, "slot never freed");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+            Ok(ws) => Some(ws),
+            Err(WsError::Http(resp)) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => None,
             Err(e) => panic!("reconnect: {e}"),
         }
-    };
+    })
+    .await;
     subscribe(&mut again, RUN, &[]).await;
     again.close(None).await.expect("close");
     n.stop().await;
@@ -421,7 +278,7 @@ async fn open_streams_are_closed_when_the_server_shuts_down() {
     let mut n = Node::single(&[]).await;
     let mut ws = n.ws(RUN, None).await.expect("connect");
     subscribe(&mut ws, RUN, &[]).await;
-    let server = n.server.take().expect("running");
+    let server = n.take_server();
     let stopping = tokio::spawn(server.shutdown());
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -570,29 +427,23 @@ async fn a_subscribe_over_max_subscribe_metrics_is_refused_and_not_applied() {
 async fn a_bad_tenant_query_refuses_the_stream_with_a_json_400() {
     let mut n = Node::single(&[]).await;
     let long = "t".repeat(5000);
+    let mut plain_gets = Vec::new();
     for bad in ["", "%20", "a%00b", long.as_str()] {
         let path = format!("/ws/metrics/{RUN}?tenant={bad}");
-        let req = format!("ws://{}{path}", n.addr).into_client_request();
-        match tokio_tungstenite::connect_async(req.expect("request")).await {
+        match ws::open(&n.base, &path, &[]).await {
             Err(WsError::Http(resp)) => assert_eq!(resp.status(), StatusCode::BAD_REQUEST),
             Err(e) => panic!("?tenant={bad}: expected HTTP 400, got {e}"),
             Ok(_) => panic!("?tenant={bad:.20}: stream accepted"),
         }
         // The same check answers a plain GET, in the area's envelope.
-        let resp = http()
-            .get(format!("http://{}{path}", n.addr))
-            .send()
-            .await
-            .expect("answer");
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        let body: Value = resp.json().await.expect("a JSON body");
-        let msg = body["error"].as_str().expect("{\"error\": ...}");
-        assert!(msg.contains("?tenant="), "{msg}");
+        plain_gets.push(row(Method::GET, path, NO_HEADERS, NO_BODY, 400, "?tenant="));
     }
-    let req = format!("ws://{}/ws/metrics/{RUN}?tenant=%20team-b%20", n.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("connect");
+    bad_input::run_shaped(&n, &plain_gets, |case, r| {
+        shape::plain(r, case.status(r), &case.needles())
+    })
+    .await;
+    let path = format!("/ws/metrics/{RUN}?tenant=%20team-b%20");
+    let mut ws = ws::open(&n.base, &path, &[]).await.expect("connect");
     subscribe(&mut ws, RUN, &[]).await;
     n.write(Some("team-b"), vec![point(RUN, "loss", 1, 1.0)])
         .await;
