@@ -156,7 +156,8 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), METRICS.len());
         assert_eq!(lines[1]["metric"]["__name__"], "accuracy");
-        assert_eq!(lines[1]["values"][1], items[3]["value"]);
+        // Step 6 of accuracy: the second step (items 5..10), the second metric.
+        assert_eq!(lines[1]["values"][1], items[6]["value"]);
     }
 
     #[test]
