@@ -37,7 +37,7 @@ pub async fn run(state: Arc<AppState>) {
         // A new term of leadership: every service gets a fresh term of its own.
         let term = state.node.metrics().current_term;
         if led_in != Some(term) {
-            state.liveness.renew_all(state.node.store());
+            state.liveness.renew_all_blocking(state.node.store()).await;
             led_in = Some(term);
         }
         match job {

@@ -113,19 +113,34 @@ impl Liveness {
         }
     }
 
+    /// [`Liveness::renew_all`] on a blocking thread: it scans the load keyspaces.
+    pub async fn renew_all_blocking(self: &Arc<Self>, store: &Store) {
+        let (me, store) = (self.clone(), store.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || me.renew_all(&store)).await {
+            tracing::warn!(error = %e, "renewing liveness failed");
+        }
+    }
+
     /// Follows the applied-event bus until it closes.
     pub async fn follow(self: Arc<Self>, store: Store, mut events: Receiver<Arc<Applied>>) {
-        self.renew_all(&store);
+        self.renew_all_blocking(&store).await;
         loop {
             match events.recv().await {
-                Ok(a) if a.snapshot_installed => self.renew_all(&store),
+                Ok(a) if a.snapshot_installed => self.renew_all_blocking(&store).await,
                 Ok(a) => {
-                    for named in self.note(&a) {
-                        self.reconcile(&store, &named);
+                    let named = self.note(&a);
+                    if named.is_empty() {
+                        continue;
+                    }
+                    // Reading the store: off the executor.
+                    let (me, store) = (self.clone(), store.clone());
+                    let forget = move || named.iter().for_each(|n| me.reconcile(&store, n));
+                    if let Err(e) = tokio::task::spawn_blocking(forget).await {
+                        tracing::warn!(error = %e, "reconciling load liveness failed");
                     }
                 }
                 // Heartbeats may have been missed: a fresh term for everyone.
-                Err(RecvError::Lagged(_)) => self.renew_all(&store),
+                Err(RecvError::Lagged(_)) => self.renew_all_blocking(&store).await,
                 Err(RecvError::Closed) => return,
             }
         }
