@@ -346,3 +346,17 @@ async fn requests_are_counted_and_timed_by_route_method_and_status() {
     assert!(!after.contains("method=\"BREW\""), "{after}");
     n.stop().await;
 }
+
+/// Only the leader knows its process id: `/leader` on a follower leaves `pid` out
+/// (rather than `null`), and has it on the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_pid_only_from_the_leader() {
+    let mut nodes = common::cluster(&[]).await;
+    let leader = nodes[0].leader().await.expect("a leader");
+    for (n, id) in nodes.iter().zip(1u64..) {
+        let l = n.fetch("/leader").await.json();
+        let has_pid = l.as_object().is_some_and(|o| o.contains_key("pid"));
+        assert_eq!(has_pid, id == leader, "node {id}, leader {leader}: {l}");
+    }
+    common::stop_all(&mut nodes).await;
+}

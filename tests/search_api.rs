@@ -431,6 +431,7 @@ async fn prometheus_discovery_over_own_points() {
             .await;
         assert_eq!((st, &v["data"]), (StatusCode::OK, &json!({})), "{absent}");
     }
+    grafana_posts_forms(&n).await;
     let series = |path, why| row(GET, path, NO_HEADERS, NO_BODY, 400, why);
     #[rustfmt::skip]
     let table = [
@@ -445,6 +446,57 @@ async fn prometheus_discovery_over_own_points() {
         )
         .await;
     assert_eq!(v["data"], json!([]), "no series in that time range");
+}
+
+/// The requests Grafana's Prometheus data source sends: POST with the parameters in a
+/// form body (and sometimes some in the query string too).
+async fn grafana_posts_forms(n: &Node) {
+    let form = |path: &str, body: &str, ctype: &str| {
+        n.request(Method::POST, path)
+            .header("content-type", ctype)
+            .body(body.to_string())
+    };
+    let ctype = "application/x-www-form-urlencoded";
+    let r = n
+        .send(form(
+            "/api/v1/series",
+            "match%5B%5D=train_loss&start=0&end=99999999999",
+            ctype,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.lossy());
+    assert_eq!(
+        r.json()["data"][0]["__name__"],
+        json!("train_loss"),
+        "{}",
+        r.lossy()
+    );
+    let r = n
+        .send(form("/api/v1/labels?start=0", "match%5B%5D=lr", ctype))
+        .await;
+    assert_eq!(
+        r.json()["data"],
+        json!(["__name__", "run_id"]),
+        "{}",
+        r.lossy()
+    );
+    let r = n
+        .send(form("/api/v1/labels", "match%5B%5D=nothing_like_it", ctype))
+        .await;
+    assert_eq!(
+        r.json()["data"],
+        json!([]),
+        "the body's match[] is applied: {}",
+        r.lossy()
+    );
+    let r = n.send(form("/api/v1/series", "", ctype)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.lossy());
+    assert!(r.contains(b"match[]"), "{}", r.lossy());
+    let r = n
+        .send(form("/api/v1/series", "{\"match\":1}", "application/json"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.lossy());
+    assert!(r.contains(b"x-www-form-urlencoded"), "{}", r.lossy());
 }
 
 /// An empty, NUL-bearing or 5,000-byte tenant is a 400 naming its source wherever it

@@ -59,16 +59,19 @@ fn leader_json(s: &AppState) -> Option<Value> {
         .rsplit_once(':')
         .map_or(addr.api.as_str(), |(h, _)| h)
         .to_string();
-    let pid = (id == s.node.id()).then(std::process::id);
-    Some(json!({
+    let mut leader = json!({
         "id": id.to_string(),
         "host": host,
         "api": addr.api,
         "http": format!("http://{}", addr.api),
         "peer": addr.peer,
         "timestamp": now_rfc3339_ms(),
-        "pid": pid,
-    }))
+    });
+    // Only the leader knows its process id; a follower leaves the field out.
+    if id == s.node.id() {
+        leader["pid"] = json!(std::process::id());
+    }
+    Some(leader)
 }
 
 /// Health: ok, or degraded without a leader, when far behind, or out of touch

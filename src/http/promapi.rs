@@ -3,12 +3,16 @@
 //! (with `match[]` selectors and an optional `start`/`end` overlap filter),
 //! `/api/v1/labels`, `/api/v1/label/{name}/values`, and `/api/v1/metadata` from the
 //! tenant's metric metadata catalog. Answers and errors use Prometheus' envelope.
+//! As in Prometheus, `POST /api/v1/series` and `POST /api/v1/labels` take their
+//! parameters in an `application/x-www-form-urlencoded` body (what Grafana sends), read
+//! together with the query string.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -26,8 +30,8 @@ type St = State<Arc<AppState>>;
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
-        .routes(routes!(series))
-        .routes(routes!(labels))
+        .routes(routes!(series, series_post))
+        .routes(routes!(labels, labels_post))
         .routes(routes!(label_values))
         .routes(routes!(metadata))
 }
@@ -195,39 +199,112 @@ async fn matching(
         .collect())
 }
 
-/// The tenant's series matching `match[]`, as label sets (POST reads the same query)
-#[utoipa::path(method(get, post), path = "/api/v1/series", tag = "prometheus",
+/// The tenant's series matching `match[]`, as label sets
+#[utoipa::path(get, path = "/api/v1/series", tag = "prometheus",
     params(doc::SeriesQuery, doc::TenantHeader),
     responses((status = 200, description = "Series", body = doc::PromSeries),
         (status = 400, description = "Bad selector, time or X-Tenant-ID (errorType bad_data)", body = Err)))]
 async fn series(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let t = match tenant(&headers) {
+    series_of(&s, &headers, q.as_deref()).await
+}
+
+/// The same as `GET`, with the parameters in a form body and/or the query string
+#[utoipa::path(post, path = "/api/v1/series", tag = "prometheus",
+    params(doc::SeriesQuery, doc::TenantHeader),
+    request_body(content = doc::SeriesForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Series", body = doc::PromSeries),
+        (status = 400, description = "Bad selector, time, body or X-Tenant-ID (errorType bad_data)", body = Err)))]
+async fn series_post(
+    State(s): St,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    match with_form(q, &headers, &body) {
+        Ok(q) => series_of(&s, &headers, Some(&q)).await,
+        Err(r) => r,
+    }
+}
+
+async fn series_of(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Response {
+    let t = match tenant(headers) {
         Ok(t) => t,
         Err(e) => return bad_data(e),
     };
-    let f = match parse_filter(q.as_deref()) {
+    let f = match parse_filter(q) {
         Ok(f) if f.selectors.is_empty() => return bad_data("no match[] parameter provided"),
         Ok(f) => f,
         Err(e) => return bad_data(e),
     };
-    match matching(&s, t, f).await {
+    match matching(s, t, f).await {
         Ok(series) => success(json!(series)),
         Err(r) => r,
     }
 }
 
-/// Label names of the tenant's series (optionally of `match[]`; POST reads the same query)
-#[utoipa::path(method(get, post), path = "/api/v1/labels", tag = "prometheus",
+/// The query string followed by the form body, as one query (Prometheus reads both).
+/// A non-empty body of another content type is refused rather than ignored.
+fn with_form(q: Option<String>, headers: &HeaderMap, body: &[u8]) -> Result<String, Response> {
+    let mut q = q.unwrap_or_default();
+    if body.is_empty() {
+        return Ok(q);
+    }
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return Err(bad_data(
+            "a POST body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body =
+        std::str::from_utf8(body).map_err(|_| bad_data("the form body is not valid UTF-8"))?;
+    if !q.is_empty() {
+        q.push('&');
+    }
+    q.push_str(body);
+    Ok(q)
+}
+
+/// Label names of the tenant's series (optionally of `match[]`)
+#[utoipa::path(get, path = "/api/v1/labels", tag = "prometheus",
     params(doc::SeriesQuery, doc::TenantHeader),
     responses((status = 200, description = "Label names", body = doc::PromStrings),
         (status = 400, description = "Bad selector, time or X-Tenant-ID (errorType bad_data)", body = Err)))]
 async fn labels(State(s): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let (t, f) = match (tenant(&headers), parse_filter(q.as_deref())) {
+    labels_of(&s, &headers, q.as_deref()).await
+}
+
+/// The same as `GET`, with the parameters in a form body and/or the query string
+#[utoipa::path(post, path = "/api/v1/labels", tag = "prometheus",
+    params(doc::SeriesQuery, doc::TenantHeader),
+    request_body(content = doc::SeriesForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Label names", body = doc::PromStrings),
+        (status = 400, description = "Bad selector, time, body or X-Tenant-ID (errorType bad_data)", body = Err)))]
+async fn labels_post(
+    State(s): St,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    match with_form(q, &headers, &body) {
+        Ok(q) => labels_of(&s, &headers, Some(&q)).await,
+        Err(r) => r,
+    }
+}
+
+async fn labels_of(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Response {
+    let (t, f) = match (tenant(headers), parse_filter(q)) {
         (Ok(t), Ok(f)) => (t, f),
         (Err(e), _) => return bad_data(e),
         (_, Err(e)) => return bad_data(e),
     };
-    match matching(&s, t, f).await {
+    match matching(s, t, f).await {
         Ok(series) => {
             let names: BTreeSet<&str> = series.iter().flat_map(|l| l.keys().copied()).collect();
             success(json!(names))

@@ -364,3 +364,16 @@ pub struct SeriesQuery {
     /// Unix seconds or RFC3339: series with points at or before it.
     end: Option<String>,
 }
+
+/// The form body of `POST /api/v1/series` and `/api/v1/labels`: the query's
+/// parameters, form-encoded (`match[]` may repeat).
+#[derive(ToSchema)]
+pub struct SeriesForm {
+    /// Series selectors, e.g. `train_loss{run_id="..."}`.
+    #[schema(rename = "match[]")]
+    matches: Option<Vec<String>>,
+    /// Unix seconds or RFC3339.
+    start: Option<String>,
+    /// Unix seconds or RFC3339.
+    end: Option<String>,
+}
