@@ -32,6 +32,8 @@ pub enum StartError {
     Raft(#[from] metacenter_raft::Error),
     #[error(transparent)]
     Search(#[from] crate::search::IndexError),
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::LockError),
 }
 
 /// Applied batches a live stream may have queued before it misses some (as many as
@@ -44,6 +46,8 @@ pub struct Server {
     api_addr: SocketAddr,
     peer_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    /// Released when the node has stopped (dropped at the end of `shutdown`).
+    _dir_lock: crate::datadir::DirLock,
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, StartError> {
@@ -59,6 +63,7 @@ impl Server {
     /// Starts a node with `cfg` and returns once both listeners serve.
     pub async fn start(mut cfg: Config) -> Result<Server, StartError> {
         cfg.validate()?;
+        let dir_lock = crate::datadir::lock(&cfg.data_dir)?;
         let api = bind(&cfg.listen).await?;
         let peer = bind(&cfg.peer_listen).await?;
         let (api_addr, peer_addr) = (local(&api)?, local(&peer)?);
@@ -118,6 +123,7 @@ impl Server {
             api_addr,
             peer_addr,
             tasks,
+            _dir_lock: dir_lock,
         })
     }
 

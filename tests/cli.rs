@@ -198,6 +198,8 @@ fn bootstrapped_node_serves_and_stops_on_sigterm() {
     assert_eq!(json["nodeId"], 1, "{json}");
     assert_eq!(json["role"], "leader", "{json}");
 
+    second_node_on_the_same_data_dir_fails_at_once(dir.path(), &data_dir);
+
     let pid = Pid::from_raw(i32::try_from(node.0.id()).unwrap());
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
     let f = finish(node, dir.path(), "node", TIMEOUT);
@@ -208,4 +210,46 @@ fn bootstrapped_node_serves_and_stops_on_sigterm() {
         f.stdout,
         f.stderr
     );
+}
+
+/// A second node started on a data directory a running node holds stops within a
+/// couple of seconds, says the directory is in use (not that it may be corrupted), and
+/// never binds its ports.
+fn second_node_on_the_same_data_dir_fails_at_once(dir: &Path, data_dir: &str) {
+    let ports = free_ports(2);
+    let (api, peer) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    let args = [
+        "dev",
+        "--listen",
+        &api,
+        "--peer-listen",
+        &peer,
+        "--data-dir",
+        data_dir,
+    ];
+    let started = Instant::now();
+    let second = spawn(dir, "second", &args);
+    let f = finish(second, dir, "second", Duration::from_secs(5));
+    assert!(
+        !f.status.success(),
+        "a second node on a held data dir started"
+    );
+    assert!(
+        f.stderr.contains("in use by another metacenter process"),
+        "{}",
+        f.stderr
+    );
+    assert!(!f.stderr.contains("corrupt"), "{}", f.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    for addr in [&api, &peer] {
+        std::net::TcpListener::bind(addr.as_str())
+            .unwrap_or_else(|e| panic!("{addr} was bound by the refused node: {e}"));
+    }
 }
