@@ -70,6 +70,10 @@ pub enum TransportError {
     /// The peer refused the request unread: a missing or wrong cluster secret.
     #[error("refused: {0}")]
     Refused(String),
+    /// The peer's applied configuration, at this log index, leaves the sender out
+    /// (see [`crate::removal`]).
+    #[error("left out of the configuration at index {0}")]
+    LeftOut(u64),
 }
 
 /// Sends peer requests. Cheap to clone.
@@ -136,6 +140,20 @@ impl PeerClient {
             .bytes()
             .await
             .map_err(|e| TransportError::Network(e.to_string()))?;
+        if status == crate::removal::GONE {
+            let at = std::str::from_utf8(&body)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            // Without an index: the peer itself stood down. Unreachable, so that
+            // openraft backs off instead of retrying at once.
+            return Err(match at {
+                Some(at) => TransportError::LeftOut(at),
+                None => TransportError::Unreachable(format!(
+                    "peer {to}: {}",
+                    String::from_utf8_lossy(&body)
+                )),
+            });
+        }
         if status == reqwest::StatusCode::UNAUTHORIZED {
             let text = String::from_utf8_lossy(&body);
             return Err(TransportError::Refused(format!(
@@ -156,6 +174,7 @@ impl PeerClient {
 #[derive(Clone)]
 pub struct NetworkFactory {
     pub(crate) client: PeerClient,
+    pub(crate) removal: Arc<crate::removal::Removal>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -164,6 +183,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerConnection {
         PeerConnection {
             client: self.client.clone(),
+            removal: self.removal.clone(),
             target,
             addr: node.peer.clone(),
         }
@@ -173,6 +193,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// openraft's view of one peer.
 pub struct PeerConnection {
     client: PeerClient,
+    removal: Arc<crate::removal::Removal>,
     target: NodeId,
     addr: String,
 }
@@ -201,6 +222,11 @@ impl PeerConnection {
                 }
                 TransportError::Network(m) => {
                     RPCError::Network(NetworkError::new(&std::io::Error::other(m)))
+                }
+                TransportError::LeftOut(at) => {
+                    self.removal.left_out_by(self.target, at);
+                    let m = format!("node {} left this node out at index {at}", self.target);
+                    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(m)))
                 }
             })?;
         r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

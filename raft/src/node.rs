@@ -157,6 +157,8 @@ pub struct RaftNode {
     /// When a leader's append request last arrived (fast failover, health) and when
     /// this node, as leader, last heard from a quorum (health).
     pub(crate) touch: Arc<crate::quorum::Touch>,
+    /// Whether this node knows it was removed from the cluster.
+    pub(crate) removal: Arc<crate::removal::Removal>,
 }
 
 /// Opens the database and the snapshot directory under `dir`, with errors that name
@@ -245,6 +247,7 @@ impl RaftNode {
     /// Opens the store in `cfg.data_dir` and starts raft (not initialised: see
     /// [`RaftNode::initialize`]).
     pub async fn start(cfg: NodeConfig) -> Result<Arc<RaftNode>> {
+        let removal = crate::removal::Removal::open(cfg.id, &cfg.data_dir)?;
         let (store, log, sm, watermark) = open_data_dir(&cfg.data_dir, cfg.pack_log).await?;
         let config = openraft::Config {
             cluster_name: "metacenter".into(),
@@ -264,6 +267,7 @@ impl RaftNode {
         let peers = PeerClient::new(cfg.id, &cfg.secret, cfg.faults.clone());
         let net = NetworkFactory {
             client: peers.clone(),
+            removal: removal.clone(),
         };
         let raft = Raft::new(cfg.id, Arc::new(config), net, log.clone(), sm.clone())
             .await
@@ -286,6 +290,7 @@ impl RaftNode {
             watermark.clone(),
             raft.clone(),
         ));
+        tokio::spawn(removal.clone().follow(raft.clone()));
         let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tokio::spawn(count_leader_changes(raft.metrics(), leader_changes.clone()));
         let touch = Arc::new(crate::quorum::Touch::default());
@@ -327,12 +332,23 @@ impl RaftNode {
                 peers,
                 leader_changes,
                 watermark,
+                removal,
             }
         }))
     }
 
     pub fn id(&self) -> NodeId {
         self.cfg.id
+    }
+
+    /// Why this node stood down, once it knows it was removed from the cluster.
+    pub fn removed(&self) -> Option<String> {
+        self.removal.reason()
+    }
+
+    /// Whether this node knows it was removed from the cluster (cheap: per request).
+    pub fn is_removed(&self) -> bool {
+        self.removal.is_removed()
     }
 
     pub fn addr(&self) -> &NodeAddr {
@@ -523,6 +539,12 @@ impl RaftNode {
             Err(TransportError::Refused(m)) => Err(Error::Unavailable(format!(
                 "leader refused the request (cluster secret?): {m}"
             ))),
+            Err(TransportError::LeftOut(at)) => {
+                self.removal.left_out_by(to, at);
+                Err(Error::Unavailable(format!(
+                    "leader {to} refused the request: this node is not in its configuration"
+                )))
+            }
         }
     }
 
@@ -632,10 +654,24 @@ impl RaftNode {
         } else {
             return Err(Error::Invalid(format!("node {id} is not a member")));
         };
-        self.raft
+        let gone = membership.membership().get_node(&id).cloned();
+        let changed = self
+            .raft
             .change_membership(change, false)
             .await
             .map_err(map_write_error)?;
+        if let Some(addr) = gone {
+            // Tell it at once: on its own it learns only when it next campaigns.
+            let (peers, at) = (self.peers.clone(), changed.log_id.index);
+            tokio::spawn(async move {
+                let timeout = Duration::from_secs(2);
+                let sent: std::result::Result<(), _> =
+                    peers.call(id, &addr.peer, "/raft/removed", &at, timeout).await;
+                if let Err(e) = sent {
+                    tracing::info!(node = id, error = %e, "could not tell the removed node");
+                }
+            });
+        }
         Ok(PeerReply::Done)
     }
 }

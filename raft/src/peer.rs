@@ -14,8 +14,9 @@ use metacenter_storage::codec;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::network::SECRET_HEADER;
+use crate::network::{FROM_HEADER, SECRET_HEADER};
 use crate::node::{PeerOp, RaftNode};
+use crate::types::NodeId;
 
 /// The peer listener's routes for `node`.
 #[allow(clippy::disallowed_methods)] // not the client API: nothing to put in /openapi.json
@@ -24,6 +25,7 @@ pub fn router(node: Arc<RaftNode>) -> Router {
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
+        .route("/raft/removed", post(removed))
         .route("/forward", post(forward))
         // Unknown paths and methods answer 401 too without the secret.
         .method_not_allowed_fallback(|_: Authorized| async { StatusCode::METHOD_NOT_ALLOWED })
@@ -108,7 +110,23 @@ where
     }
 }
 
+/// Raft traffic this node must not take: it was removed itself (410 without an index,
+/// so the sender draws no conclusion about its own membership), or the sender is not
+/// in this node's applied configuration (410 with that configuration's index; see
+/// [`crate::removal`]).
+fn not_a_member(node: &RaftNode, h: &HeaderMap) -> Option<Response> {
+    if node.removal.is_removed() {
+        return Some((crate::removal::GONE, crate::removal::STOOD_DOWN).into_response());
+    }
+    let from: NodeId = h.get(FROM_HEADER)?.to_str().ok()?.parse().ok()?;
+    let at = crate::removal::leaves_out(&node.raft.metrics().borrow(), from)?;
+    Some((crate::removal::GONE, at.to_string()).into_response())
+}
+
 async fn append(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    if let Some(r) = not_a_member(&node, &h) {
+        return r;
+    }
     let limit = node.peer_limits.append;
     let n = &node;
     serve(n, &h, body, limit, |req| async move {
@@ -119,6 +137,9 @@ async fn append(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> R
 }
 
 async fn vote(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    if let Some(r) = not_a_member(&node, &h) {
+        return r;
+    }
     let limit = node.peer_limits.vote;
     let n = &node;
     serve(n, &h, body, limit, |req| async move {
@@ -128,6 +149,9 @@ async fn vote(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Res
 }
 
 async fn snapshot(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    if let Some(r) = not_a_member(&node, &h) {
+        return r;
+    }
     let limit = node.peer_limits.snapshot;
     let n = &node;
     serve(n, &h, body, limit, |req| async move {
@@ -136,7 +160,29 @@ async fn snapshot(_: Authorized, State(node): Node, h: HeaderMap, body: Body) ->
     .await
 }
 
+/// The leader's word that this node was removed by the configuration at the index
+/// in the body (see [`crate::removal`]).
+async fn removed(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    let from: Option<NodeId> = h
+        .get(FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let Some(from) = from else {
+        return (StatusCode::BAD_REQUEST, "no sender").into_response();
+    };
+    let limit = node.peer_limits.vote;
+    let n = &node;
+    serve(n, &h, body, limit, |at: u64| async move {
+        n.removal.left_out_by(from, at);
+        encode(&())
+    })
+    .await
+}
+
 async fn forward(_: Authorized, State(node): Node, h: HeaderMap, body: Body) -> Response {
+    if let Some(r) = not_a_member(&node, &h) {
+        return r;
+    }
     let limit = node.peer_limits.forward;
     let n = &node;
     serve(n, &h, body, limit, |op: PeerOp| async move {

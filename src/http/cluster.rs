@@ -85,12 +85,22 @@ async fn health(State(s): St) -> Json<Value> {
         .committed_index()
         .saturating_sub(s.node.applied_index());
     let ok = leader.is_some() && lag <= HEALTHY_LAG && s.node.in_touch();
-    Json(json!({
-        "status": if ok { "ok" } else { "degraded" },
+    let removed = s.node.removed();
+    let status = match (&removed, ok) {
+        (Some(_), _) => "removed",
+        (None, true) => "ok",
+        (None, false) => "degraded",
+    };
+    let mut body = json!({
+        "status": status,
         "role": role_name(&m),
         "timestamp": now_rfc3339_ms(),
         "leader": leader,
-    }))
+    });
+    if let Some(why) = removed {
+        body["reason"] = json!(why);
+    }
+    Json(body)
 }
 
 /// Readiness for load balancers
@@ -100,9 +110,13 @@ async fn health(State(s): St) -> Json<Value> {
 async fn ready(State(s): St) -> Response {
     let (known, in_touch) = (s.node.leader().is_some(), s.node.in_touch());
     let (applied, committed) = (s.node.applied_index(), s.node.committed_index());
-    let ready = known && in_touch && applied >= committed;
-    let body = json!({ "ready": ready, "leaderKnown": known, "inTouch": in_touch,
+    let removed = s.node.removed();
+    let ready = known && in_touch && applied >= committed && removed.is_none();
+    let mut body = json!({ "ready": ready, "leaderKnown": known, "inTouch": in_touch,
         "appliedIndex": applied, "commitIndex": committed });
+    if let Some(why) = removed {
+        body["removed"] = json!(why);
+    }
     let code = if ready {
         StatusCode::OK
     } else {
@@ -165,6 +179,7 @@ async fn status(State(s): St) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSeconds": s.started.elapsed().as_secs(),
         "role": role_name(&m),
+        "removed": s.node.removed(),
         "raft": {
             "term": m.current_term,
             "leader": m.current_leader,

@@ -1,7 +1,8 @@
 //! The front of every client request: the trace id (`TraceId` / `X-Trace-ID`, else a
 //! new UUID) and `X-Applied-Index` stamped on the answer, the request counted and
-//! timed by route ([`RouteSeries`]), and a path whose escapes do not decode to UTF-8
-//! refused in its area's envelope. Middleware: it imports only the shared layer.
+//! timed by route ([`RouteSeries`]), a path whose escapes do not decode to UTF-8
+//! refused in its area's envelope, and, on a node removed from its cluster, every
+//! request but the node's own probes answered 503 in its area's envelope. Middleware: it imports only the shared layer.
 //!
 //! These are plain tower services rather than `axum::middleware::from_fn`: a `from_fn`
 //! layer boxes a future and clones the boxed inner service on every request, and with
@@ -175,6 +176,63 @@ where
             let msg = format!("the path {path} is not UTF-8 once percent-decoded");
             let resp = area_error(&req, ApiError::bad_request(msg));
             return Either::Left(future::ready(Ok(resp)));
+        }
+        Either::Right(self.inner.call(req))
+    }
+}
+
+/// Paths a removed node still answers: its probes, which say it was removed.
+const PROBES: [&str; 6] = [
+    "/health", "/ready", "/status", "/metrics", "/role", "/leader",
+];
+
+/// On a node that knows it was removed from its cluster, answers every request but
+/// [`PROBES`] with 503 "this node was removed from the cluster" in the area's envelope.
+#[derive(Clone)]
+pub struct StandDownLayer {
+    state: Arc<AppState>,
+}
+
+impl StandDownLayer {
+    pub fn new(state: Arc<AppState>) -> Self {
+        StandDownLayer { state }
+    }
+}
+
+impl<S> Layer<S> for StandDownLayer {
+    type Service = StandDown<S>;
+
+    fn layer(&self, inner: S) -> StandDown<S> {
+        StandDown {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct StandDown<S> {
+    inner: S,
+    state: Arc<AppState>,
+}
+
+impl<S> Service<Request> for StandDown<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if self.state.node.is_removed() && !PROBES.contains(&req.uri().path()) {
+            let msg = "this node was removed from the cluster";
+            let e = ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, msg);
+            return Either::Left(future::ready(Ok(area_error(&req, e))));
         }
         Either::Right(self.inner.call(req))
     }

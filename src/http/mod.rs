@@ -80,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(front::Utf8PathLayer)
+        .layer(front::StandDownLayer::new(state.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyDeadlineLayer::new(state.cfg.body_read_timeout));
     // Without tokens the check would pass every request: no layer at all then.

@@ -25,6 +25,8 @@ pub enum RoleName {
 pub enum HealthState {
     Ok,
     Degraded,
+    /// This node was removed from the cluster and stands down (see `reason`).
+    Removed,
 }
 
 /// The current leader.
@@ -49,6 +51,8 @@ pub struct Health {
     role: RoleName,
     timestamp: String,
     leader: Option<Leader>,
+    /// Why the node stands down, when `status` is `removed`.
+    reason: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -61,6 +65,8 @@ pub struct Ready {
     in_touch: bool,
     applied_index: u64,
     commit_index: u64,
+    /// Why the node stands down, when it was removed from the cluster.
+    removed: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -122,6 +128,8 @@ pub struct NodeStatus {
     version: String,
     uptime_seconds: u64,
     role: RoleName,
+    /// Why the node stands down, when it was removed from the cluster.
+    removed: Option<String>,
     raft: RaftStatus,
     membership: Members,
     /// Per follower id (on the leader only).
