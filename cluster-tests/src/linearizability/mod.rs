@@ -35,6 +35,6 @@ mod model;
 #[cfg(test)]
 mod tests;
 
-pub use checker::{check, check_key, describe, KeyReport, Verdict};
+pub use checker::{check, check_key, describe, KeyReport, Verdict, SEARCH_MAX_EVENTS};
 pub use history::{execute, http_client, Client, Event, History, Outcome, PROP};
 pub use model::{Invocation, KeySpec, Op, Ret, State, Version};

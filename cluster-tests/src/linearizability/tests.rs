@@ -298,3 +298,26 @@ fn malformed_history_is_an_error() {
     h.ret(0, K, Ret::CasFailed);
     assert!(check(&h.events(), Duration::from_secs(30)).is_err());
 }
+
+/// A history too long for the search gets the quick checks only: a clean one passes
+/// as such (and is not called linearizable), a stale read at its very end still fails.
+#[test]
+fn long_histories_get_the_quick_checks() {
+    let h = History::new();
+    let writes = SEARCH_MAX_EVENTS as u64 / 2 + 1;
+    for v in 1..=writes {
+        put(&h, 0, &format!("v{v}"));
+        h.ret(0, K, Ret::PutOk { version: v });
+    }
+    let report = &check(&h.events(), Duration::from_secs(30)).unwrap()[0];
+    assert!(
+        report.passed() && !report.linearizable(),
+        "{:?}",
+        report.verdict
+    );
+    assert!(matches!(report.verdict, Verdict::QuickChecksOnly(_)));
+    h.invoke(1, K, Op::Get);
+    h.ret(1, K, get_ok(Some("v1"), 1));
+    let report = &check(&h.events(), Duration::from_secs(30)).unwrap()[0];
+    assert!(!report.passed(), "{:?}", report.verdict);
+}

@@ -263,9 +263,16 @@ async fn finish(
 
 fn check_registers(s: &Shared) {
     let events = s.history.events();
+    if let Ok(path) = std::env::var("NEMESIS_HISTORY") {
+        let text: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
+        let _ = std::fs::write(path, text.join("\n"));
+    }
     match linearizability::check(&events, Duration::from_secs(60)) {
         Ok(reports) => {
-            for r in reports.iter().filter(|r| !r.linearizable()) {
+            let searched = reports.iter().filter(|r| r.linearizable()).count();
+            s.count_n("register keys searched", searched);
+            s.count_n("register keys quick-checked", reports.len() - searched);
+            for r in reports.iter().filter(|r| !r.passed()) {
                 s.violation(format!(
                     "register {} not linearizable: {:?}",
                     r.key, r.verdict

@@ -1,7 +1,10 @@
 //! The workloads a nemesis campaign runs, each with its checker:
 //!
 //! - registers: random put / get / CAS on a few metadata keys through random nodes,
-//!   recorded for the linearizability checker ([`crate::linearizability`]);
+//!   recorded for the linearizability checker ([`crate::linearizability`]). Half the
+//!   operations go to keys kept for the whole campaign (any stale read or lost write,
+//!   however far apart, shows in the checker's quick checks), half to keys that change
+//!   every [`KEY_EPOCH`], whose short histories the checker's full search decides;
 //! - services: services that heartbeat through random nodes every 250 ms must never be
 //!   found deregistered; after the campaign one stops and must go within its bound;
 //! - load: inference requests added and finished through random nodes, each retried
@@ -22,6 +25,8 @@ use crate::linearizability::{Client, History, Op, Outcome, Ret};
 /// `deregisterAfterMs` of the campaign's services.
 pub const SERVICE_AFTER_MS: u64 = 8000;
 pub const REGISTER_KEYS: [&str; 3] = ["nem-a", "nem-b", "nem-c"];
+/// How long the register workload uses one set of keys.
+pub const KEY_EPOCH: Duration = Duration::from_secs(3);
 const ENGINES: [&str; 2] = ["10.9.0.1", "10.9.0.2"];
 
 /// What the workloads share: a stop flag, counts, acknowledgement times, violations.
@@ -41,7 +46,11 @@ pub struct Shared {
 
 impl Shared {
     fn count(&self, workload: &'static str) {
-        *self.ops.lock().unwrap().entry(workload).or_default() += 1;
+        self.count_n(workload, 1);
+    }
+
+    pub(super) fn count_n(&self, what: &'static str, n: usize) {
+        *self.ops.lock().unwrap().entry(what).or_default() += n;
     }
 
     pub fn violation(&self, v: String) {
@@ -64,11 +73,17 @@ fn http() -> reqwest::Client {
 pub async fn registers(c: usize, seed: u64, apis: Vec<String>, s: Arc<Shared>) {
     let (http, mut rng) = (http(), StdRng::seed_from_u64(seed));
     let mut client = Client::new(&s.history);
-    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut n = 0;
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut n, began) = (0, Instant::now());
     while !s.stopped() {
         n += 1;
-        let key = REGISTER_KEYS[rng.random_range(0..REGISTER_KEYS.len())];
+        let name = REGISTER_KEYS[rng.random_range(0..REGISTER_KEYS.len())];
+        let key = &if rng.random_bool(0.5) {
+            name.to_string()
+        } else {
+            let epoch = began.elapsed().as_millis() / KEY_EPOCH.as_millis();
+            format!("{name}-{epoch}")
+        };
         let api = &apis[rng.random_range(0..apis.len())];
         let value = format!("c{c}-{n}");
         let op = match rng.random_range(0..10) {
@@ -83,7 +98,7 @@ pub async fn registers(c: usize, seed: u64, apis: Vec<String>, s: Arc<Shared>) {
             if let Ret::PutOk { version } | Ret::CasOk { version } | Ret::GetOk { version, .. } =
                 ret
             {
-                seen.insert(key, version);
+                seen.insert(key.clone(), version);
             }
             s.acks.lock().unwrap().push(Instant::now());
             s.count("registers");
