@@ -22,6 +22,7 @@ mod pacer;
 pub mod peer;
 pub mod peer_body;
 mod quorum;
+mod reach;
 pub mod removal;
 mod snapshot_files;
 pub mod state_machine;

@@ -175,6 +175,7 @@ impl PeerClient {
 pub struct NetworkFactory {
     pub(crate) client: PeerClient,
     pub(crate) removal: Arc<crate::removal::Removal>,
+    pub(crate) reach: Arc<crate::reach::Reach>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -184,6 +185,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerConnection {
             client: self.client.clone(),
             removal: self.removal.clone(),
+            reach: self.reach.clone(),
             target,
             addr: node.peer.clone(),
         }
@@ -194,6 +196,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerConnection {
     client: PeerClient,
     removal: Arc<crate::removal::Removal>,
+    reach: Arc<crate::reach::Reach>,
     target: NodeId,
     addr: String,
 }
@@ -214,6 +217,11 @@ impl PeerConnection {
             .client
             .call(self.target, &self.addr, path, req, option.hard_ttl())
             .await
+            .inspect(|_| self.reach.answered(self.target))
+            .inspect_err(|e| match e {
+                TransportError::LeftOut(_) => self.reach.answered(self.target),
+                e => self.reach.failed(self.target, e),
+            })
             .map_err(|e| match e {
                 // Unreachable makes openraft back off instead of retrying at once:
                 // a peer with another secret refuses every request alike.

@@ -268,6 +268,7 @@ impl RaftNode {
         let net = NetworkFactory {
             client: peers.clone(),
             removal: removal.clone(),
+            reach: Arc::default(),
         };
         let raft = Raft::new(cfg.id, Arc::new(config), net, log.clone(), sm.clone())
             .await
@@ -665,8 +666,9 @@ impl RaftNode {
             let (peers, at) = (self.peers.clone(), changed.log_id.index);
             tokio::spawn(async move {
                 let timeout = Duration::from_secs(2);
-                let sent: std::result::Result<(), _> =
-                    peers.call(id, &addr.peer, "/raft/removed", &at, timeout).await;
+                let sent: std::result::Result<(), _> = peers
+                    .call(id, &addr.peer, "/raft/removed", &at, timeout)
+                    .await;
                 if let Err(e) = sent {
                     tracing::info!(node = id, error = %e, "could not tell the removed node");
                 }

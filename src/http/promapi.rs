@@ -222,7 +222,7 @@ async fn series_post(
 ) -> Response {
     match with_form(q, &headers, &body) {
         Ok(q) => series_of(&s, &headers, Some(&q)).await,
-        Err(r) => r,
+        Err(e) => bad_data(e),
     }
 }
 
@@ -244,7 +244,7 @@ async fn series_of(s: &AppState, headers: &HeaderMap, q: Option<&str>) -> Respon
 
 /// The query string followed by the form body, as one query (Prometheus reads both).
 /// A non-empty body of another content type is refused rather than ignored.
-fn with_form(q: Option<String>, headers: &HeaderMap, body: &[u8]) -> Result<String, Response> {
+fn with_form(q: Option<String>, headers: &HeaderMap, body: &[u8]) -> Result<String, &'static str> {
     let mut q = q.unwrap_or_default();
     if body.is_empty() {
         return Ok(q);
@@ -258,12 +258,9 @@ fn with_form(q: Option<String>, headers: &HeaderMap, body: &[u8]) -> Result<Stri
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     if !form {
-        return Err(bad_data(
-            "a POST body must be application/x-www-form-urlencoded",
-        ));
+        return Err("a POST body must be application/x-www-form-urlencoded");
     }
-    let body =
-        std::str::from_utf8(body).map_err(|_| bad_data("the form body is not valid UTF-8"))?;
+    let body = std::str::from_utf8(body).map_err(|_| "the form body is not valid UTF-8")?;
     if !q.is_empty() {
         q.push('&');
     }
@@ -294,7 +291,7 @@ async fn labels_post(
 ) -> Response {
     match with_form(q, &headers, &body) {
         Ok(q) => labels_of(&s, &headers, Some(&q)).await,
-        Err(r) => r,
+        Err(e) => bad_data(e),
     }
 }
 
