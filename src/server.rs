@@ -116,6 +116,8 @@ impl Server {
         crate::oversized::spawn_check(node.store().clone(), state.cfg.limits.object);
         if let Some(join) = state.cfg.join.clone() {
             tasks.push(tokio::spawn(join_cluster(state.clone(), join, addr)));
+        } else if !node.is_initialized().await {
+            tracing::warn!("{}", metacenter_raft::node::NOT_INITIALISED);
         }
         tracing::info!(id = state.cfg.id, api = %api_addr, peer = %peer_addr, "metacenter node serving");
         Ok(Server {

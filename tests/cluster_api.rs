@@ -273,6 +273,19 @@ async fn uninitialised_node_has_no_leader_until_init() {
     let r = ready.json();
     assert_eq!(r["ready"], json!(false));
     assert_eq!(r["leaderKnown"], json!(false));
+    let says =
+        |text: &str| text.contains("not part of an initialised cluster") && text.contains("--join");
+    assert!(says(r["reason"].as_str().unwrap_or("")), "{r}");
+    // A write answers at once, saying what to do (not after the forward timeout).
+    let started = std::time::Instant::now();
+    let w = n.json(Method::PUT, "/meta/uninit", json!({"v": 1})).await;
+    assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(says(&w.lossy()), "{}", w.lossy());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let health = n.fetch("/health").await;
     assert_eq!(health.status, StatusCode::OK);
     let h = health.json();

@@ -35,6 +35,11 @@ use crate::watermark::Watermark;
 
 /// How long adding a member waits for the new learner to catch up before it is
 /// promoted to voter; past it the add fails and the node stays a learner.
+/// The answer of a node that is in no cluster yet.
+pub const NOT_INITIALISED: &str = "this node is not part of an initialised cluster: run \
+    `metacenter cluster init --node API` against it, or start it with --bootstrap, or with \
+    --join API-OF-A-MEMBER (a joining node waits until that member adds it)";
+
 pub const LEARNER_CATCH_UP: Duration = Duration::from_secs(60);
 
 /// Everything a node needs to start its raft side.
@@ -342,6 +347,14 @@ impl RaftNode {
         self.cfg.id
     }
 
+    /// Whether this node knows a cluster membership: false until `cluster init`,
+    /// `--bootstrap`, or a member adding it (`--join`).
+    pub fn has_membership(&self) -> bool {
+        let m = self.raft.metrics();
+        let known = m.borrow().membership_config.nodes().next().is_some();
+        known
+    }
+
     /// Why this node stood down, once it knows it was removed from the cluster.
     pub fn removed(&self) -> Option<String> {
         self.removal.reason()
@@ -492,6 +505,9 @@ impl RaftNode {
             let attempt = match self.leader() {
                 Some((id, _)) if id == self.cfg.id => self.handle_local(&op).await,
                 Some((id, addr)) => self.forward(id, &addr.peer, &op, deadline).await,
+                None if !self.has_membership() => {
+                    return Err(Error::Unavailable(NOT_INITIALISED.into()))
+                }
                 None => Err(Error::NotLeader { leader: None }),
             };
             match attempt {

@@ -117,6 +117,9 @@ async fn ready(State(s): St) -> Response {
     if let Some(why) = removed {
         body["removed"] = json!(why);
     }
+    if !s.node.has_membership() {
+        body["reason"] = json!(metacenter_raft::node::NOT_INITIALISED);
+    }
     let code = if ready {
         StatusCode::OK
     } else {

@@ -67,6 +67,8 @@ pub struct Ready {
     commit_index: u64,
     /// Why the node stands down, when it was removed from the cluster.
     removed: Option<String>,
+    /// What to do, when the node is in no initialised cluster yet.
+    reason: Option<String>,
 }
 
 #[derive(ToSchema)]
