@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — benchmarks of metacenter against its peers, same machine, same run.
 #
-#   scripts/bench.sh [kv|heartbeat|load|points|ws|failover|search|storage|one-node|all] [--quick]
+#   scripts/bench.sh [kv|heartbeat|load|points|ws|failover|search|storage|one-node|backup|all] [--quick]
 #
 # Builds the release binaries, starts a three-node metacenter cluster on loopback (data in a
 # temporary directory under target/), runs the chosen workloads against it, stops it, runs
@@ -50,6 +50,14 @@
 #   one-node   the heartbeat, heartbeat-unregistered and load-update rows again, against a
 #              cluster of one node (no replication, no forwarding; labelled `-one-node`):
 #              a bound that a three-node cluster on the same cores cannot pass. No peer.
+#   backup     a three-node cluster filled with metadata (`loadgen kv`, values of 4 KiB,
+#              BENCH_BACKUP_KEYS puts over as many keys, default 400,000: about 2 GB with
+#              the points) and points (`loadgen points`, BENCH_BACKUP_MPOINTS million,
+#              default 20); `metacenter backup` of node 1 alone (MB/s), then the p99 of
+#              puts to the leader (64 clients) without a backup and while backups run back
+#              to back, in the same run; `metacenter restore` of the file (s/GB). Peer: a
+#              three-member etcd filled with the same puts, `etcdctl snapshot save` (MB/s)
+#              and `etcdutl snapshot restore` (s/GB). Printed after the table.
 #   all        all of the above.
 # Peers are installed with apt-get when missing. Everything it started is stopped on exit.
 # `--quick` runs ~2 s per row (CI smoke mode); no timing is ever asserted, but the script
@@ -68,10 +76,10 @@ WORKLOAD=kv
 QUICK=0
 for arg in "$@"; do
   case "$arg" in
-    kv | heartbeat | load | points | ws | failover | search | storage | one-node | all) WORKLOAD=$arg ;;
+    kv | heartbeat | load | points | ws | failover | search | storage | one-node | backup | all) WORKLOAD=$arg ;;
     --quick) QUICK=1 ;;
     -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
-    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|ws|failover|search|storage|one-node|all] [--quick])" >&2; exit 2 ;;
+    *) echo "bench.sh: unknown argument '$arg' (usage: bench.sh [kv|heartbeat|load|points|ws|failover|search|storage|one-node|backup|all] [--quick])" >&2; exit 2 ;;
   esac
 done
 
@@ -81,12 +89,14 @@ if [[ $QUICK == 1 ]]; then
   SERVICES=${BENCH_SERVICES:-1000}; REDIS_N=20000; HISTORY=1000
   WS_SUBSCRIBERS=${BENCH_WS_SUBSCRIBERS:-1000}
   ROUNDS=${BENCH_FAILOVER_ROUNDS:-1}
+  BACKUP_KEYS=${BENCH_BACKUP_KEYS:-20000}; BACKUP_MPOINTS=${BENCH_BACKUP_MPOINTS:-1}
 else
   STORAGE_MPOINTS=${BENCH_STORAGE_MPOINTS:-20}; STORAGE_SHAPES=${BENCH_STORAGE_SHAPES:-flat curves}
   DURATION=${BENCH_DURATION:-10s}; WARMUP=${BENCH_WARMUP:-2s}
   SERVICES=${BENCH_SERVICES:-10000}; REDIS_N=200000; HISTORY=10000
   WS_SUBSCRIBERS=${BENCH_WS_SUBSCRIBERS:-5000}
   ROUNDS=${BENCH_FAILOVER_ROUNDS:-5}
+  BACKUP_KEYS=${BENCH_BACKUP_KEYS:-400000}; BACKUP_MPOINTS=${BENCH_BACKUP_MPOINTS:-20}
 fi
 REDIS_PORT=${BENCH_REDIS_PORT:-6390}
 VM_PORT=${BENCH_VM_PORT:-8428}
@@ -178,7 +188,7 @@ ensure_tools() {
     fi
   fi
   if wants points || wants search || wants storage; then command -v victoria-metrics >/dev/null || apt_install victoria-metrics; fi
-  if ! wants kv && ! wants failover; then FEATURES=(); return; fi
+  if ! wants kv && ! wants failover && ! wants backup; then FEATURES=(); return; fi
   command -v etcd >/dev/null || apt_install etcd-server etcd-client
   if ! command -v protoc >/dev/null && ! apt_install protobuf-compiler; then
     log "protoc unavailable: driving etcd through its HTTP/JSON gateway"
@@ -488,6 +498,70 @@ run_search() {
   fi
 }
 
+# The p99 (ms) of a `loadgen kv` JSON report in file $1.
+p99_of() { python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["p99_ms"])' "$1"; }
+
+# Seconds since $1 (from `date +%s%N`), with milliseconds.
+since() { python3 -c 'import sys, time; print(f"{(time.time_ns() - int(sys.argv[1])) / 1e9:.3f}")' "$1"; }
+
+# $1 / $2 * $3, two decimals.
+ratio() { python3 -c 'import sys; a, b, c = map(float, sys.argv[1:]); print(f"{a / b * c:.2f}")' "$1" "$2" "$3"; }
+
+# Puts to the leader of the running system $1 (targets $2) for DURATION; JSON to $3.
+backup_puts() {
+  # shellcheck disable=SC2046
+  run "$BIN/loadgen" kv --system "$1" --targets "$2" --clients 64 --to-leader \
+    $(timing) >"$3"
+}
+
+# The metacenter half of the backup workload; leaves its figures in $WORK/backup.txt.
+backup_metacenter() {
+  local node=${MC_TARGETS%%,*} file=$WORK/state.mcbak t0 secs bytes loop idle busy rs
+  start_metacenter
+  run "$BIN/loadgen" kv --targets "$MC_TARGETS" --clients 64 --value-size 4096 \
+    --key-space "$BACKUP_KEYS" --ops "$BACKUP_KEYS" --warmup 0s --timeout 60s --json >/dev/null
+  run "$BIN/loadgen" points --sink metacenter --targets "$MC_TARGETS" --clients 8 --batch 1000 \
+    --ops $((BACKUP_MPOINTS * 1000)) --warmup 0s --timeout 60s --json >/dev/null
+  t0=$(date +%s%N)
+  run "$BIN/metacenter" backup --node "$node" --out "$file" >&2
+  secs=$(since "$t0"); bytes=$(bytes_of "$file")
+  backup_puts metacenter "$MC_TARGETS" "$WORK/backup-idle.json"
+  (while :; do "$BIN/metacenter" backup --node "$node" --out "$WORK/again.mcbak" >/dev/null 2>&1 || true; done) &
+  loop=$!
+  backup_puts metacenter "$MC_TARGETS" "$WORK/backup-busy.json"
+  kill "$loop"; wait "$loop" 2>/dev/null || true
+  stop_all
+  t0=$(date +%s%N)
+  run "$BIN/metacenter" restore --from "$file" --data-dir "$WORK/restored" --id 1 \
+    --members 1=127.0.0.1:1@127.0.0.1:2 >&2
+  rs=$(since "$t0")
+  idle=$(p99_of "$WORK/backup-idle.json"); busy=$(p99_of "$WORK/backup-busy.json")
+  echo "backup metacenter: $((bytes / 1048576)) MiB in ${secs}s =" \
+    "$(ratio "$bytes" "$secs" 0.00000095367) MB/s; put p99 ${idle} ms idle," \
+    "${busy} ms during backups; restore ${rs}s = $(ratio "$rs" "$bytes" 1073741824) s/GB" \
+    >>"$WORK/backup.txt"
+}
+
+# The etcd half: the same puts, `etcdctl snapshot save`, `etcdutl snapshot restore`.
+backup_etcd() {
+  local file=$WORK/etcd.snap t0 secs bytes rs restore=(etcdutl snapshot restore)
+  command -v etcdutl >/dev/null || restore=(etcdctl snapshot restore)
+  start_etcd
+  run "$BIN/loadgen" kv --system "$ETCD_SYSTEM" --targets "$ETCD_TARGETS" --clients 64 \
+    --value-size 4096 --key-space "$BACKUP_KEYS" --ops "$BACKUP_KEYS" --warmup 0s \
+    --timeout 60s --json >/dev/null
+  t0=$(date +%s%N)
+  run etcdctl --endpoints "http://127.0.0.1:$((ETCD_CLIENT + 1))" snapshot save "$file" >/dev/null
+  secs=$(since "$t0"); bytes=$(bytes_of "$file")
+  stop_all
+  t0=$(date +%s%N)
+  run "${restore[@]}" "$file" --data-dir "$WORK/etcd-restored" >/dev/null 2>&1
+  rs=$(since "$t0")
+  echo "backup etcd: $((bytes / 1048576)) MiB in ${secs}s =" \
+    "$(ratio "$bytes" "$secs" 0.00000095367) MB/s; restore ${rs}s =" \
+    "$(ratio "$rs" "$bytes" 1073741824) s/GB" >>"$WORK/backup.txt"
+}
+
 main() {
   ensure_tools
   build
@@ -510,6 +584,11 @@ main() {
   fi
   if wants search; then run_search; fi
   if wants storage; then run_storage; fi
+  if wants backup; then
+    log "backup: metacenter, then etcd"
+    backup_metacenter
+    backup_etcd
+  fi
   if wants failover; then
     for ((round = 1; round <= ROUNDS; round++)); do
       for fault in kill pause; do
@@ -547,6 +626,7 @@ main() {
   fi
   "$BIN/loadgen" table "$RESULTS"
   if [[ -s "$WORK/storage.txt" ]]; then cat "$WORK/storage.txt"; fi
+  if [[ -s "$WORK/backup.txt" ]]; then cat "$WORK/backup.txt"; fi
   cp "$RESULTS" "$TARGET_DIR/bench-results.jsonl"
   if ((${#LOST[@]})); then
     log "!!! FAILOVER LOST OR CHANGED ACKNOWLEDGED WRITES: ${LOST[*]} (see the table) !!!"

@@ -242,6 +242,27 @@ leader_id() {
     die "no running node knows a leader"
 }
 
+# A number field of node N's /status ("commitIndex", "appliedIndex").
+status_index() {
+    http_get "$1" /status 2>/dev/null | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2
+}
+
+# Waits until node N has applied everything the leader had committed when asked
+# (ready alone may mean only that it applied what it has heard of so far).
+wait_caught_up() {
+    local n="$1" deadline=$((SECONDS + START_TIMEOUT)) target applied
+    target="$(status_index "$(leader_id)" commitIndex)"
+    while true; do
+        applied="$(status_index "$n" appliedIndex)"
+        [[ -n "$target" && -n "$applied" ]] && ((applied >= target)) && return 0
+        if ((SECONDS >= deadline)); then
+            log_tail "$n"
+            die "node $n applied ${applied:-?} of ${target:-?} after ${START_TIMEOUT}s"
+        fi
+        sleep 0.2
+    done
+}
+
 # Waits until node N is ready and counted among the voters.
 wait_node() {
     local n="$1" deadline=$((SECONDS + START_TIMEOUT)) members
@@ -317,7 +338,8 @@ main() {
         stop_node "$n"
         start_node "$n" "$bin"
         wait_node "$n"
-        echo "node $n is back: ready and a voter"
+        wait_caught_up "$n"
+        echo "node $n is back: ready, a voter, and caught up with the leader's commit index"
         ;;
     *)
         usage

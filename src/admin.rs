@@ -13,12 +13,21 @@ pub enum AdminError {
         node: String,
         source: reqwest::Error,
     },
-    #[error("{node} answered {status}: {body}")]
+    #[error("{node} answered {status}: {body}{}", hint(*status))]
     Refused {
         node: String,
         status: u16,
         body: String,
     },
+}
+
+/// What to do about a refusal, where the status says.
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => " (give a token with --token or METACENTER_TOKEN)",
+        403 => " (this needs a token with the admin role)",
+        _ => "",
+    }
 }
 
 /// Sends `method path` with an optional JSON body to the node at `node` (host:port),
@@ -86,5 +95,19 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[1]["api"], "b:2");
         assert!(super::parse_members("1=x").is_err());
+    }
+
+    #[test]
+    fn a_refusal_for_want_of_a_token_says_how_to_give_one() {
+        let refused = |status| super::AdminError::Refused {
+            node: "n:1".into(),
+            status,
+            body: "no".into(),
+        };
+        assert!(refused(401)
+            .to_string()
+            .contains("--token or METACENTER_TOKEN"));
+        assert!(refused(403).to_string().contains("admin role"));
+        assert_eq!(refused(400).to_string(), "n:1 answered 400: no");
     }
 }

@@ -58,7 +58,9 @@ mod tests {
         let held = lock(dir.path()).unwrap();
         let err = lock(dir.path()).unwrap_err();
         assert!(matches!(err, LockError::InUse(_)), "{err}");
-        assert!(err.to_string().contains("in use by another metacenter process"));
+        assert!(err
+            .to_string()
+            .contains("in use by another metacenter process"));
         drop(held);
         lock(dir.path()).expect("free again once released");
     }

@@ -1,11 +1,12 @@
 //! The `metacenter` command line: run a node (`dev`, `run`), administer a cluster
-//! (`cluster ...`), probe a node (`health`).
+//! (`cluster ...`), probe a node (`health`), back up, restore and recover
+//! (`backup`, `restore`, `recover`: `metacenter::backup::cli`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use metacenter::{admin, logging, Config, Server};
+use metacenter::{admin, backup, logging, Config, Server};
 use reqwest::Method;
 
 /// mimalloc instead of glibc's malloc: a profile of the leader under 64 writers spent
@@ -27,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// One self-initialised node on loopback (API 127.0.0.1:8080, data ./metacenter-data).
-    Dev(NodeFlags),
+    Dev(DevFlags),
     /// A cluster member configured by file, environment and flags.
     Run(NodeFlags),
     /// Cluster administration against a running node.
@@ -43,6 +44,41 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080")]
         node: String,
     },
+    /// Saves a consistent backup of the whole state from a running node.
+    Backup {
+        /// API address (host:port or http://host:port) of any member.
+        #[arg(long)]
+        node: String,
+        /// The backup file (written as FILE.partial until it verifies).
+        #[arg(long)]
+        out: PathBuf,
+        /// Bearer token (an admin token when the node has `auth.tokens`).
+        #[arg(long, env = "METACENTER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Writes a new member's data directory from a backup (run once per member).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// A new or empty directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// This member's id.
+        #[arg(long)]
+        id: u64,
+        /// ID=PEER@API,... of every member of the new cluster.
+        #[arg(long)]
+        members: String,
+    },
+    /// Makes a stopped survivor's data directory a one-member cluster keeping all it
+    /// logged and applied (after a quorum is lost for good).
+    Recover {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// This node's id (needed when the old membership had several voters).
+        #[arg(long)]
+        id: Option<u64>,
+    },
 }
 
 #[derive(Args, Default)]
@@ -50,8 +86,10 @@ struct NodeFlags {
     /// TOML configuration file.
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+    /// This member's id: unique in the cluster, stable across restarts.
     #[arg(long)]
     id: Option<u64>,
+    /// Directory of the database, raft log and snapshots.
     #[arg(long)]
     data_dir: Option<String>,
     /// Client API listen address.
@@ -60,10 +98,13 @@ struct NodeFlags {
     /// Peer (raft) listen address.
     #[arg(long)]
     peer_listen: Option<String>,
+    /// API address the other members and clients reach this node at.
     #[arg(long)]
     advertise_api: Option<String>,
+    /// Peer address the other members reach this node at.
     #[arg(long)]
     advertise_peer: Option<String>,
+    /// The secret every member sends on the peer port (or METACENTER_CLUSTER_SECRET).
     #[arg(long)]
     cluster_secret: Option<String>,
     /// Serve the peer port without a cluster secret (anyone who reaches it can rewrite
@@ -79,6 +120,39 @@ struct NodeFlags {
     /// Any setting as KEY=VALUE (see docs/configuration.md).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+/// What makes sense for a one-node loopback cluster (`dev`).
+#[derive(Args)]
+struct DevFlags {
+    /// TOML configuration file.
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Directory of the database, raft log and snapshots.
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Client API listen address (loopback only).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Peer (raft) listen address (loopback only).
+    #[arg(long)]
+    peer_listen: Option<String>,
+    /// Any setting as KEY=VALUE (see docs/configuration.md).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl From<DevFlags> for NodeFlags {
+    fn from(d: DevFlags) -> NodeFlags {
+        NodeFlags {
+            config: d.config,
+            data_dir: d.data_dir,
+            listen: d.listen,
+            peer_listen: d.peer_listen,
+            set: d.set,
+            ..NodeFlags::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -125,6 +199,8 @@ fn build_config(flags: &NodeFlags, dev: bool) -> Result<Config> {
     let mut c = Config::default();
     if dev {
         c.set("node.bootstrap", "true")?;
+        // A laptop node: small preallocated log segments.
+        c.set("raft.log_segment_bytes", "4194304")?;
     }
     if let Some(f) = &flags.config {
         c.apply_file(f)?;
@@ -236,15 +312,36 @@ async fn cluster(cmd: ClusterCmd, token: Option<String>) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; a failure prints its error chain on one line (never a backtrace,
+/// whatever `RUST_BACKTRACE` says) and exits 1.
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    if let Err(e) = runtime.block_on(run(Cli::parse())) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Dev(f) => run_node(build_config(&f, true)?).await,
+        Cmd::Dev(f) => run_node(build_config(&f.into(), true)?).await,
         Cmd::Run(f) => run_node(build_config(&f, false)?).await,
         Cmd::Cluster { command, token } => cluster(command, token).await,
+        Cmd::Backup { node, out, token } => {
+            backup::cli::backup(&node, token.as_deref(), &out).await
+        }
+        Cmd::Restore {
+            from,
+            data_dir,
+            id,
+            members,
+        } => backup::cli::restore(&from, &data_dir, id, &members),
+        Cmd::Recover { data_dir, id } => backup::cli::recover(&data_dir, id).await,
         Cmd::Health { node } => match admin::call(&node, None, Method::GET, "/ready", None).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                println!("{node} is ready");
+                Ok(())
+            }
             Err(e) => {
                 eprintln!("not ready: {e}");
                 std::process::exit(1)

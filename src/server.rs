@@ -86,6 +86,7 @@ impl Server {
         )?;
         let state = Arc::new(AppState {
             search,
+            backups: Arc::default(),
             http: reqwest::Client::new(),
             node: node.clone(),
             waiters: tokio::sync::Semaphore::new(cfg.max_waiters),
@@ -113,6 +114,7 @@ impl Server {
             tasks.push(listen::spawn(l, router, shutdown.clone(), header_timeout));
         }
         tasks.push(tokio::spawn(crate::housekeeping::run(state.clone())));
+        tasks.push(tokio::spawn(crate::backup::schedule::run(state.clone())));
         crate::oversized::spawn_check(node.store().clone(), state.cfg.limits.object);
         if let Some(join) = state.cfg.join.clone() {
             tasks.push(tokio::spawn(join_cluster(state.clone(), join, addr)));
@@ -172,6 +174,7 @@ fn node_config(cfg: &Config, addr: NodeAddr) -> NodeConfig {
     ncfg.pack_log = cfg.pack_log;
     ncfg.keep_logs = cfg.keep_logs;
     ncfg.keep_log_bytes = cfg.keep_log_bytes;
+    ncfg.log_segment_bytes = cfg.log_segment_bytes;
     ncfg.forward_timeout = cfg.forward_timeout;
     ncfg.batch = BatchLimits {
         max_commands: cfg.batch_max_commands,

@@ -33,6 +33,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Metric metadata index, indexer and syncs.
     pub search: crate::search::Search,
+    /// Backups of this node: one at a time, and the scheduled ones' figures.
+    pub backups: Arc<crate::backup::BackupStats>,
 }
 
 impl AppState {

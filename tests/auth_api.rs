@@ -435,3 +435,28 @@ async fn websocket_upgrade_checks_token_and_tenant() {
     let m = next_json(&mut ws).await;
     assert_eq!(m["payload"]["metrics"][0]["metric_name"], "loss", "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_needs_an_admin_token_and_verifies() {
+    let n = node().await;
+    for token in ["rd", "wr"] {
+        let (st, b) = call(&n, Method::GET, "/cluster/backup", Some(token), None, None).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{token}: {b}");
+    }
+    let resp = n
+        .request(Method::GET, "/cluster/backup")
+        .bearer_auth("adm")
+        .send()
+        .await
+        .expect("backup");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let index: u64 = resp.headers()["x-backup-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = resp.bytes().await.expect("backup body");
+    let v = metacenter::backup::format::verify(std::io::Cursor::new(&bytes)).expect("verifies");
+    assert_eq!(v.header.index, index);
+    assert_eq!(v.header.members.len(), 1);
+}

@@ -82,7 +82,9 @@ fn run(args: &[&str]) -> Finished {
 fn help_lists_the_commands() {
     let f = run(&["--help"]);
     assert!(f.status.success(), "--help failed: {}", f.stderr);
-    for cmd in ["dev", "run", "cluster", "health"] {
+    for cmd in [
+        "dev", "run", "cluster", "health", "backup", "restore", "recover",
+    ] {
         assert!(
             f.stdout.lines().any(|l| l.trim_start().starts_with(cmd)),
             "--help does not list `{cmd}`:\n{}",
@@ -114,6 +116,75 @@ fn invalid_setting_is_named_and_fails() {
         "the error does not name the key: {}",
         f.stderr
     );
+}
+
+/// A failing command prints its error chain on one `error:` line and no backtrace,
+/// even with `RUST_BACKTRACE=1`.
+#[test]
+fn errors_are_one_line_without_a_backtrace() {
+    let out = Command::new(BIN)
+        .args(["health", "--node", "127.0.0.1:1"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run metacenter");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["dev", "--data-dir", &data.path().display().to_string()])
+        .args(["--set", "raft.heartbeat_ms=fast"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run metacenter");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("raft.heartbeat_ms"), "{stderr}");
+}
+
+/// `dev --help` offers only what a loopback node uses; every option of `dev` and `run`
+/// has a line of help.
+#[test]
+fn help_of_dev_and_run_explains_every_option() {
+    let dev = run(&["dev", "--help"]);
+    for absent in [
+        "--join",
+        "--bootstrap",
+        "--id",
+        "--cluster-secret",
+        "--advertise",
+    ] {
+        assert!(
+            !dev.stdout.contains(absent),
+            "dev --help offers {absent}:\n{}",
+            dev.stdout
+        );
+    }
+    for cmd in [&dev, &run(&["run", "--help"])] {
+        let lines: Vec<&str> = cmd.stdout.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.trim_start().starts_with('-') {
+                continue;
+            }
+            // Help on the same line, or on the next one, indented further.
+            let parts = line.trim().split("  ").filter(|p| !p.trim().is_empty());
+            let inline = parts.count() > 1;
+            let indent = |l: &str| l.len() - l.trim_start().len();
+            let below = lines.get(i + 1).is_some_and(|next| {
+                !next.trim().is_empty()
+                    && !next.trim_start().starts_with('-')
+                    && indent(next) > indent(line)
+            });
+            assert!(
+                inline || below,
+                "no help for `{}`:\n{}",
+                line.trim(),
+                cmd.stdout
+            );
+        }
+    }
 }
 
 #[test]
@@ -190,6 +261,8 @@ fn bootstrapped_node_serves_and_stops_on_sigterm() {
     until_blocking("the node to be ready", TIMEOUT, || {
         run(&["health", "--node", &api]).status.success()
     });
+    let health = run(&["health", "--node", &api]);
+    assert_eq!(health.stdout.trim(), format!("{api} is ready"));
 
     let status = run(&["cluster", "status", "--node", &api]);
     assert!(status.status.success(), "cluster status: {}", status.stderr);
@@ -252,4 +325,62 @@ fn second_node_on_the_same_data_dir_fails_at_once(dir: &Path, data_dir: &str) {
         std::net::TcpListener::bind(addr.as_str())
             .unwrap_or_else(|e| panic!("{addr} was bound by the refused node: {e}"));
     }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
+/// A `dev` node's data directory stays small: its log segments are 4 MiB, not the
+/// 64 MiB a cluster member preallocates.
+#[tokio::test]
+async fn a_dev_data_dir_stays_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let api = format!("127.0.0.1:{}", ports[0]);
+    let peer = format!("127.0.0.1:{}", ports[1]);
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    let args = [
+        "dev",
+        "--listen",
+        &api,
+        "--peer-listen",
+        &peer,
+        "--data-dir",
+        &data_s,
+    ];
+    let _node = spawn(dir.path(), "dev", &args);
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while !http
+        .get(format!("http://{api}/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "dev node not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..20 {
+        let r = http
+            .put(format!("http://{api}/meta/k{i}"))
+            .body(r#"{"v":1}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let bytes = dir_bytes(&data);
+    assert!(bytes < 16 << 20, "{bytes} bytes after 20 writes");
 }

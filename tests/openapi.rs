@@ -29,6 +29,7 @@ const ROUTES: &[&str] = &[
     "POST /cluster/init",
     "POST /cluster/add",
     "POST /cluster/remove",
+    "GET /cluster/backup",
     "GET /metrics",
     "POST /log/level",
     "GET /meta",
@@ -56,6 +57,7 @@ const ROUTES: &[&str] = &[
     "POST /v1/load/batch",
     "POST /api/v1/metrics/batch",
     "POST /api/v1/metrics/system/batch",
+    "GET /api/v1/runs",
     "GET /api/v1/runs/{run_id}/metrics",
     "GET /api/v1/runs/{run_id}/metrics/{metric_name}",
     "GET /api/v1/runs/{run_id}/metrics/{metric_name}/latest",
@@ -77,12 +79,25 @@ const ROUTES: &[&str] = &[
     "GET /api/v1/label/{name}/values",
     "GET /api/v1/metadata",
     "GET /openapi.json",
+    "GET /ui",
+    "GET /ui/",
+    "GET /ui/assets/{file}",
+    "GET /ui/api/cluster",
+    "GET /ui/api/load",
 ];
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "head", "patch", "options", "trace",
 ];
-const OPEN: [&str; 4] = ["/health", "/ready", "/metrics", "/openapi.json"];
+const OPEN: [&str; 7] = [
+    "/health",
+    "/ready",
+    "/metrics",
+    "/openapi.json",
+    "/ui",
+    "/ui/",
+    "/ui/assets/{file}",
+];
 const ADMIN: &str = "adm";
 
 /// One documented operation.

@@ -11,6 +11,10 @@
 //! [`restart`](ProcessCluster::restart) (same arguments, data directory and ports).
 //! Nodes are addressed by their raft id, 1-based. Dropping the cluster kills every node
 //! and removes the directory.
+//!
+//! A restore test [`prepare`](ProcessCluster::prepare)s nodes without starting them,
+//! writes their data directories, then [`boot_members`](ProcessCluster::boot_members);
+//! [`add_joiner`](ProcessCluster::add_joiner) starts a new node that joins a member.
 
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
@@ -81,10 +85,22 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// How a node joins its cluster when it starts.
+enum Start {
+    /// `--bootstrap`: a new one-node cluster.
+    Bootstrap,
+    /// `--join API`: asks that member to add it.
+    Join(String),
+    /// Neither: its data directory already names its cluster (a restore).
+    Member,
+}
+
 /// One node process and what is needed to restart it.
 struct Node {
     id: u64,
     api: String,
+    peer: String,
+    data: PathBuf,
     args: Vec<String>,
     /// Extra environment of this node's process (a fake clock, ...).
     env: Vec<(String, String)>,
@@ -94,6 +110,31 @@ struct Node {
 }
 
 impl Node {
+    fn new(
+        dir: &Path,
+        id: u64,
+        (api_port, peer_port): (u16, u16),
+        start: Start,
+        settings: &[(&str, &str)],
+        env: Vec<(String, String)>,
+    ) -> Node {
+        let api = format!("127.0.0.1:{api_port}");
+        let peer = format!("127.0.0.1:{peer_port}");
+        let data = dir.join(format!("data{id}"));
+        let args = node_args(id, &api, &peer, &data, start, settings);
+        Node {
+            id,
+            api,
+            peer,
+            data,
+            args,
+            env,
+            log: dir.join(format!("node{id}.log")),
+            child: None,
+            stopped: false,
+        }
+    }
+
     fn spawn(&mut self, bin: &Path) -> Result<()> {
         let log = OpenOptions::new()
             .create(true)
@@ -178,30 +219,21 @@ impl ProcessCluster {
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             let id = i as u64 + 1;
-            let api = format!("127.0.0.1:{}", ports[2 * i]);
-            let peer = format!("127.0.0.1:{}", ports[2 * i + 1]);
-            let join = (i > 0).then(|| format!("127.0.0.1:{}", ports[0]));
-            let args = node_args(
-                id,
-                &api,
-                &peer,
-                &dir.path().join(format!("data{id}")),
-                join,
-                settings,
-            );
-            let log = dir.path().join(format!("node{id}.log"));
+            let start = match i {
+                0 => Start::Bootstrap,
+                _ => Start::Join(format!("127.0.0.1:{}", ports[0])),
+            };
             let env = env.iter().filter(|(of, _, _)| *of == id);
-            nodes.push(Node {
+            let env = env.map(|(_, k, v)| (k.to_string(), v.to_string()));
+            let ports = (ports[2 * i], ports[2 * i + 1]);
+            nodes.push(Node::new(
+                dir.path(),
                 id,
-                api,
-                args,
-                env: env
-                    .map(|(_, k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                log,
-                child: None,
-                stopped: false,
-            });
+                ports,
+                start,
+                settings,
+                env.collect(),
+            ));
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -229,6 +261,103 @@ impl ProcessCluster {
         self.wait_voters(&ids, START_TIMEOUT).await?;
         self.leader(START_TIMEOUT).await?;
         Ok(())
+    }
+
+    /// `n` nodes on free ports, none started: the caller writes their data directories
+    /// ([`data_dir`](Self::data_dir); a restore for [`members`](Self::members)), then
+    /// [`boot_members`](Self::boot_members) starts each with neither `--bootstrap` nor
+    /// `--join`.
+    pub fn prepare(n: usize, settings: &[(&str, &str)]) -> Result<ProcessCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("metacenter-proc-")
+            .tempdir()?;
+        let ports = free_ports(2 * n)?;
+        let nodes = (0..n)
+            .map(|i| {
+                let ports = (ports[2 * i], ports[2 * i + 1]);
+                Node::new(
+                    dir.path(),
+                    i as u64 + 1,
+                    ports,
+                    Start::Member,
+                    settings,
+                    Vec::new(),
+                )
+            })
+            .collect();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(0)
+            .build()?;
+        Ok(ProcessCluster {
+            nodes,
+            bin: binary_path()?,
+            http,
+            dir,
+        })
+    }
+
+    /// Starts every node of a [`prepare`](Self::prepare)d cluster; returns once all
+    /// list each other as voters and a leader is known.
+    pub async fn boot_members(&mut self) -> Result<()> {
+        let booted = self.boot().await;
+        if booted.is_err() {
+            self.print_logs();
+        }
+        booted
+    }
+
+    /// `ID=PEER@API,...` of every node, as `metacenter restore --members` takes it.
+    pub fn members(&self) -> String {
+        let each = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}={}@{}", n.id, n.peer, n.api));
+        each.collect::<Vec<_>>().join(",")
+    }
+
+    /// The data directory of node `id`.
+    pub fn data_dir(&self, id: u64) -> Result<PathBuf> {
+        Ok(self.node(id)?.data.clone())
+    }
+
+    /// Starts a new node (the next id, fresh ports and data) that asks node `via` to
+    /// add it; returns its id.
+    pub fn add_joiner(&mut self, via: u64, settings: &[(&str, &str)]) -> Result<u64> {
+        let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let ports = free_ports(2)?;
+        let start = Start::Join(self.api(via)?);
+        let mut node = Node::new(
+            self.dir.path(),
+            id,
+            (ports[0], ports[1]),
+            start,
+            settings,
+            Vec::new(),
+        );
+        node.spawn(&self.bin)?;
+        self.nodes.push(node);
+        Ok(id)
+    }
+
+    /// Kills node `id`, wipes its data directory and starts it again with the same id
+    /// and addresses, asking node `via` to add it (`settings` as at the start): how an
+    /// operator brings a removed machine back.
+    pub fn rejoin_wiped(&mut self, id: u64, via: u64, settings: &[(&str, &str)]) -> Result<()> {
+        let (bin, join) = (self.bin.clone(), self.api(via)?);
+        let node = self.node_mut(id)?;
+        node.kill9()?;
+        std::fs::remove_dir_all(&node.data)
+            .with_context(|| format!("wiping {}", node.data.display()))?;
+        node.args = node_args(
+            id,
+            &node.api,
+            &node.peer,
+            &node.data,
+            Start::Join(join),
+            settings,
+        );
+        node.spawn(&bin)
     }
 
     /// Node ids, 1-based.
@@ -438,7 +567,7 @@ fn node_args(
     api: &str,
     peer: &str,
     data: &Path,
-    join: Option<String>,
+    start: Start,
     settings: &[(&str, &str)],
 ) -> Vec<String> {
     let mut args: Vec<String> = ["run", "--id", &id.to_string(), "--listen", api]
@@ -447,9 +576,10 @@ fn node_args(
         .collect();
     args.extend(["--peer-listen".into(), peer.into()]);
     args.extend(["--data-dir".into(), data.display().to_string()]);
-    match join {
-        Some(j) => args.extend(["--join".into(), j]),
-        None => args.push("--bootstrap".into()),
+    match start {
+        Start::Join(j) => args.extend(["--join".into(), j]),
+        Start::Bootstrap => args.push("--bootstrap".into()),
+        Start::Member => {}
     }
     let overridden = |k: &str| settings.iter().any(|(s, _)| *s == k);
     let defaults = DEFAULT_SETTINGS.iter().filter(|(k, _)| !overridden(k));

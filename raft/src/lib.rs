@@ -5,6 +5,7 @@
 //! - [`network`] / [`peer`]: the peer network (client and server) with the cluster secret.
 //! - [`batcher`]: group commit on the leader.
 //! - [`node`]: one member, with writes and reads that work from any node.
+//! - [`recovery`]: the source of online backups; restore and recover of data dirs.
 //!
 //! This crate knows nothing of the client API's routes or JSON formats.
 
@@ -23,6 +24,7 @@ pub mod peer;
 pub mod peer_body;
 mod quorum;
 mod reach;
+pub mod recovery;
 pub mod removal;
 mod snapshot_files;
 pub mod state_machine;

@@ -70,7 +70,18 @@ impl LogStore {
     /// Opens the log in `dir` (moving an older database's log out of `store` first,
     /// the storage crate's last upgrade step) and spawns its flusher thread.
     pub fn open(store: Store, dir: &Path) -> Result<LogStore, StorageError> {
-        let wal = Arc::new(Wal::open(dir).map_err(read_err)?);
+        LogStore::open_with(store, dir, metacenter_storage::wal::SEGMENT_BYTES)
+    }
+
+    /// [`LogStore::open`] with log segments of `segment_bytes`.
+    pub fn open_with(
+        store: Store,
+        dir: &Path,
+        segment_bytes: u64,
+    ) -> Result<LogStore, StorageError> {
+        // At least a megabyte: a segment per entry would be absurd.
+        let segment_bytes = segment_bytes.max(1 << 20);
+        let wal = Arc::new(Wal::open_with(dir, segment_bytes).map_err(read_err)?);
         let purged_index = |id: &[u8]| Ok(codec::decode::<LogId>(id)?.index);
         store
             .upgrade_raft_log(&wal, purged_index)

@@ -70,6 +70,8 @@ pub struct NodeConfig {
     pub keep_logs: u64,
     /// Most bytes of entries kept behind a snapshot (0: only `keep_logs` bounds them).
     pub keep_log_bytes: u64,
+    /// Size of one preallocated raft log segment file.
+    pub log_segment_bytes: u64,
     /// How long a write or read barrier may wait for a leader.
     pub forward_timeout: Duration,
     pub batch: BatchLimits,
@@ -100,6 +102,7 @@ impl NodeConfig {
             pack_log: false,
             keep_logs: 5_000,
             keep_log_bytes: 64 << 20,
+            log_segment_bytes: metacenter_storage::wal::SEGMENT_BYTES,
             forward_timeout: Duration::from_secs(10),
             batch: BatchLimits::default(),
             max_write_bytes: 4 << 20,
@@ -171,6 +174,7 @@ pub struct RaftNode {
 async fn open_data_dir(
     dir: &std::path::Path,
     pack_log: bool,
+    segment_bytes: u64,
 ) -> Result<(Store, LogStore, StateMachine, Arc<Watermark>)> {
     let fail = |what: String, e: &dyn std::fmt::Display| {
         Error::Storage(format!("data dir {}: {what}: {e}", dir.display()))
@@ -190,7 +194,7 @@ async fn open_data_dir(
         .map_err(|e| fail(format!("cannot use {}", snapshots.display()), &e))?;
     let watermark = Watermark::open(dir)?;
     let log_dir = dir.join("raft-log");
-    let mut log = LogStore::open(store.clone(), &log_dir)
+    let mut log = LogStore::open_with(store.clone(), &log_dir, segment_bytes)
         .map_err(|e| {
             fail(
                 format!("cannot open the raft log {}", log_dir.display()),
@@ -253,7 +257,8 @@ impl RaftNode {
     /// [`RaftNode::initialize`]).
     pub async fn start(cfg: NodeConfig) -> Result<Arc<RaftNode>> {
         let removal = crate::removal::Removal::open(cfg.id, &cfg.data_dir)?;
-        let (store, log, sm, watermark) = open_data_dir(&cfg.data_dir, cfg.pack_log).await?;
+        let (store, log, sm, watermark) =
+            open_data_dir(&cfg.data_dir, cfg.pack_log, cfg.log_segment_bytes).await?;
         let config = openraft::Config {
             cluster_name: "metacenter".into(),
             heartbeat_interval: cfg.heartbeat_ms,

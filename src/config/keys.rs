@@ -142,6 +142,11 @@ pub const KEYS: &[Key] = &[
         help: "most bytes of entries kept behind a snapshot, whatever raft.keep_logs says (0: no bound by bytes); a follower further behind gets the snapshot",
     },
     Key {
+        key: "raft.log_segment_bytes",
+        default: "67108864",
+        help: "size of one raft log segment file, preallocated (`dev` starts at 4194304 unless set)",
+    },
+    Key {
         key: "raft.forward_timeout_ms",
         default: "10000",
         help: "how long a request waits for a leader",
@@ -335,6 +340,21 @@ pub const KEYS: &[Key] = &[
         key: "search.index_dir",
         default: "(data_dir/index)",
         help: "directory of the tantivy search index (derived; deleting it forces a rebuild)",
+    },
+    Key {
+        key: "backup.dir",
+        default: "",
+        help: "directory of scheduled backups, written by the leader (empty: none)",
+    },
+    Key {
+        key: "backup.interval",
+        default: "0",
+        help: "time between scheduled backups (`6h`; 0: off)",
+    },
+    Key {
+        key: "backup.keep",
+        default: "7",
+        help: "scheduled backups kept in `backup.dir`, the newest (at least 1)",
     },
     Key {
         key: "pprof.enable",

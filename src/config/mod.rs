@@ -50,6 +50,7 @@ pub struct Config {
     pub pack_log: bool,
     pub keep_logs: u64,
     pub keep_log_bytes: u64,
+    pub log_segment_bytes: u64,
     pub forward_timeout: Duration,
     pub batch_max_commands: usize,
     pub batch_max_in_flight: usize,
@@ -82,6 +83,8 @@ pub struct Config {
     pub sync: crate::search::SyncConfig,
     /// Search index directory (None: `data_dir/index`).
     pub index_dir: Option<PathBuf>,
+    /// Scheduled backups (`backup.*`).
+    pub backup: crate::backup::BackupConfig,
     /// Injected network faults (in-process tests only; never from a file).
     pub faults: Arc<Faults>,
 }
@@ -124,6 +127,7 @@ impl Default for Config {
             pack_log: false,
             keep_logs: 0,
             keep_log_bytes: 0,
+            log_segment_bytes: 0,
             forward_timeout: Duration::ZERO,
             batch_max_commands: 0,
             batch_max_in_flight: 0,
@@ -152,6 +156,7 @@ impl Default for Config {
             log_format: String::new(),
             sync: crate::search::SyncConfig::default(),
             index_dir: None,
+            backup: crate::backup::BackupConfig::default(),
             faults: Arc::new(Faults::default()),
         };
         for k in KEYS {

@@ -48,6 +48,26 @@ fn retention(key: &str, value: &str) -> Result<Vec<(String, Duration)>, ConfigEr
         .collect()
 }
 
+/// A duration as `90s`, `15m`, `24h` (`0`: none).
+fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim()).map_err(|e| ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        why: e.to_string(),
+    })
+}
+
+fn at_least_one(key: &str, value: &str) -> Result<usize, ConfigError> {
+    match parse(key, value)? {
+        0 => Err(ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            why: "must be at least 1".into(),
+        }),
+        n => Ok(n),
+    }
+}
+
 fn opt(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
@@ -83,6 +103,7 @@ impl Config {
             "raft.snapshot_min_log_bytes" => self.snapshot_min_log_bytes = parse(key, value)?,
             "raft.keep_logs" => self.keep_logs = parse(key, value)?,
             "raft.keep_log_bytes" => self.keep_log_bytes = parse(key, value)?,
+            "raft.log_segment_bytes" => self.log_segment_bytes = parse(key, value)?,
             "raft.forward_timeout_ms" => {
                 self.forward_timeout = Duration::from_millis(parse(key, value)?)
             }
@@ -120,6 +141,9 @@ impl Config {
             "log.level" => self.log_level = value.to_lowercase(),
             "log.format" => self.log_format = value.to_lowercase(),
             "search.index_dir" => self.index_dir = opt(value).map(PathBuf::from),
+            "backup.dir" => self.backup.dir = opt(value).map(PathBuf::from),
+            "backup.interval" => self.backup.interval = duration(key, value)?,
+            "backup.keep" => self.backup.keep = at_least_one(key, value)?,
             k if k.starts_with("sync.") => {
                 self.sync.set(k, value).map_err(|why| match why.as_str() {
                     "unknown" => ConfigError::Unknown(key.into()),

@@ -1,9 +1,10 @@
 //! Client authentication: with at least one `auth.tokens` entry configured, every
-//! request but `GET /health`, `/ready`, `/metrics` and `/openapi.json` needs `Authorization: Bearer
+//! request but `GET /health`, `/ready`, `/metrics`, `/openapi.json` and the console's
+//! page and assets (`/ui/`, `/ui/assets/*`) needs `Authorization: Bearer
 //! TOKEN` (on the WebSocket route also `?token=`, since browsers cannot set headers).
 //!
 //! - Role: GET/HEAD and the read-only POSTs (search, Prometheus series/labels,
-//!   `/file/cid`) need `read`; other writes need `write`; `/cluster/init|add|remove`,
+//!   `/file/cid`) need `read`; other writes need `write`; `/cluster/backup|init|add|remove`,
 //!   `/log/level` and `PUT /api/v1/metrics/sync/config` need `admin`.
 //! - Tenant, for tokens limited to some tenants, under `/api/` and `/ws/` (the other
 //!   areas have no tenants): the `{tenantId}` of `/api/v1/metrics/sync/{tenantId}...`,
@@ -28,12 +29,13 @@ use super::common::body::json_object;
 use super::common::error::ApiError;
 use super::common::metric_error::{bad, MetricError};
 use super::common::response::area_error;
-use super::common::routes::OPEN;
+use super::common::routes::is_open;
 use super::common::{query, tenant};
 use crate::auth::{Role, Token};
 use crate::state::AppState;
 /// Paths that need `admin` whatever the method.
-const ADMIN: [&str; 4] = [
+const ADMIN: [&str; 5] = [
+    "/cluster/backup",
     "/cluster/init",
     "/cluster/add",
     "/cluster/remove",
@@ -52,7 +54,7 @@ const BODY_TENANT: [&str; 2] = ["/api/v1/metrics/search", "/api/v1/metrics/sync"
 
 /// The role `method path` needs; `None`: open.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
-    if OPEN.contains(&path) {
+    if is_open(path) {
         return None;
     }
     if ADMIN.contains(&path) || (path == SYNC_CONFIG && method == Method::PUT) {
@@ -207,6 +209,7 @@ mod tests {
         assert_eq!(r(Method::GET, "/openapi.json"), None);
         assert_eq!(r(Method::GET, "/status"), Some(Role::Read));
         assert_eq!(r(Method::POST, "/cluster/add"), Some(Role::Admin));
+        assert_eq!(r(Method::GET, "/cluster/backup"), Some(Role::Admin));
         assert_eq!(r(Method::GET, "/cluster/members"), Some(Role::Read));
         assert_eq!(r(Method::POST, "/log/level"), Some(Role::Admin));
         assert_eq!(r(Method::PUT, SYNC_CONFIG), Some(Role::Admin));

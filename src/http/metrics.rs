@@ -198,6 +198,34 @@ fn storage_series(s: &AppState, out: &mut String) {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
     }
+    backup_series(s, out);
+}
+
+/// This node's scheduled backups (`backup.*`).
+fn backup_series(s: &AppState, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let b = &s.backups;
+    let gauges = [
+        (
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the last scheduled backup this node wrote (0: none).",
+            b.last_success_unix.load(Relaxed),
+        ),
+        (
+            "backup_last_size_bytes",
+            "Size of the last scheduled backup this node wrote.",
+            b.last_bytes.load(Relaxed),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        gauge(out, name, help, &[(String::new(), v as f64)]);
+    }
+    let failures = b.failures.load(Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP backup_failures_total Scheduled backups this node failed to write.\n\
+         # TYPE backup_failures_total counter\nbackup_failures_total {failures}"
+    );
 }
 
 /// Process RSS and CPU from /proc (Linux; CPU ticks at the usual 100 Hz).

@@ -14,8 +14,8 @@
 //!   area's schemas; it imports only [`common`].
 //! - The middleware, [`front`] (trace id, stamps, request series, UTF-8 paths) and
 //!   [`auth`] (tokens, roles, tenants): it imports only [`common`].
-//! - The areas, one module each ([`cluster`], [`metrics`], [`meta`], [`services`],
-//!   [`files`], [`load`], [`points`], [`search`], [`promapi`], [`ws`]): an area imports
+//! - The areas, one module each ([`cluster`], [`backup`], [`metrics`], [`meta`], [`services`],
+//!   [`files`], [`load`], [`points`], [`search`], [`promapi`], [`ws`], [`ui`]): an area imports
 //!   [`common`], [`openapi`] and the crates below, never another area or the middleware.
 //! - This module, which merges the areas' routers and puts the middleware around them.
 //!
@@ -37,6 +37,7 @@ use common::error::ApiError;
 use common::response::area_error;
 
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod common;
 pub mod files;
@@ -49,12 +50,14 @@ pub mod points;
 pub mod promapi;
 pub mod search;
 pub mod services;
+pub mod ui;
 pub mod ws;
 
 /// Every area's routes, each with its documentation.
 fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .merge(cluster::router())
+        .merge(backup::router())
         .merge(meta::router())
         .merge(services::router())
         .merge(files::router())
@@ -64,6 +67,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(search::router())
         .merge(promapi::router())
         .merge(ws::router())
+        .merge(ui::router())
         .merge(openapi::router(document))
 }
 

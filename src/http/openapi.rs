@@ -27,9 +27,10 @@ use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::common::routes::{Shape, OPEN};
+use super::common::routes::{is_open, Shape};
 use crate::state::AppState;
 
+pub mod console;
 pub mod load;
 pub mod metadata;
 pub mod metric;
@@ -83,7 +84,7 @@ impl PartialSchema for AnyJson {
 impl ToSchema for AnyJson {}
 
 /// One tag per area, in the order of API.md.
-const TAGS: [(&str, &str); 9] = [
+const TAGS: [(&str, &str); 10] = [
     ("cluster", "Cluster and node (meta-core shapes)"),
     ("meta", "Metadata objects (meta-core)"),
     ("services", "Service discovery (meta-core)"),
@@ -98,6 +99,7 @@ const TAGS: [(&str, &str); 9] = [
         "prometheus",
         "Prometheus-compatible discovery over metacenter's points",
     ),
+    ("console", "The web console and the overviews it reads"),
     ("openapi", "This document"),
 ];
 
@@ -133,7 +135,8 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
             "Replicated metadata and metrics node. Each area keeps the paths, JSON \
              fields and error envelope of the original system its clients know. \
              `HEAD` is accepted wherever `GET` is. With `auth.tokens` configured every \
-             operation but `/health`, `/ready`, `/metrics` and `/openapi.json` needs \
+             operation but `/health`, `/ready`, `/metrics`, `/openapi.json` and the \
+             console's page and assets (`/ui/`, `/ui/assets/{file}`) needs \
              `Authorization: Bearer TOKEN`.",
         ))
         .build();
@@ -143,7 +146,7 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
     for (path, mut item) in paths {
         for (method, op) in operations(&mut item) {
             unique_id(op, method, &mut ids);
-            if !OPEN.contains(&path.as_str()) {
+            if !is_open(&path) {
                 guard(&path, op);
             }
             common_headers(op);

@@ -135,16 +135,16 @@ impl<'a> ApplyCtx<'a> {
     }
 
     /// Writes the revision counter and the opaque raft applied state, then commits
-    /// (what it changes kept first for a running `export`).
+    /// (what it changes kept first for the running `exports`).
     pub(crate) fn finish(
         mut self,
         applied_state: &[u8],
-        export: Option<&crate::export::Capture>,
+        exports: &[std::sync::Arc<crate::export::Capture>],
     ) -> Result<()> {
         let rev = codec::encode(&self.revision)?;
         self.txn.put(keys::sys_revision(), rev);
         self.txn.put(keys::sys_applied(), applied_state.to_vec());
-        self.txn.commit(export)
+        self.txn.commit(exports)
     }
 }
 

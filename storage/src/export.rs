@@ -102,20 +102,23 @@ impl Capture {
 }
 
 /// A state-machine export fixed at one applied index, written by [`Export::write_to`].
-/// Only one runs at a time; dropping it ends it.
+/// A few may run at once (a snapshot build beside backups), each with its own capture;
+/// dropping one ends it and frees what it kept.
 pub struct Export {
     store: Store,
     tree: sled::Tree,
     capture: Arc<Capture>,
     applied: u64,
+    applied_state: Option<Vec<u8>>,
 }
 
 impl Store {
     /// Fixes the state machine as it is now for an export, which may then be written
-    /// while apply goes on. Fails if another export is running.
+    /// while apply goes on. Fails if too many exports are running.
     pub fn begin_export(&self) -> Result<Export> {
         let _exclusive = self.write_gate();
         let tree = self.sm();
+        let applied_state = tree.get(keys::sys_applied())?.map(|v| v.to_vec());
         let capture = Arc::new(Capture {
             tree_name: tree.name(),
             progress: Mutex::new(Progress::default()),
@@ -126,6 +129,7 @@ impl Store {
             tree,
             capture,
             applied: self.applied_unlocked(),
+            applied_state,
         })
     }
 
@@ -139,6 +143,12 @@ impl Export {
     /// The applied index of the state this export writes.
     pub fn applied_index(&self) -> u64 {
         self.applied
+    }
+
+    /// The raft layer's applied state (as given to [`Store::apply`]) of the state
+    /// this export writes; `None` for a store never applied to.
+    pub fn applied_state(&self) -> Option<&[u8]> {
+        self.applied_state.as_deref()
     }
 
     /// Writes the state as of [`Store::begin_export`] to `out`; returns the number of

@@ -105,7 +105,7 @@ pub struct PointQuery {
 }
 
 impl PointQuery {
-    fn step_ok(&self, step: Option<i64>) -> bool {
+    pub(crate) fn step_ok(&self, step: Option<i64>) -> bool {
         let ok_min = self.min_step.is_none_or(|m| step.is_some_and(|s| s >= m));
         let ok_max = self.max_step.is_none_or(|m| step.is_some_and(|s| s <= m));
         ok_min && ok_max

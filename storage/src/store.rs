@@ -11,6 +11,10 @@ use crate::service_view::ServiceView;
 use crate::txn::Txn;
 use crate::{codec, keys, Command, Error, Response, Result};
 
+/// Exports that may run at once: a snapshot build and a backup, each with room for
+/// one more (each keeps the old values of keys changed ahead of its own scan).
+pub(crate) const MAX_EXPORTS: usize = 4;
+
 /// Pairs read per hold of the gate by [`Store::scan_paged`].
 pub(crate) const SCAN_PAGE: usize = 1024;
 
@@ -44,8 +48,9 @@ pub struct Store {
     load_view: Arc<LoadView>,
     /// The service registrations in memory, kept equal to the tree's.
     service_view: Arc<ServiceView>,
-    /// The running snapshot export, which every commit tells what it changes.
-    export: Arc<Mutex<Option<Arc<Capture>>>>,
+    /// The running exports (a snapshot build, backups), which every commit tells
+    /// what it changes.
+    export: Arc<Mutex<Vec<Arc<Capture>>>>,
 }
 
 const CONTROL_SM_GEN: &[u8] = b"sm_generation";
@@ -68,7 +73,7 @@ impl Store {
             control,
             load_view,
             service_view,
-            export: Arc::new(Mutex::new(None)),
+            export: Arc::new(Mutex::new(Vec::new())),
             sm: Arc::new(RwLock::new(sm)),
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -104,26 +109,25 @@ impl Store {
         self.gate.write().expect("gate poisoned")
     }
 
-    fn export_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Capture>>> {
+    fn export_slot(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Capture>>> {
         self.export.lock().expect("export slot poisoned")
     }
 
-    /// Makes `capture` the running export's; fails if one runs.
+    /// Adds `capture` to the running exports; fails if [`MAX_EXPORTS`] run.
     pub(crate) fn set_capture(&self, capture: Arc<Capture>) -> Result<()> {
         let mut slot = self.export_slot();
-        if slot.is_some() {
-            return Err(Error::Snapshot("another snapshot export is running".into()));
+        if slot.len() >= MAX_EXPORTS {
+            return Err(Error::Snapshot(format!(
+                "{MAX_EXPORTS} exports are running already"
+            )));
         }
-        *slot = Some(capture);
+        slot.push(capture);
         Ok(())
     }
 
-    /// Ends `capture`'s part in commits, if it is still the running export's.
+    /// Ends `capture`'s part in commits, if it is still running.
     pub(crate) fn clear_capture(&self, capture: &Arc<Capture>) {
-        let mut slot = self.export_slot();
-        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, capture)) {
-            *slot = None;
-        }
+        self.export_slot().retain(|c| !Arc::ptr_eq(c, capture));
     }
 
     /// Holds off apply commits while a read combines several keys.
@@ -205,7 +209,7 @@ impl Store {
         let services = ServiceView::build(&tree)?;
         self.control.insert(CONTROL_SM_GEN, codec::encode(&gen)?)?;
         self.db.flush()?;
-        if let Some(running) = self.export_slot().take() {
+        for running in std::mem::take(&mut *self.export_slot()) {
             running.replaced();
         }
         *self.sm.write().expect("sm lock poisoned") = tree;
@@ -250,8 +254,8 @@ impl Store {
         let engines = LoadView::decode(ctx.txn.writes_under(&[keys::KS_LOAD_ENGINE]))?;
         let services = ServiceView::decode(ctx.txn.writes_under(&[keys::KS_SERVICE]))?;
         let _exclusive = self.write_gate();
-        let export = self.export_slot().clone();
-        ctx.finish(applied_state, export.as_deref())?;
+        let exports = self.export_slot().clone();
+        ctx.finish(applied_state, &exports)?;
         self.load_view.note(engines);
         self.service_view.note(services);
         if let Some(last) = entries.last() {

@@ -115,9 +115,9 @@ impl<'a> Txn<'a> {
             .collect()
     }
 
-    /// Writes the overlay to the tree, first handing its keys to a running export.
-    pub(crate) fn commit(self, export: Option<&Capture>) -> Result<()> {
-        if let Some(c) = export {
+    /// Writes the overlay to the tree, first handing its keys to the running exports.
+    pub(crate) fn commit(self, exports: &[std::sync::Arc<Capture>]) -> Result<()> {
+        for c in exports {
             c.preserve(self.tree, self.writes.keys())?;
         }
         crate::redo::commit(self.tree, self.writes)

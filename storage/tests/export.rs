@@ -165,11 +165,48 @@ fn an_export_is_the_state_it_began_at_whatever_applies_meanwhile() {
 }
 
 #[test]
-fn one_export_at_a_time_and_dropping_one_ends_it() {
+fn overlapping_exports_each_write_their_own_start_state() {
     let (_dir, store, last) = populated();
+    let at_first = snapshot(&store);
     let first = store.begin_export().expect("begin");
-    assert!(store.begin_export().is_err(), "a second export began");
-    drop(first);
+    assert_eq!(
+        first.applied_state(),
+        Some(format!("applied-{last}").as_bytes())
+    );
+    apply(&store, last + 1, commands(last + 1));
+    let at_second = snapshot(&store);
+    assert!(at_second != at_first, "the apply changed nothing");
+    let second = store
+        .begin_export()
+        .expect("a second export beside the first");
+    assert_eq!(second.applied_index(), last + 1);
+    // The second export is written while applies go on, then the first.
+    let mut sink = ApplyingSink {
+        store: &store,
+        bytes: Vec::new(),
+        writes: 0,
+        every: 5,
+        index: last + 1,
+    };
+    second.write_to(&mut sink).expect("write second");
+    assert!(
+        sink.index > last + 2,
+        "no apply ran during the second export"
+    );
+    assert!(parse(&sink.bytes) == at_second, "second export moved");
+    let mut out = Vec::new();
+    first.write_to(&mut out).expect("write first");
+    assert!(parse(&out) == at_first, "first export moved");
+}
+
+#[test]
+fn exports_are_bounded_and_dropping_one_ends_it() {
+    let (_dir, store, last) = populated();
+    let running: Vec<_> = (0..4)
+        .map(|_| store.begin_export().expect("begin"))
+        .collect();
+    assert!(store.begin_export().is_err(), "a fifth export began");
+    drop(running);
     let before = snapshot(&store);
     let unwritten = store.begin_export().expect("begin after a drop");
     drop(unwritten);

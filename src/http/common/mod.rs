@@ -14,7 +14,8 @@
 //!   ([`json_error`], [`envelope`], [`metric_error`]; the Prometheus-compatible area
 //!   renders directly); [`routes`] says which envelope a path answers in, and
 //!   [`response::area_error`] answers in it.
-//! - Answers: [`response`] (JSON written into one buffer), [`headers`] (the headers
+//! - Answers: [`response`] (JSON written into one buffer), [`gzip`] (for large answers
+//!   read by browsers), [`headers`] (the headers
 //!   every answer carries), [`large`] (the bound on large answers held at once),
 //!   [`point`] (points as the Metric Service writes them) and [`recorder`] (the
 //!   request series of `/metrics`).
@@ -25,6 +26,7 @@ pub mod body;
 pub mod consistency;
 pub mod envelope;
 pub mod error;
+pub mod gzip;
 pub mod headers;
 pub mod json_error;
 pub mod key;

@@ -1,4 +1,4 @@
-//! What the shared layer knows of paths: the ones open without a token, and which
+//! What the shared layer knows of paths: the ones open without a token ([`is_open`]), and which
 //! error envelope a path answers in ([`Shape::of`]), for the answers no area's handler
 //! gives (no route, wrong method, a path that is no UTF-8, authentication) and for
 //! the documentation of the authentication answers.
@@ -6,6 +6,17 @@
 /// Paths open to everyone: probes of load balancers, Prometheus scrapes, the API's
 /// description.
 pub const OPEN: [&str; 4] = ["/health", "/ready", "/metrics", "/openapi.json"];
+
+/// The web console's page and its static assets (no data: the page asks for a token
+/// before it reads anything guarded).
+const CONSOLE_PAGE: [&str; 2] = ["/ui", "/ui/"];
+const CONSOLE_ASSETS: &str = "/ui/assets/";
+
+/// Whether `path` (concrete, or an OpenAPI template) is open without a token: one of
+/// [`OPEN`], or the console's page and assets.
+pub fn is_open(path: &str) -> bool {
+    OPEN.contains(&path) || CONSOLE_PAGE.contains(&path) || path.starts_with(CONSOLE_ASSETS)
+}
 
 /// The paths answered in Prometheus' envelope: the Prometheus-compatible discovery's
 /// routes (a test of that area keeps the two in step).
@@ -54,5 +65,21 @@ mod tests {
         assert_eq!(Shape::of("/ws/metrics/x"), Shape::MetricService);
         assert_eq!(Shape::of("/meta/x"), Shape::JsonError);
         assert_eq!(Shape::of("/v1"), Shape::JsonError);
+    }
+
+    #[test]
+    fn open_paths() {
+        for open in [
+            "/health",
+            "/ui",
+            "/ui/",
+            "/ui/assets/app.js",
+            "/ui/assets/{file}",
+        ] {
+            assert!(is_open(open), "{open}");
+        }
+        for guarded in ["/status", "/ui/api/cluster", "/uix", "/api/v1/runs"] {
+            assert!(!is_open(guarded), "{guarded}");
+        }
     }
 }

@@ -139,8 +139,68 @@ pub struct HistoryQuery {
     limit: Option<u64>,
     /// The `next` of the previous page.
     cursor: Option<String>,
-    /// At most this many points that keep the shape (per-bucket min and max).
+    /// At most this many points that keep the shape (per-bucket min and max), taken
+    /// from the page.
     downsample: Option<u64>,
+    /// One metric's whole range (`start_time`..`end_time`, default the series' first
+    /// and last time; steps filtered) cut into this many equal spans of time or steps
+    /// (`bucket_by`), each giving its lowest and highest point: at most twice as many
+    /// points, newest first, no `next`; `limit`, `cursor` and `downsample` do not
+    /// apply. 1 to 5000.
+    #[param(minimum = 1, maximum = 5000)]
+    buckets: Option<u64>,
+    /// What `buckets` cuts: `time` (default) or `step` (points without a step are
+    /// left out).
+    #[param(pattern = "^(time|step)$")]
+    bucket_by: Option<String>,
+}
+
+/// Query of the run listing.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Runs per page: default 100, clamped to 1..=1000.
+    limit: Option<u64>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
+    /// Only these runs: UUIDs separated by commas, at most 100 (those without points
+    /// are left out).
+    run_id: Option<String>,
+}
+
+/// One metric of a run.
+#[derive(ToSchema)]
+pub struct RunMetric {
+    metric_name: String,
+    /// Points stored.
+    count: u64,
+    #[schema(format = DateTime)]
+    first_time: String,
+    #[schema(format = DateTime)]
+    last_time: String,
+}
+
+/// One run.
+#[derive(ToSchema)]
+pub struct Run {
+    #[schema(format = Uuid)]
+    run_id: String,
+    /// Points of all its metrics.
+    point_count: u64,
+    /// The newest point of any of its metrics.
+    #[schema(format = DateTime)]
+    last_time: String,
+    /// By name.
+    metrics: Vec<RunMetric>,
+}
+
+/// A page of runs, newest first.
+#[derive(ToSchema)]
+pub struct Runs {
+    runs: Vec<Run>,
+    count: u64,
+    /// The `cursor` of the next page, when there is one.
+    next: Option<String>,
 }
 
 /// A metric metadata search.

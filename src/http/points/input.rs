@@ -2,7 +2,7 @@
 //! (validated against the edge limits), history query parameters and cursors.
 
 use axum::http::HeaderMap;
-use metacenter_storage::{Cursor, PointIn, PointQuery, SystemPointIn};
+use metacenter_storage::{BucketBy, Cursor, PointIn, PointQuery, SystemPointIn};
 use serde_json::{json, Value};
 
 use crate::config::EdgeLimits;
@@ -141,7 +141,14 @@ pub struct HistoryParams {
     pub(super) q: PointQuery,
     pub(super) metric_name: Option<String>,
     pub(super) downsample: Option<usize>,
+    /// Buckets over one metric's whole range ([`MAX_BUCKETS`] at most).
+    pub(super) buckets: Option<usize>,
+    /// What the buckets cut (`bucket_by=time|step`, default time).
+    pub(super) bucket_by: BucketBy,
 }
+
+/// Most buckets a read asks for (each gives at most two points).
+pub const MAX_BUCKETS: usize = 5000;
 
 pub(super) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.unwrap_or("")
@@ -163,6 +170,8 @@ pub fn history_params(raw: Option<&str>) -> Result<HistoryParams, MetricError> {
         },
         metric_name: None,
         downsample: None,
+        buckets: None,
+        bucket_by: BucketBy::Time,
     };
     for (k, v) in query_pairs(raw) {
         match k.as_str() {
@@ -174,10 +183,31 @@ pub fn history_params(raw: Option<&str>) -> Result<HistoryParams, MetricError> {
             "metric_name" if !v.is_empty() => p.metric_name = Some(v),
             "cursor" => p.q.after = Some(decode_cursor(&v).ok_or_else(|| bad("invalid cursor"))?),
             "downsample" => p.downsample = Some(num::<usize>(&k, &v)?.max(2)),
+            "buckets" => p.buckets = Some(buckets(&v)?),
+            "bucket_by" => p.bucket_by = bucket_by(&v)?,
             _ => {}
         }
     }
     Ok(p)
+}
+
+fn buckets(v: &str) -> Result<usize, MetricError> {
+    match v.parse::<usize>() {
+        Ok(n) if (1..=MAX_BUCKETS).contains(&n) => Ok(n),
+        _ => Err(bad(format!(
+            "buckets must be 1 to {MAX_BUCKETS}, got `{v}`"
+        ))),
+    }
+}
+
+fn bucket_by(v: &str) -> Result<BucketBy, MetricError> {
+    match v {
+        "time" => Ok(BucketBy::Time),
+        "step" => Ok(BucketBy::Step),
+        _ => Err(bad(format!(
+            "bucket_by must be `time` or `step`, got `{v}`"
+        ))),
+    }
 }
 
 /// Cursor text: hex of `time(8) tie(12) metric`.

@@ -3,24 +3,26 @@
 //! metrics. Errors are `{"error":"..."}`; bad input is a 400 naming the item and
 //! field, and nothing of a bad batch is written. Tenant from `X-Tenant-ID`.
 //!
-//! Here: the router and the handlers; `input` holds the parsing and validation of
-//! bodies, headers, queries and cursors, `output` the JSON written back. The
+//! Here: the router and the handlers; `runs` lists a tenant's runs; `input` holds the
+//! parsing and validation of bodies, headers, queries and cursors, `output` the JSON
+//! written back. The
 //! [`MetricError`] envelope, run ids and points as JSON are the shared layer's
 //! (`super::common`), since the search and stream areas use them too.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use metacenter_storage::{Command, Point, PointQuery, Response as R};
+use metacenter_storage::{BucketBy, Command, Point, PointQuery, Response as R};
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::body::Body;
 use super::common::consistency::wants_linearizable;
+use super::common::gzip;
 use super::common::large::PAGE_BYTES;
 use super::common::metric_error::{bad, internal, MetricError};
 use super::common::point::{parse_run, PointOut};
@@ -33,6 +35,7 @@ use crate::state::AppState;
 
 mod input;
 mod output;
+mod runs;
 
 pub use input::{
     batch_items, decode_cursor, encode_cursor, history_params, point_in, system_point_in, tenant,
@@ -53,6 +56,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(latest))
         .routes(routes!(stats))
         .routes(routes!(system_history))
+        .routes(routes!(runs::list_runs))
 }
 
 async fn commit(s: &AppState, cmd: Command) -> Result<Response, MetricError> {
@@ -114,6 +118,11 @@ async fn read_history(
         s.node.read_barrier().await?;
     }
     let metric = metric.or(p.metric_name.take());
+    if let Some(n) = p.buckets {
+        let m = metric.ok_or_else(|| bad("buckets needs one metric (metric_name)"))?;
+        let gzipped = gzip::accepts(headers);
+        return read_buckets(s, tenant, run_id, m, (p.q, n, p.bucket_by), gzipped).await;
+    }
     let room = s.large.admit().await?;
     let want = p.q.limit;
     p.q.limit = want + 1;
@@ -140,6 +149,58 @@ async fn read_history(
     };
     let capacity = 256 + out.metrics.len() * POINT_BYTES;
     Ok(room.hold(json_response(StatusCode::OK, &out, capacity)))
+}
+
+/// One metric's range cut into `n` buckets of time or steps, each giving its lowest and
+/// highest point (the range is cut before it is sampled, so a zoom gets full
+/// resolution); gzip-compressed when the client accepts it, as browsers do.
+async fn read_buckets(
+    s: &AppState,
+    tenant: String,
+    run_id: &str,
+    metric: String,
+    (q, n, by): (PointQuery, usize, BucketBy),
+    gzipped: bool,
+) -> Result<Response, MetricError> {
+    let run = parse_run(run_id)?;
+    let room = s.large.admit().await?;
+    let m = metric.clone();
+    let points = s
+        .read_store(move |store| store.series_buckets(&tenant, &run, &m, &q, n, by))
+        .await?;
+    let metrics: Vec<PointOut> = points.iter().map(|pt| PointOut::new(run_id, pt)).collect();
+    let out = HistoryOut {
+        count: metrics.len(),
+        metric_name: Some(&metric),
+        metrics,
+        next: None,
+        run_id,
+    };
+    let capacity = 256 + out.metrics.len() * POINT_BYTES;
+    let resp = json_response(StatusCode::OK, &out, capacity);
+    Ok(room.hold(if gzipped {
+        gzip_response(resp).await
+    } else {
+        resp
+    }))
+}
+
+/// A JSON answer gzip-compressed (fast level: a few thousand points shrink about
+/// tenfold, which is what a chart of a browser waits for).
+async fn gzip_response(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return internal("reading an answer to compress it").into_response();
+    };
+    let headers = &mut parts.headers;
+    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    headers.remove(header::CONTENT_LENGTH);
+    // Up to a few MB: compressed off the runtime's workers.
+    match tokio::task::spawn_blocking(move || gzip::compress(&bytes, 1)).await {
+        Ok(gz) => Response::from_parts(parts, axum::body::Body::from(gz)),
+        Err(e) => internal(format!("compressing an answer: {e}")).into_response(),
+    }
 }
 
 /// About the bytes of one point's JSON without its metadata.
