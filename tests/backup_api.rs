@@ -42,6 +42,13 @@ async fn an_abandoned_backup_frees_the_node_for_the_next() {
     // The first backup waits on a client that reads no more: a second is refused.
     let busy = n.fetch("/cluster/backup").await;
     assert_eq!(busy.status, StatusCode::CONFLICT);
+    // HEAD starts no backup (else it too would be refused while one runs).
+    let head = n.send(n.request(Method::HEAD, "/cluster/backup")).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(
+        head.header("content-type"),
+        Some("application/octet-stream")
+    );
     drop(stalled);
     let whole = until("a backup after the abandoned one", || async {
         let r = n.fetch("/cluster/backup").await;

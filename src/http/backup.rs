@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
@@ -46,7 +46,12 @@ pub struct BackupFile(Vec<u8>);
         (status = 200, description = "The backup, streamed; `X-Backup-Index` and `X-Backup-Term` name the raft entry it holds the state of. A body cut short (the node failed midway) fails its checksum", body = BackupFile, content_type = "application/octet-stream"),
         (status = 409, description = "A backup is already running on this node", body = Err),
         (status = 503, description = "No leader to confirm the applied state with, or the node is stopping", body = Err)))]
-async fn backup(State(s): State<Arc<AppState>>) -> Result<Response, JsonError> {
+async fn backup(State(s): State<Arc<AppState>>, method: Method) -> Result<Response, JsonError> {
+    if method == Method::HEAD {
+        // axum answers HEAD with this handler: say what a GET would send, start nothing.
+        let kind = HeaderValue::from_static("application/octet-stream");
+        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, kind)]).into_response());
+    }
     let Ok(permit) = s.backups.running.clone().try_acquire_owned() else {
         return Err(JsonError::new(
             StatusCode::CONFLICT,
