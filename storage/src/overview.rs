@@ -8,7 +8,7 @@
 //! the range (the range is cut first, then sampled).
 
 use crate::chunk::{self, ChunkKey, ChunkPoint};
-use crate::points::{Cursor, Point, PointQuery, SeriesAgg};
+use crate::points::{Point, PointQuery, SeriesAgg};
 use crate::{codec, keys, Result, Store};
 
 /// One run of a tenant: its id and its metrics with their aggregates, by name.
@@ -188,21 +188,7 @@ fn bucket_points(metric: &str, slots: Vec<Bucket>) -> Vec<Point> {
     }
     kept.sort_by_key(ChunkPoint::sort_key);
     kept.into_iter()
-        .map(|p| {
-            let key = p.sort_key();
-            Point {
-                metric: metric.to_string(),
-                step: p.step,
-                value: p.value,
-                time_ns: p.time_ns,
-                metadata_json: p.metadata_json,
-                cursor: Cursor {
-                    time_ns: p.time_ns,
-                    metric: metric.to_string(),
-                    tie: key[8..].try_into().expect("12 bytes"),
-                },
-            }
-        })
+        .map(|p| Point::from_chunk(metric, p.sort_key(), p))
         .collect()
 }
 

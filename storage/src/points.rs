@@ -83,6 +83,24 @@ pub struct Point {
     pub cursor: Cursor,
 }
 
+impl Point {
+    /// A stored chunk point of `metric` with its sort key, as a reader gets it.
+    pub(crate) fn from_chunk(metric: &str, key: [u8; 20], p: ChunkPoint) -> Point {
+        Point {
+            metric: metric.to_string(),
+            step: p.step,
+            value: p.value,
+            time_ns: p.time_ns,
+            metadata_json: p.metadata_json,
+            cursor: Cursor {
+                time_ns: p.time_ns,
+                metric: metric.to_string(),
+                tie: key[8..].try_into().expect("12 bytes"),
+            },
+        }
+    }
+}
+
 /// Where a page of history ended: the next page continues strictly after it in
 /// (time desc, metric desc, revision desc, position desc) order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,18 +356,7 @@ impl Store {
             keep: &keep,
         };
         let placed = chunk::newest_first(self.series_chunks(&prefix), &window)?;
-        let point = |Placed { key, point: p }: Placed| Point {
-            metric: metric.to_string(),
-            step: p.step,
-            value: p.value,
-            time_ns: p.time_ns,
-            metadata_json: p.metadata_json,
-            cursor: Cursor {
-                time_ns: p.time_ns,
-                metric: metric.to_string(),
-                tie: key[8..].try_into().expect("12 bytes"),
-            },
-        };
+        let point = |Placed { key, point }: Placed| Point::from_chunk(metric, key, point);
         Ok(placed.into_iter().map(point).collect())
     }
 
